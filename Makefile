@@ -1,0 +1,45 @@
+# The single entry point for people and CI: `make run`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench proto sysdeps-test clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "AMOSKYS needs Python >= 3.11 (found: $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+## Start the appliance on embedded defaults (pass flags with ARGS="--data-dir /tmp/a").
+run: $(STAMP)
+	@scripts/sysdeps.sh run
+	$(BIN)/amoskys run $(ARGS)
+
+## Lint and run the whole test suite (fails when no test ran).
+test: $(STAMP) sysdeps-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/pytest
+
+sysdeps-test:
+	@scripts/sysdeps.sh test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Run benchmarks/ and write benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+## Regenerate amoskys/proto/ from protos/.
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from amoskys.cli import main
+
+raise SystemExit(main())

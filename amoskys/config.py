@@ -1,0 +1,217 @@
+"""Typed configuration: the structs, the TOML loader, and the env/flag overrides.
+
+Precedence: flags > environment (AMOSKYS_DATA_DIR, AMOSKYS_LOG_LEVEL) > file > embedded defaults.
+Every error names the key path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from amoskys.errors import ConfigError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "human", "json"]
+Synchronous = Literal["full", "normal"]
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` or ``[V6]:PORT`` into (host, port); raise ValueError when malformed."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\[\]:]+):(\d{1,5})", value)
+    if not m:
+        raise ValueError(f"expected HOST:PORT (IPv6 as [ADDR]:PORT), got {value!r}")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ValueError(f"port must be 0..65535, got {port} in {value!r}")
+    return host, port
+
+
+def format_listen(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_listen(key: str, value: str) -> None:
+    try:
+        parse_listen(value)
+    except ValueError as err:
+        raise ValueError(f"`{key}`: {err}") from None
+
+
+class ApplianceConfig(_Struct, frozen=True):
+    name: str = ""
+    data_dir: str = ""
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+
+    def __post_init__(self) -> None:
+        if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", self.name):
+            raise ValueError(
+                f"`name`: expected 1-63 letters, digits, '.', '_' or '-' starting with a letter or "
+                f"digit, got {self.name!r}"
+            )
+
+
+class WebConfig(_Struct, frozen=True):
+    listen: str = "127.0.0.1:8080"
+    metrics_token_file: str = ""
+
+    def __post_init__(self) -> None:
+        _check_listen("listen", self.listen)
+
+
+class BusConfig(_Struct, frozen=True):
+    listen: str = "0.0.0.0:50051"
+    trust_domain: str = "amoskys.local"
+    server_dns_names: tuple[str, ...] = ("localhost",)
+    server_ip_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_events_per_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
+    max_concurrent_rpcs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+    def __post_init__(self) -> None:
+        _check_listen("listen", self.listen)
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", self.trust_domain):
+            raise ValueError(f"`trust_domain`: expected a lower-case DNS-like name, got {self.trust_domain!r}")
+        for ip in self.server_ip_addresses:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValueError(f"`server_ip_addresses`: {ip!r} is not an IP address") from None
+
+
+class StoreConfig(_Struct, frozen=True):
+    synchronous: Synchronous = "full"
+    max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    max_batch_wait_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 5
+    queue_max_events: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    retention_hours: Annotated[int, msgspec.Meta(ge=1)] = 168
+    high_water_mb: PositiveInt = 2048
+    hard_cap_mb: PositiveInt = 3072
+    quick_check_max_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
+
+    def __post_init__(self) -> None:
+        if self.hard_cap_mb <= self.high_water_mb:
+            raise ValueError(
+                f"`hard_cap_mb` ({self.hard_cap_mb}) must be larger than `high_water_mb` ({self.high_water_mb})"
+            )
+
+
+class Config(_Struct, frozen=True):
+    appliance: ApplianceConfig = ApplianceConfig()
+    web: WebConfig = WebConfig()
+    bus: BusConfig = BusConfig()
+    store: StoreConfig = StoreConfig()
+
+
+_PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def _lookup(data: Any, path: str) -> tuple[bool, Any]:
+    """Follow a msgspec error path like ``$.bus.server_ip_addresses[1]`` through raw TOML data."""
+    cur = data
+    for key, index in _PATH_PART.findall(path.removeprefix("$")):
+        try:
+            cur = cur[key] if key else cur[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, cur
+
+
+def _choices(path: str) -> tuple[str, ...]:
+    """The allowed values of the Literal-typed field at a config path, if it is one."""
+    tp: Any = Config
+    for key, _ in _PATH_PART.findall(path.removeprefix("$")):
+        hints = typing.get_type_hints(tp, include_extras=True) if isinstance(tp, type) else {}
+        tp = hints.get(key)
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def _validation_error(err: msgspec.ValidationError, data: Mapping[str, Any], source: str) -> ConfigError:
+    text = str(err)
+    what, _, path = text.rpartition(" - at `")
+    path = path.rstrip("`") if what else "$"
+    what = what or text
+    m = re.fullmatch(r"`(\w+)`: (.*)", what, flags=re.S)
+    if m:  # raised by a __post_init__ check: it names the key
+        path, what = f"{path}.{m.group(1)}", m.group(2)
+    m = re.fullmatch(r"Object contains unknown field `(\w+)`", what)
+    if m:
+        path = f"{path}.{m.group(1)}"
+        what = "unknown key"
+    found, value = _lookup(data, path)
+    if what.startswith("Invalid enum value"):
+        choices = _choices(path)
+        what = f"expected one of {', '.join(map(repr, choices))}" if choices else what
+    where = f"{source}: " if source else ""
+    key = path.removeprefix("$.") if path != "$" else "(top level)"
+    shown = f" (got {value!r})" if found and what != "unknown key" and repr(value) not in what else ""
+    return ConfigError(f"{where}{key}: {what}{shown}", path=key, value=value if found else None, source=source)
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "") -> Config:
+    """Validate already-parsed TOML data into a Config, or raise ConfigError naming the key path."""
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as err:
+        raise _validation_error(err, data, source) from err
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a TOML config file; None means the embedded defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config file: {err.strerror}", source=str(p)) from err
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}", source=str(p)) from err
+    return from_mapping(data, source=str(p))
+
+
+def apply_overrides(
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    data_dir: str | None = None,
+    log_level: str | None = None,
+    web_listen: str | None = None,
+    bus_listen: str | None = None,
+) -> Config:
+    """Layer environment variables, then command-line flags, over a loaded Config."""
+    appliance: dict[str, Any] = msgspec.structs.asdict(config.appliance)
+    web: dict[str, Any] = msgspec.structs.asdict(config.web)
+    bus: dict[str, Any] = msgspec.structs.asdict(config.bus)
+    if env.get("AMOSKYS_DATA_DIR"):
+        appliance["data_dir"] = env["AMOSKYS_DATA_DIR"]
+    if env.get("AMOSKYS_LOG_LEVEL"):
+        appliance["log_level"] = env["AMOSKYS_LOG_LEVEL"].lower()
+    if data_dir:
+        appliance["data_dir"] = data_dir
+    if log_level:
+        appliance["log_level"] = log_level.lower()
+    if web_listen:
+        web["listen"] = web_listen
+    if bus_listen:
+        bus["listen"] = bus_listen
+    merged = msgspec.structs.asdict(config) | {"appliance": appliance, "web": web, "bus": bus}
+    return from_mapping(msgspec.to_builtins(merged), source="environment/flags")

@@ -1,0 +1,81 @@
+"""Our own Prometheus registry and every metric object the appliance exports.
+
+Names follow ``amoskys_<subsystem>_<name>_<unit>``; counters end in ``_total``; label values are
+bounded (kinds, reasons, collector names, never event ids or addresses).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from amoskys import __version__
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class Metrics:
+    """Every metric of one appliance, on a registry of its own (tests build as many as they like)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
+        PlatformCollector(registry=r)
+        self.build_info = Info("amoskys_build", "Version and runtime of this AMOSKYS build.", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.up = Gauge("amoskys_up", "1 once the appliance is ready, 0 while starting or stopping.", registry=r)
+        self.start_time = Gauge(
+            "amoskys_start_time_seconds", "Unix time the appliance started.", registry=r
+        )
+
+        # -- store
+        self.store_rows = Gauge("amoskys_store_rows", "Events held in the store.", registry=r)
+        self.store_bytes = Gauge(
+            "amoskys_store_bytes", "Size of the store's files.", ["file"], registry=r
+        )  # file: db, wal
+        self.store_batch_events = Histogram(
+            "amoskys_store_batch_events", "Events per committed writer transaction.",
+            buckets=_BATCH_BUCKETS, registry=r,
+        )
+        self.store_commit_seconds = Histogram(
+            "amoskys_store_commit_seconds", "Time to write and commit one writer transaction.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.store_queue_events = Gauge(
+            "amoskys_store_queue_events", "Events waiting for the writer.", registry=r
+        )
+        self.store_committed = Counter(
+            "amoskys_store_events_committed_total", "Events durably committed, by kind.", ["kind"], registry=r
+        )
+        self.store_duplicates = Counter(
+            "amoskys_store_events_duplicate_total", "Events already stored (same source and event_id).",
+            ["kind"], registry=r,
+        )
+        self.store_lost = Counter(
+            "amoskys_store_events_lost_total", "Events lost or dropped by the store, by reason.",
+            ["reason"], registry=r,
+        )
+        self.store_errors = Counter(
+            "amoskys_store_errors_total", "Writer transactions that failed, by reason.", ["reason"], registry=r
+        )
+        self.store_space_state = Gauge(
+            "amoskys_store_space_state",
+            "1 for the store's current space state (ok, high_water, hard_cap), 0 for the others.",
+            ["state"], registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric (call it off the event loop)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Make sure the system tools a target needs are installed.
+# Usage: scripts/sysdeps.sh test|run
+# As root: installs what is missing with apt-get. Otherwise: prints the exact apt command and,
+# for `test`, goes on (tests whose tool is missing skip with that command as their reason,
+# except under CI=true, where they fail).
+set -euo pipefail
+
+want=${1:-test}
+# command-on-PATH  Debian-package
+test_tools=(
+  "promtool prometheus"
+  "setpriv util-linux"
+)
+run_tools=()
+
+declare -a tools
+case "$want" in
+  test) tools=("${test_tools[@]}") ;;
+  run) tools=("${run_tools[@]}") ;;
+  *) echo "usage: $0 test|run" >&2; exit 2 ;;
+esac
+
+missing=()
+for entry in "${tools[@]}"; do
+  read -r cmd pkg <<<"$entry"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "missing system packages: ${missing[*]}"
+  echo "install them with: sudo apt-get install -y ${missing[*]}"
+  if [ "${CI:-}" = "true" ]; then exit 1; fi
+fi
