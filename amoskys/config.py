@@ -87,7 +87,9 @@ class BusConfig(_Struct, frozen=True):
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
         if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", self.trust_domain):
-            raise ValueError(f"`trust_domain`: expected a lower-case DNS-like name, got {self.trust_domain!r}")
+            raise ValueError(
+                f"`trust_domain`: expected a lower-case DNS-like name, got {self.trust_domain!r}"
+            )
         for ip in self.server_ip_addresses:
             try:
                 ipaddress.ip_address(ip)
@@ -161,7 +163,9 @@ def _validation_error(err: msgspec.ValidationError, data: Mapping[str, Any], sou
     where = f"{source}: " if source else ""
     key = path.removeprefix("$.") if path != "$" else "(top level)"
     shown = f" (got {value!r})" if found and what != "unknown key" and repr(value) not in what else ""
-    return ConfigError(f"{where}{key}: {what}{shown}", path=key, value=value if found else None, source=source)
+    return ConfigError(
+        f"{where}{key}: {what}{shown}", path=key, value=value if found else None, source=source
+    )
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "") -> Config:

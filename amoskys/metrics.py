@@ -35,10 +35,10 @@ class Metrics:
         PlatformCollector(registry=r)
         self.build_info = Info("amoskys_build", "Version and runtime of this AMOSKYS build.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
-        self.up = Gauge("amoskys_up", "1 once the appliance is ready, 0 while starting or stopping.", registry=r)
-        self.start_time = Gauge(
-            "amoskys_start_time_seconds", "Unix time the appliance started.", registry=r
+        self.up = Gauge(
+            "amoskys_up", "1 once the appliance is ready, 0 while starting or stopping.", registry=r
         )
+        self.start_time = Gauge("amoskys_start_time_seconds", "Unix time the appliance started.", registry=r)
 
         # -- store
         self.store_rows = Gauge("amoskys_store_rows", "Events held in the store.", registry=r)
@@ -46,12 +46,16 @@ class Metrics:
             "amoskys_store_bytes", "Size of the store's files.", ["file"], registry=r
         )  # file: db, wal
         self.store_batch_events = Histogram(
-            "amoskys_store_batch_events", "Events per committed writer transaction.",
-            buckets=_BATCH_BUCKETS, registry=r,
+            "amoskys_store_batch_events",
+            "Events per committed writer transaction.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.store_commit_seconds = Histogram(
-            "amoskys_store_commit_seconds", "Time to write and commit one writer transaction.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "amoskys_store_commit_seconds",
+            "Time to write and commit one writer transaction.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.store_queue_events = Gauge(
             "amoskys_store_queue_events", "Events waiting for the writer.", registry=r
@@ -60,20 +64,28 @@ class Metrics:
             "amoskys_store_events_committed_total", "Events durably committed, by kind.", ["kind"], registry=r
         )
         self.store_duplicates = Counter(
-            "amoskys_store_events_duplicate_total", "Events already stored (same source and event_id).",
-            ["kind"], registry=r,
+            "amoskys_store_events_duplicate_total",
+            "Events already stored (same source and event_id).",
+            ["kind"],
+            registry=r,
         )
         self.store_lost = Counter(
-            "amoskys_store_events_lost_total", "Events lost or dropped by the store, by reason.",
-            ["reason"], registry=r,
+            "amoskys_store_events_lost_total",
+            "Events lost or dropped by the store, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.store_errors = Counter(
-            "amoskys_store_errors_total", "Writer transactions that failed, by reason.", ["reason"], registry=r
+            "amoskys_store_errors_total",
+            "Writer transactions that failed, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.store_space_state = Gauge(
             "amoskys_store_space_state",
             "1 for the store's current space state (ok, high_water, hard_cap), 0 for the others.",
-            ["state"], registry=r,
+            ["state"],
+            registry=r,
         )
 
     def render(self) -> bytes:
