@@ -108,7 +108,7 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
 
 
 def test_bad_env_value_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="appliance.log_level"):
+    with pytest.raises(ConfigError, match=r"appliance\.log_level"):
         cfg.apply_overrides(cfg.Config(), {"AMOSKYS_LOG_LEVEL": "chatty"})
 
 
