@@ -1,0 +1,204 @@
+"""The appliance: builds the object graph, owns the one TaskGroup, handles signals and shutdown.
+
+Lifecycle (after uvicorn's): startup → serve until SIGTERM/SIGINT → graceful stop within
+STOP_DEADLINE_SECONDS → cancel what is left. A second signal forces exit at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from amoskys import __version__, faults
+from amoskys.bus.server import BusServer
+from amoskys.config import Config, format_listen, parse_listen
+from amoskys.errors import ConfigError
+from amoskys.health import Health
+from amoskys.metrics import Metrics
+from amoskys.paths import Layout
+from amoskys.pki import ApplianceCredentials, ensure_appliance_pki
+from amoskys.web.app import build_app
+from amoskys.web.server import WebServer, bind
+
+log = structlog.get_logger(__name__)
+
+STOP_DEADLINE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    config: Config
+    data_dir: Path
+    data_dir_reason: str
+    env: Mapping[str, str]
+
+
+def appliance_name(config: Config) -> str:
+    return config.appliance.name or socket.gethostname().split(".")[0] or "appliance"
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Appliance:
+    """One running appliance: every task it starts belongs to its TaskGroup."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.config = options.config
+        self.layout = Layout(options.data_dir)
+        self.name = appliance_name(self.config)
+        self.metrics = Metrics()
+        self.health = Health()
+        self.faults = faults.parse(options.env)
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self.web: WebServer | None = None
+        self.bus: BusServer | None = None
+
+    # -- signals
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "stop_requested", signal=signal.Signals(signum).name, deadline_seconds=STOP_DEADLINE_SECONDS
+            )
+            self._stop.set()
+            return
+        log.warning("forced_exit", signal=signal.Signals(signum).name)
+        os._exit(128 + signum)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle
+    async def run(self) -> None:
+        """Start everything, serve until a stop is requested, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        self.metrics.start_time.set(time.time())
+        for name, value in self.faults.items():
+            log.warning("fault_injection_active", fault=name, value=value)
+        await asyncio.to_thread(self.layout.ensure)
+        log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
+        creds = await asyncio.to_thread(self._ensure_pki)
+
+        web_host, web_port = parse_listen(self.config.web.listen)
+        bus_host, bus_port = parse_listen(self.config.bus.listen)
+        token = self._metrics_token()
+        self.web = WebServer(
+            build_app(self.metrics, self.health, metrics_token=token), bind(web_host, web_port)
+        )
+        self.bus = BusServer(
+            creds,
+            max_message_bytes=self.config.bus.max_message_bytes,
+            max_concurrent_rpcs=self.config.bus.max_concurrent_rpcs,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                bus_port = await self.bus.start(bus_host, bus_port)
+                tg.create_task(self.web.serve(), name="web")
+                async with asyncio.timeout(10):
+                    await self.web.wait_started()
+                self._write_run_json(web_host, self.web.port, bus_host, bus_port)
+                self.health.ready = True
+                self.metrics.up.set(1)
+                log.info(
+                    "appliance_ready",
+                    name=self.name,
+                    version=__version__,
+                    web=f"http://{format_listen(web_host, self.web.port)}",
+                    bus=format_listen(bus_host, bus_port),
+                    seconds=round(time.monotonic() - started, 3),
+                )
+                await self._stop.wait()
+                await self._shutdown()
+        finally:
+            self.layout.run_json.unlink(missing_ok=True)
+        log.info("appliance_stopped")
+
+    async def _shutdown(self) -> None:
+        self.health.stopping = True
+        self.metrics.up.set(0)
+        delay = self.faults.get("slow_shutdown_ms", 0)
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        try:
+            async with asyncio.timeout(STOP_DEADLINE_SECONDS):
+                if self.bus:
+                    await self.bus.stop(grace_seconds=1.0)
+                if self.web:
+                    self.web.stop()
+        except TimeoutError:
+            log.warning("stop_deadline_exceeded", seconds=STOP_DEADLINE_SECONDS)
+
+    def _ensure_pki(self) -> ApplianceCredentials:
+        creds = ensure_appliance_pki(
+            self.layout.pki,
+            name=self.name,
+            trust_domain=self.config.bus.trust_domain,
+            dns_names=self.config.bus.server_dns_names,
+            ip_addresses=self.config.bus.server_ip_addresses,
+        )
+        if creds.created:
+            log.info("pki_created", dir=str(self.layout.pki), created=list(creds.created))
+        else:
+            log.info("pki_loaded", dir=str(self.layout.pki))
+        return creds
+
+    def _metrics_token(self) -> str:
+        path = self.config.web.metrics_token_file
+        if not path:
+            return ""
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as err:
+            raise ConfigError(
+                f"web.metrics_token_file: cannot read {path!r}: {err.strerror}",
+                path="web.metrics_token_file",
+                value=path,
+            ) from err
+        if not token:
+            raise ConfigError(
+                f"web.metrics_token_file: {path!r} is empty", path="web.metrics_token_file", value=path
+            )
+        return token
+
+    def _write_run_json(self, web_host: str, web_port: int, bus_host: str, bus_port: int) -> None:
+        info = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "name": self.name,
+            "data_dir": str(self.layout.root),
+            "web": {"host": web_host, "port": web_port},
+            "bus": {"host": bus_host, "port": bus_port},
+            "control_socket": str(self.layout.control_socket),
+            "started_ns": time.time_ns(),
+        }
+        _write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o644)

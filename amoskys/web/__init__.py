@@ -1,0 +1,1 @@
+"""The appliance's web port: pages, JSON API, /metrics and health endpoints."""

@@ -1,0 +1,67 @@
+"""uvicorn's Server inside the appliance's loop, on a socket we bind, with our own signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.started_event = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.started_event.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The appliance owns SIGINT/SIGTERM; uvicorn must not install its own handlers.
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket now, so the chosen port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class WebServer:
+    """Serves a Starlette app on one bound socket until stop()."""
+
+    def __init__(self, app: Starlette, sock: socket.socket, *, graceful_seconds: float = 2.0) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=graceful_seconds,
+        )
+        self._server = _Server(config)
+
+    async def wait_started(self) -> None:
+        """Return once uvicorn has started serving on the socket."""
+        await self._server.started_event.wait()
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self.sock])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
