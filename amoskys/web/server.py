@@ -49,6 +49,7 @@ class WebServer:
         config = uvicorn.Config(
             app,
             lifespan="off",
+            ws="none",  # no websockets: live views use Server-Sent Events
             log_config=None,
             access_log=False,
             server_header=False,
