@@ -4,11 +4,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
-from golden_envelopes import GOLDEN_DIR, all_golden, envelopes
 
 from amoskys.events import KINDS, kind_of
 from amoskys.proto import bus_pb2, events_pb2
+
+from conftest import ROOT
+from golden_envelopes import GOLDEN_DIR, all_golden, envelopes
 
 
 def test_generated_code_is_not_stale() -> None:
