@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench proto sysdeps-test clean
 
 $(STAMP): pyproject.toml
+	@PYTHON=$(PYTHON) scripts/sysdeps.sh venv
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "AMOSKYS needs Python >= 3.11 (found: $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 
 ## Start the appliance on embedded defaults (pass flags with ARGS="--data-dir /tmp/a").
 run: $(STAMP)
-	@scripts/sysdeps.sh run
+	@PYTHON=$(PYTHON) scripts/sysdeps.sh run
 	$(BIN)/amoskys run $(ARGS)
 
 ## Lint and run the whole test suite (fails when no test ran).
@@ -27,7 +28,7 @@ test: $(STAMP) sysdeps-test
 	$(BIN)/pytest
 
 sysdeps-test:
-	@scripts/sysdeps.sh test
+	@PYTHON=$(PYTHON) scripts/sysdeps.sh test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
