@@ -1,0 +1,64 @@
+"""The values handed to the store and read back from it: Record, Outcome, StoredEvent."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from amoskys.proto import events_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One event handed to the store. `envelope` is stored exactly as received (never re-serialized);
+    `parsed`, when the caller already has it, saves a re-parse for the derived views."""
+
+    source: str
+    event_id: str
+    boot_id: str
+    source_seq: int
+    kind: str
+    ts_ns: int
+    envelope: bytes
+    parsed: events_pb2.Envelope | None = None
+
+    @classmethod
+    def from_envelope(cls, envelope: events_pb2.Envelope, data: bytes | None = None) -> Record:
+        """A Record for `envelope`; `data` are its bytes as received (serialized here when None)."""
+        return cls(
+            source=envelope.source,
+            event_id=envelope.event_id,
+            boot_id=envelope.boot_id,
+            source_seq=envelope.source_seq,
+            kind=envelope.WhichOneof("body") or "",
+            ts_ns=envelope.ts_ns,
+            envelope=envelope.SerializeToString() if data is None else data,
+            parsed=envelope,
+        )
+
+
+class Outcome(enum.Enum):
+    """What the store did with one submitted event."""
+
+    COMMITTED = "committed"  # stored now, durably (the COMMIT returned)
+    DUPLICATE = "duplicate"  # already stored (same source and event_id), or a replay older than retention
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the event log."""
+
+    store_seq: int
+    event_id: str
+    source: str
+    boot_id: str
+    source_seq: int
+    kind: str
+    ts_ns: int
+    received_ns: int
+    envelope: bytes
+    digest: bytes
+
+    def parse(self) -> events_pb2.Envelope:
+        """The envelope as a message (raises google.protobuf.message.DecodeError when malformed)."""
+        return events_pb2.Envelope.FromString(self.envelope)

@@ -1,0 +1,256 @@
+"""The database schema and its versioned migrations (PRAGMA user_version).
+
+Each migration is a script that moves the schema from version N-1 to N; they run in order, each in
+its own transaction, at start. A database newer than this build is refused, never touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+
+from amoskys.errors import StoreError
+
+#: The chain digest of "no previous row": the first row ever stored chains onto it.
+GENESIS_DIGEST = bytes(32)
+
+_V1 = """
+-- One row per stored event; store_seq is the commit order. Written only by the writer task.
+CREATE TABLE events (
+    store_seq   INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    boot_id     TEXT    NOT NULL,
+    source_seq  INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    ts_ns       INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    envelope    BLOB    NOT NULL,   -- the serialized Envelope, exactly as received
+    digest      BLOB    NOT NULL,   -- SHA-256(digest of the previous row || envelope)
+    UNIQUE (source, event_id)
+);
+CREATE INDEX events_kind ON events (kind, store_seq);
+
+-- The tip of the log: kept so an empty or pruned log still knows where it is.
+CREATE TABLE store_meta (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id    TEXT    NOT NULL,   -- random, names this database in the high-water side file
+    created_ns  INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,   -- the highest store_seq ever assigned
+    last_digest BLOB    NOT NULL,   -- the digest of the newest row (the chain tip)
+    row_count   INTEGER NOT NULL    -- rows in `events`, kept incrementally
+);
+
+-- Per-publisher high-water marks, per boot: (boot_id, max_seq) recognises replays and gaps;
+-- pruned_seq is the highest source_seq of that boot deleted by retention or the hard cap.
+CREATE TABLE source_marks (
+    source            TEXT    NOT NULL,
+    boot_id           TEXT    NOT NULL,
+    max_seq           INTEGER NOT NULL,
+    pruned_seq        INTEGER NOT NULL DEFAULT 0,
+    first_received_ns INTEGER NOT NULL,
+    last_received_ns  INTEGER NOT NULL,
+    PRIMARY KEY (source, boot_id)
+) WITHOUT ROWID;
+
+-- Derived views, maintained by the writer in the same transaction as the events they come from.
+CREATE TABLE devices (
+    source        TEXT    NOT NULL,
+    device_key    TEXT    NOT NULL,   -- 'mac:<hex>' when the MAC is known, else 'ip:<address>'
+    mac           BLOB    NOT NULL,
+    ip            TEXT    NOT NULL,
+    vendor        TEXT    NOT NULL,
+    hostname      TEXT    NOT NULL,
+    interface     TEXT    NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns  INTEGER NOT NULL,
+    present       INTEGER NOT NULL,   -- 0 after a GONE event
+    last_change   TEXT    NOT NULL,   -- new, ip_changed, mac_changed, gone, seen
+    store_seq     INTEGER NOT NULL,
+    PRIMARY KEY (source, device_key)
+) WITHOUT ROWID;
+
+CREATE TABLE snmp_targets (
+    source       TEXT    NOT NULL,
+    target       TEXT    NOT NULL,
+    address      TEXT    NOT NULL,
+    reachable    INTEGER NOT NULL,
+    error        TEXT    NOT NULL,
+    sys_name     TEXT    NOT NULL,
+    sys_descr    TEXT    NOT NULL,
+    sys_location TEXT    NOT NULL,
+    uptime_ticks INTEGER NOT NULL,
+    poll_seconds REAL    NOT NULL,
+    ts_ns        INTEGER NOT NULL,
+    store_seq    INTEGER NOT NULL,
+    PRIMARY KEY (source, target)
+) WITHOUT ROWID;
+
+CREATE TABLE snmp_interfaces (
+    source       TEXT    NOT NULL,
+    target       TEXT    NOT NULL,
+    if_index     INTEGER NOT NULL,
+    name         TEXT    NOT NULL,
+    descr        TEXT    NOT NULL,
+    alias        TEXT    NOT NULL,
+    speed_bps    INTEGER NOT NULL,
+    admin_status INTEGER NOT NULL,
+    oper_status  INTEGER NOT NULL,
+    in_octets    INTEGER NOT NULL,
+    out_octets   INTEGER NOT NULL,
+    in_errors    INTEGER NOT NULL,
+    out_errors   INTEGER NOT NULL,
+    in_discards  INTEGER NOT NULL,
+    out_discards INTEGER NOT NULL,
+    in_bps       REAL,               -- NULL on the first sample and after a discontinuity
+    out_bps      REAL,
+    ts_ns        INTEGER NOT NULL,
+    store_seq    INTEGER NOT NULL,
+    PRIMARY KEY (source, target, if_index)
+) WITHOUT ROWID;
+
+CREATE TABLE processes (
+    source        TEXT    NOT NULL,
+    pid           INTEGER NOT NULL,
+    ppid          INTEGER NOT NULL,
+    exe           TEXT    NOT NULL,
+    argv          TEXT    NOT NULL,   -- JSON array of strings (already redacted by the collector)
+    user          TEXT    NOT NULL,
+    uid           INTEGER NOT NULL,
+    start_time_ns INTEGER NOT NULL,
+    cpu_percent   REAL    NOT NULL,
+    rss_bytes     INTEGER NOT NULL,
+    exe_sha256    BLOB    NOT NULL,
+    last_ts_ns    INTEGER NOT NULL,
+    store_seq     INTEGER NOT NULL,
+    PRIMARY KEY (source, pid)
+) WITHOUT ROWID;
+
+-- Appliance state: small tables with their own API (amoskys.store.state), not in the event log.
+CREATE TABLE users (
+    name          TEXT    PRIMARY KEY,
+    password_hash TEXT    NOT NULL,   -- an scrypt hash string, made by the caller
+    role          TEXT    NOT NULL CHECK (role IN ('admin', 'viewer')),
+    created_ns    INTEGER NOT NULL,
+    updated_ns    INTEGER NOT NULL
+);
+
+CREATE TABLE sessions (
+    id_hash    BLOB    PRIMARY KEY,   -- a hash of the session token; the token itself is never stored
+    user       TEXT    NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER NOT NULL,
+    revoked_ns INTEGER
+);
+CREATE INDEX sessions_user ON sessions (user);
+
+CREATE TABLE login_throttles (
+    key             TEXT    PRIMARY KEY,   -- e.g. 'user:alice' or 'addr:192.0.2.7'
+    failures        INTEGER NOT NULL,
+    window_start_ns INTEGER NOT NULL,
+    locked_until_ns INTEGER NOT NULL
+);
+
+CREATE TABLE identities (
+    name        TEXT    PRIMARY KEY,
+    role        TEXT    NOT NULL CHECK (role IN ('agent', 'relay')),
+    public_key  BLOB    NOT NULL,   -- raw Ed25519 public key (32 bytes)
+    cert_serial TEXT    NOT NULL,
+    enrolled_ns INTEGER NOT NULL,
+    revoked_ns  INTEGER
+);
+
+CREATE TABLE sink_cursors (
+    name       TEXT    PRIMARY KEY,
+    store_seq  INTEGER NOT NULL,   -- every row up to here is acked by the sink
+    enabled    INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+
+CREATE TABLE chain_anchors (
+    sender TEXT    PRIMARY KEY,
+    digest BLOB    NOT NULL,   -- digest of the sender's last accepted batch
+    ts_ns  INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: `script` takes the database from `version - 1` to `version`."""
+
+    version: int
+    description: str
+    script: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "event log, marks, derived views, appliance state", _V1),)
+
+#: The schema version this build writes.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The database's PRAGMA user_version."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> list[int]:
+    """Bring the schema to SCHEMA_VERSION (each step in its own transaction); return the versions
+    applied. `conn` must be in autocommit mode (isolation_level=None)."""
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {path}: schema version {current} is newer than this build supports "
+            f"({SCHEMA_VERSION}); run a newer amoskys or move the file aside"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements(migration.script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {migration.version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
+
+
+def statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would commit on its own)."""
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0]
+        buf.append(code)
+        if code.rstrip().endswith(";"):
+            statement = "\n".join(buf).strip()
+            if sqlite3.complete_statement(statement):
+                out.append(statement)
+                buf = []
+    rest = "\n".join(buf).strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def ensure_meta(conn: sqlite3.Connection, *, now_ns: int, first_seq: int) -> None:
+    """Insert the store_meta row of a new database (a no-op when it exists). `first_seq` is the
+    store_seq the first row will get (above every number a previous database of this data dir used)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO store_meta (id, store_id, created_ns, last_seq, last_digest, row_count) "
+        "VALUES (1, ?, ?, ?, ?, 0)",
+        (str(uuid.uuid4()), now_ns, first_seq - 1, GENESIS_DIGEST),
+    )
+
+
+def apply_connection_pragmas(conn: sqlite3.Connection, *, synchronous: str) -> None:
+    """Per-connection settings for the writer: durability, foreign keys, waiting on locks."""
+    conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
