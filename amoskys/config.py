@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from amoskys.collectors.heartbeat.config import HeartbeatConfig
 from amoskys.errors import ConfigError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -114,11 +115,29 @@ class StoreConfig(_Struct, frozen=True):
             )
 
 
+class CollectorsConfig(_Struct, frozen=True):
+    """The supervisor's restart policy, then one section per collector (its struct lives in its folder)."""
+
+    restart_initial_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    restart_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
+    healthy_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+    max_fast_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+
+    def __post_init__(self) -> None:
+        if self.restart_max_seconds < self.restart_initial_seconds:
+            raise ValueError(
+                f"`restart_max_seconds` ({self.restart_max_seconds}) must not be smaller than "
+                f"`restart_initial_seconds` ({self.restart_initial_seconds})"
+            )
+
+
 class Config(_Struct, frozen=True):
     appliance: ApplianceConfig = ApplianceConfig()
     web: WebConfig = WebConfig()
     bus: BusConfig = BusConfig()
     store: StoreConfig = StoreConfig()
+    collectors: CollectorsConfig = CollectorsConfig()
 
 
 _PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")

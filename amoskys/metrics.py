@@ -88,6 +88,44 @@ class Metrics:
             registry=r,
         )
 
+        # -- collectors
+        self.collector_up = Gauge(
+            "amoskys_collector_up", "1 while the collector runs, else 0.", ["collector"], registry=r
+        )
+        self.collector_state = Gauge(
+            "amoskys_collector_state",
+            "1 for the collector's current state (running, stopped, backoff, disabled), 0 for the others.",
+            ["collector", "state"],
+            registry=r,
+        )
+        self.collector_events = Counter(
+            "amoskys_collector_events_total", "Events the collector published.", ["collector"], registry=r
+        )
+        self.collector_errors = Counter(
+            "amoskys_collector_errors_total",
+            "Errors of the collector: crashes and the failures it reports itself.",
+            ["collector"],
+            registry=r,
+        )
+        self.collector_restarts = Counter(
+            "amoskys_collector_restarts_total",
+            "Times the collector was started again (after a crash, or by an operator).",
+            ["collector"],
+            registry=r,
+        )
+        self.collector_busy = Counter(
+            "amoskys_collector_busy_seconds_total",
+            "Wall-clock seconds the collector spent collecting (inside poll collects and busy() blocks).",
+            ["collector"],
+            registry=r,
+        )
+        self.collector_ticks_skipped = Counter(
+            "amoskys_collector_ticks_skipped_total",
+            "Poll ticks skipped because the previous collect was still running.",
+            ["collector"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (call it off the event loop)."""
         return generate_latest(self.registry)

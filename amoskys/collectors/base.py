@@ -1,0 +1,47 @@
+"""The collector contract: the shape of a collector class and the base of its config struct.
+
+A collector lives in its own folder ``amoskys/collectors/<name>/``: ``collector.py`` (the class),
+``config.py`` (its config struct), ``README.md`` (what it collects, config keys, events, metrics,
+privileges, troubleshooting) and, where it decodes wire data, a pure ``parse.py``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from amoskys.collectors.context import CollectorContext
+
+
+class CollectorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every collector's config struct (the ``[collectors.<name>]`` section).
+
+    ``enabled`` decides whether the supervisor starts the collector with the appliance; an operator
+    may still start a disabled one at runtime. A collector that should be off by default overrides it.
+    """
+
+    enabled: bool = True
+
+
+class Collector(Protocol):
+    """What the supervisor expects of a collector class and its instances.
+
+    - ``__init__(config, ctx)`` validates and stores; it never does I/O (the supervisor calls it on
+      every (re)start).
+    - ``self_check()`` (optional) returns None when the collector can run here, else the reason it
+      cannot (``"needs CAP_NET_RAW"``): the supervisor then shows it as disabled and never runs it.
+    - ``mode`` says how it collects (``"netlink"``, ``"polling"``); it is shown in the status.
+    - ``run()`` publishes through ``ctx.publish()`` until cancelled and never swallows
+      ``CancelledError``. Raise ``FatalCollectorError`` (or ``StartupError(retry=False)``) for what a
+      restart cannot fix; any other exception makes the supervisor restart it with backoff.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[CollectorConfig]]
+    mode: str
+
+    def __init__(self, config: Any, ctx: CollectorContext) -> None: ...
+
+    async def run(self) -> None: ...

@@ -1,0 +1,438 @@
+"""The collector supervisor: restart policy, backoff with jitter, and each collector's state.
+
+Each collector runs in a task the supervisor owns (in its own TaskGroup, itself a task of the
+appliance's). A crash is restarted after an exponential, jittered delay; after `max_fast_failures`
+crashes in a row, each within `healthy_after_seconds` of its start, the collector is disabled with
+the reason. A collector whose ``self_check()`` names something missing ("needs CAP_NET_RAW") is
+disabled without ever running. Operators start, stop and restart collectors by name at runtime.
+
+Logging follows Home Assistant's coordinators: one error when a collector starts failing, one info
+line when it has run healthy again for `healthy_after_seconds` — never one line per crash.
+
+This is the one module allowed ``except Exception``: a collector's bug must never take the
+appliance down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from amoskys.collectors import capabilities
+from amoskys.collectors.base import Collector, CollectorConfig
+from amoskys.collectors.clock import Clock, SystemClock
+from amoskys.collectors.context import ApplianceInfo, CollectorContext, PublishFn
+from amoskys.errors import AmoskysError, CollectorError, FatalCollectorError, StartupError
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+
+if TYPE_CHECKING:
+    from amoskys.config import CollectorsConfig
+
+log = structlog.get_logger(__name__)
+
+State = Literal["running", "stopped", "backoff", "disabled"]
+STATES: tuple[State, ...] = ("running", "stopped", "backoff", "disabled")
+
+
+class UnknownCollectorError(AmoskysError, LookupError):
+    """A collector name that no registered collector has (from the control socket or the CLI)."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = tuple(sorted(known))
+        super().__init__(f"unknown collector {name!r} (known: {', '.join(self.known) or 'none'})")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When and how often a crashed collector is started again."""
+
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 300.0
+    multiplier: float = 2.0
+    jitter: float = 0.2  # each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
+    healthy_after_seconds: float = 60.0
+    max_fast_failures: int = 5
+    stop_timeout_seconds: float = 5.0  # a runtime stop waits this long for the collector to end
+
+    @classmethod
+    def from_config(cls, config: CollectorsConfig) -> RestartPolicy:
+        return cls(
+            initial_backoff_seconds=config.restart_initial_seconds,
+            max_backoff_seconds=config.restart_max_seconds,
+            healthy_after_seconds=config.healthy_after_seconds,
+            max_fast_failures=config.max_fast_failures,
+        )
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """The delay before restart number `failures` (1, 2, ...) of a failure streak."""
+        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * self.multiplier ** (failures - 1))
+        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """One collector as `amoskys status`, the dashboard and the control socket show it."""
+
+    name: str
+    state: State
+    reason: str  # why it is stopped, backing off or disabled ("" while running)
+    mode: str
+    events: int
+    errors: int
+    restarts: int
+    last_error: str
+    last_error_ns: int
+    busy_seconds: float
+    since_ns: int  # when it entered this state
+
+    @property
+    def state_text(self) -> str:
+        """``running``, or the state with its reason: ``disabled: needs CAP_NET_RAW``."""
+        return f"{self.state}: {self.reason}" if self.reason else self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"busy_seconds": round(self.busy_seconds, 6)}
+
+
+class _Slot:
+    """The supervisor's record of one collector: its class, config, context, task and state."""
+
+    def __init__(self, cls: type[Collector], config: CollectorConfig, ctx: CollectorContext) -> None:
+        self.name = cls.name
+        self.cls = cls
+        self.config = config
+        self.ctx = ctx
+        self.state: State = "stopped"
+        self.reason = "not started yet"
+        self.mode = ""
+        self.restarts = 0
+        self.since_ns = 0
+        self.task: asyncio.Task[None] | None = None
+        self.fast_failures = 0  # crashes in a row, each soon after its start
+        self.failing = False  # "collector_failed" was logged; "collector_recovered" is due
+        self.stop_reason = ""  # set by whoever cancels the task
+
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class Supervisor:
+    """Runs collectors as supervised tasks: ``run()`` until ``stop()``; start/stop/restart by name."""
+
+    def __init__(
+        self,
+        collectors: Iterable[tuple[type[Collector], CollectorConfig]],
+        *,
+        publish: PublishFn,
+        stamper: EnvelopeStamper,
+        metrics: Metrics,
+        data_dir: Path,
+        appliance: ApplianceInfo,
+        policy: RestartPolicy | None = None,
+        clock: Clock | None = None,
+        has_capability: Callable[[str], bool] = capabilities.has_capability,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy or RestartPolicy()
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics
+        self._rng = rng or random.Random()
+        self._slots: dict[str, _Slot] = {}
+        for cls, config in collectors:
+            if cls.name in self._slots:
+                raise ValueError(f"two collectors are named {cls.name!r}")
+            if not isinstance(config, cls.Config):
+                raise TypeError(
+                    f"collector {cls.name!r} needs a {cls.Config.__name__} config, got {type(config).__name__}"
+                )
+            ctx = CollectorContext(
+                cls.name,
+                publish=publish,
+                stamper=stamper,
+                metrics=metrics,
+                data_dir=data_dir,
+                appliance=appliance,
+                clock=self.clock,
+                has_capability=has_capability,
+                collectors_running=self.running_count,
+            )
+            slot = _Slot(cls, config, ctx)
+            self._slots[cls.name] = slot
+            metrics.collector_restarts.labels(cls.name)
+            self._set(slot, "stopped", "not started yet")
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+        self._started = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: CollectorsConfig,
+        registry: dict[str, type[Collector]] | None = None,
+        **kwargs: Any,
+    ) -> Supervisor:
+        """Every registered collector with its section of `config`, and the policy from `config`."""
+        if registry is None:
+            from amoskys.collectors import registry as default_registry
+
+            registry = default_registry()
+        pairs = [(c, getattr(config, name)) for name, c in sorted(registry.items())]
+        kwargs.setdefault("policy", RestartPolicy.from_config(config))
+        return cls(pairs, **kwargs)
+
+    # ------------------------------------------------------------------ status
+    @property
+    def names(self) -> list[str]:
+        return list(self._slots)
+
+    def running_count(self) -> int:
+        return sum(1 for s in self._slots.values() if s.state == "running")
+
+    def status_of(self, name: str) -> CollectorStatus:
+        slot = self._slot(name)
+        ctx = slot.ctx
+        return CollectorStatus(
+            name=slot.name,
+            state=slot.state,
+            reason=slot.reason,
+            mode=slot.mode,
+            events=ctx.events,
+            errors=ctx.errors,
+            restarts=slot.restarts,
+            last_error=ctx.last_error,
+            last_error_ns=ctx.last_error_ns,
+            busy_seconds=ctx.busy_seconds,
+            since_ns=slot.since_ns,
+        )
+
+    def status(self) -> list[CollectorStatus]:
+        return [self.status_of(name) for name in self._slots]
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Start every enabled collector, supervise until ``stop()``, then cancel them all."""
+        if self._started:
+            raise RuntimeError("Supervisor.run() was already called")
+        self._started = True
+        try:
+            if self._stopping.is_set():
+                return
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for slot in self._slots.values():
+                    if slot.config.enabled:
+                        self._spawn(slot)
+                    else:
+                        self._set(slot, "disabled", "enabled = false in the config")
+                try:
+                    await self._stopping.wait()
+                finally:  # also when run() itself is cancelled: say why before the group cancels
+                    for slot in self._slots.values():
+                        if slot.task is not None and not slot.task.done():
+                            slot.stop_reason = "appliance stopping"
+                            slot.task.cancel()
+        finally:
+            self._tg = None
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Cancel every collector and return once ``run()`` has returned (bound it with a timeout:
+        a collector that ignores cancellation holds this up)."""
+        self._stopping.set()
+        if self._started:
+            await self._done.wait()
+
+    async def start_collector(self, name: str) -> CollectorStatus:
+        """Start a stopped, backing-off or disabled collector now (a fresh failure count)."""
+        slot = self._slot(name)
+        self._require_running(name)
+        if slot.alive() and slot.state == "running":
+            return self.status_of(name)
+        if slot.alive():  # backing off: skip the wait
+            await self._cancel(slot, "starting again now")
+        slot.fast_failures = 0
+        log.info("collector_start_requested", collector=name)
+        self._spawn(slot)
+        await asyncio.sleep(0)  # let it get as far as its first await: running or disabled
+        return self.status_of(name)
+
+    async def stop_collector(self, name: str) -> CollectorStatus:
+        """Stop a collector until it is started again (by an operator or the next appliance start)."""
+        slot = self._slot(name)
+        self._require_running(name)
+        if slot.alive():
+            log.info("collector_stop_requested", collector=name)
+            await self._cancel(slot, "stopped by operator")
+        elif slot.state != "stopped":
+            self._set(slot, "stopped", "stopped by operator")
+        return self.status_of(name)
+
+    async def restart_collector(self, name: str) -> CollectorStatus:
+        """Stop (if needed) and start a collector again."""
+        slot = self._slot(name)
+        self._require_running(name)
+        if slot.alive():
+            await self._cancel(slot, "restarted by operator")
+            self._count_restart(slot)
+        return await self.start_collector(name)
+
+    # ------------------------------------------------------------------ internals
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise UnknownCollectorError(name, self._slots) from None
+
+    def _require_running(self, name: str) -> None:
+        if self._tg is None or self._stopping.is_set():
+            raise CollectorError(f"collector {name!r}: the supervisor is not running (starting or stopping)")
+
+    def _spawn(self, slot: _Slot) -> None:
+        if self._tg is None:
+            raise RuntimeError("the supervisor is not running")
+        slot.stop_reason = ""
+        task = self._tg.create_task(self._supervise(slot), name=f"collector:{slot.name}")
+        task.add_done_callback(lambda t: self._task_done(slot, t))
+        slot.task = task
+
+    def _task_done(self, slot: _Slot, task: asyncio.Task[None]) -> None:
+        # also covers a task cancelled before it ever ran (its except clause never saw the cancel)
+        if task.cancelled() and slot.state != "stopped":
+            self._set(slot, "stopped", slot.stop_reason or "cancelled")
+
+    async def _cancel(self, slot: _Slot, reason: str) -> None:
+        task = slot.task
+        if task is None:
+            return
+        slot.stop_reason = reason
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=self.policy.stop_timeout_seconds)
+        if not done:
+            raise CollectorError(
+                f"collector {slot.name!r} did not stop within {self.policy.stop_timeout_seconds} s "
+                f"of being cancelled"
+            )
+
+    def _set(self, slot: _Slot, state: State, reason: str) -> None:
+        slot.state, slot.reason = state, reason
+        slot.since_ns = self.clock.time_ns()
+        self.metrics.collector_up.labels(slot.name).set(1 if state == "running" else 0)
+        for s in STATES:
+            self.metrics.collector_state.labels(slot.name, s).set(1 if s == state else 0)
+
+    def _count_restart(self, slot: _Slot) -> None:
+        slot.restarts += 1
+        self.metrics.collector_restarts.labels(slot.name).inc()
+
+    async def _supervise(self, slot: _Slot) -> None:
+        """The life of one collector task: (re)start it until it is disabled, returns or is cancelled."""
+        try:
+            while True:
+                started = self.clock.monotonic()
+                try:
+                    collector = slot.cls(slot.config, slot.ctx)
+                    reason = _self_check(collector)
+                    if reason:
+                        self._set(slot, "disabled", reason)
+                        log.warning("collector_disabled", collector=slot.name, reason=reason)
+                        return
+                    slot.mode = str(getattr(collector, "mode", ""))
+                    self._set(slot, "running", "")
+                    # while failing, restarts are not news: the failure and the recovery are
+                    (log.debug if slot.failing else log.info)(
+                        "collector_started", collector=slot.name, mode=slot.mode
+                    )
+                    await self._run_collector(slot, collector)
+                except Exception as err:
+                    if slot.stop_reason:
+                        # it raised while being cancelled (its cleanup failed): still a cancellation.
+                        # (Task.cancelling() cannot tell: on 3.11 a TaskGroup inside the collector
+                        # may leave it raised after a plain crash.)
+                        raise asyncio.CancelledError from err
+                    delay = self._failed(slot, err, ran_seconds=self.clock.monotonic() - started)
+                    if delay is None:
+                        return
+                    await self.clock.sleep(delay)
+                    self._count_restart(slot)
+                    continue
+                if slot.stop_reason:  # it swallowed our cancellation and returned
+                    raise asyncio.CancelledError
+                self._set(slot, "stopped", "run() returned")
+                log.warning("collector_returned", collector=slot.name)
+                return
+        except asyncio.CancelledError:
+            self._set(slot, "stopped", slot.stop_reason or "cancelled")
+            raise
+
+    async def _run_collector(self, slot: _Slot, collector: Collector) -> None:
+        """Await collector.run(); while the collector is failing, time its recovery alongside."""
+        timer = None
+        if slot.failing and self._tg is not None:
+            timer = self._tg.create_task(self._recover_after(slot), name=f"collector:{slot.name}:recovery")
+        try:
+            await collector.run()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _recover_after(self, slot: _Slot) -> None:
+        await self.clock.sleep(self.policy.healthy_after_seconds)
+        slot.failing = False
+        slot.fast_failures = 0
+        log.info(
+            "collector_recovered",
+            collector=slot.name,
+            healthy_seconds=self.policy.healthy_after_seconds,
+            restarts=slot.restarts,
+        )
+
+    def _failed(self, slot: _Slot, err: Exception, *, ran_seconds: float) -> float | None:
+        """Count a crash; disable the collector (→ None) or return the delay before its restart."""
+        policy = self.policy
+        slot.ctx.count_error(err)
+        error = slot.ctx.last_error
+        if isinstance(err, FatalCollectorError) or (isinstance(err, StartupError) and not err.retry):
+            self._set(slot, "disabled", str(err))
+            log.error("collector_disabled", collector=slot.name, reason=str(err))
+            return None
+        if ran_seconds >= policy.healthy_after_seconds:
+            slot.fast_failures = 0
+        slot.fast_failures += 1
+        if slot.fast_failures >= policy.max_fast_failures:
+            reason = (
+                f"crashed {slot.fast_failures} times in a row, each within "
+                f"{policy.healthy_after_seconds:g} s of starting; last error: {error}"
+            )
+            self._set(slot, "disabled", reason)
+            log.error("collector_disabled", collector=slot.name, reason=reason)
+            return None
+        delay = policy.delay(slot.fast_failures, self._rng)
+        self._set(slot, "backoff", f"restarting in {delay:.1f} s after: {error}")
+        if not slot.failing:
+            slot.failing = True
+            log.error(
+                "collector_failed",
+                collector=slot.name,
+                error=error,
+                retry_in_seconds=round(delay, 3),
+                exc_info=err,
+            )
+        else:
+            log.debug(
+                "collector_failed_again", collector=slot.name, error=error, retry_in_seconds=round(delay, 3)
+            )
+        return delay
+
+
+def _self_check(collector: Collector) -> str | None:
+    check = getattr(collector, "self_check", None)
+    return check() if check is not None else None

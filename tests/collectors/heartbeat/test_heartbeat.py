@@ -1,0 +1,76 @@
+"""The heartbeat collector under the real supervisor: Heartbeat envelopes, stamped 1, 2, 3."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from amoskys import __version__
+from amoskys.collectors.clock import FakeClock
+from amoskys.collectors.context import ApplianceInfo
+from amoskys.collectors.heartbeat.collector import HeartbeatCollector
+from amoskys.collectors.heartbeat.config import HeartbeatConfig
+from amoskys.config import CollectorsConfig
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+from amoskys.proto import events_pb2
+from amoskys.supervisor import Supervisor
+
+
+async def test_heartbeat_publishes_stamped_heartbeats_every_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink: list[events_pb2.Envelope] = []
+
+    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
+        sink.extend(envelopes)
+
+    started_ns = clock.time_ns() - 5 * 10**9  # the appliance started 5 s before its collectors
+    stamper = EnvelopeStamper("box-1")
+    config = CollectorsConfig(heartbeat=HeartbeatConfig(interval_seconds=30))
+    sup = Supervisor.from_config(
+        config,
+        publish=publish,
+        stamper=stamper,
+        metrics=Metrics(),
+        data_dir=tmp_path,
+        appliance=ApplianceInfo("box-1", __version__, "host-1", "appliance", started_ns),
+        clock=clock,
+    )
+    task = asyncio.create_task(sup.run())
+    try:
+        for _ in range(2):
+            assert await clock.wait_sleeping() == [30.0]
+            clock.advance(30)
+        await clock.wait_sleeping()
+    finally:
+        async with asyncio.timeout(5):
+            await sup.stop()
+            await task
+
+    assert [e.source_seq for e in sink] == [1, 2, 3]
+    assert {e.boot_id for e in sink} == {stamper.boot_id} and {e.source for e in sink} == {"box-1"}
+    assert len({e.event_id for e in sink}) == 3 and all(uuid.UUID(e.event_id).version == 7 for e in sink)
+    assert [e.ts_ns for e in sink] == [started_ns + s * 10**9 for s in (5, 35, 65)]
+    assert [e.WhichOneof("body") for e in sink] == ["heartbeat"] * 3
+    hb = sink[-1].heartbeat
+    assert (hb.version, hb.hostname, hb.mode, hb.started_ns) == (
+        __version__,
+        "host-1",
+        "appliance",
+        started_ns,
+    )
+    assert [e.heartbeat.uptime_seconds for e in sink] == [5.0, 35.0, 65.0]
+    assert hb.collectors_running == 1 and hb.python == platform.python_version()
+    st = sup.status_of("heartbeat")
+    assert st.events == 3 and st.mode == "timer" and st.errors == 0
+    assert (
+        sup.metrics.registry.get_sample_value("amoskys_collector_events_total", {"collector": "heartbeat"})
+        == 3
+    )
+
+
+def test_heartbeat_needs_no_privilege() -> None:
+    assert not hasattr(HeartbeatCollector, "self_check")
