@@ -196,12 +196,11 @@ def prepare(db_path: Path, *, quick_check_max_bytes: int, now_ns: int) -> Prepar
         schema.ensure_meta(conn, now_ns=now_ns, first_seq=first_seq)
         store_id, last_seq = conn.execute("SELECT store_id, last_seq FROM store_meta WHERE id = 1").fetchone()
         result.store_id = store_id
-        if mark is not None:
-            _detect_losses(result, mark, last_seq, db_path)
-            if result.losses and not result.created:
-                # never hand out a store_seq twice: continue above the lost range
-                top = max(loss.range_end for loss in result.losses)
-                conn.execute("UPDATE store_meta SET last_seq = ? WHERE id = 1 AND last_seq < ?", (top, top))
+        _detect_losses(result, mark, last_seq, db_path)
+        if result.losses and not result.created:
+            # never hand out a store_seq twice: continue above the lost range
+            top = max(loss.range_end for loss in result.losses)
+            conn.execute("UPDATE store_meta SET last_seq = ? WHERE id = 1 AND last_seq < ?", (top, top))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # start each run with an empty WAL
     except sqlite3.Error as err:
         if _is_corrupt(err):
@@ -214,10 +213,23 @@ def prepare(db_path: Path, *, quick_check_max_bytes: int, now_ns: int) -> Prepar
     return result
 
 
-def _detect_losses(result: Prepared, mark: HighWater, last_seq: int, db_path: Path) -> None:
-    if result.created and mark.store_seq > 0:
-        reason = "db_corrupt" if result.moved_aside is not None else "db_missing"
-        result.losses.append(Loss(reason=reason, count=mark.rows, range_start=1, range_end=mark.store_seq))
+def _detect_losses(result: Prepared, mark: HighWater | None, last_seq: int, db_path: Path) -> None:
+    """Compare the side file with the database and record what went missing."""
+    if result.moved_aside is not None:
+        # the old file is kept aside; its rows are lost to this store (the count is as of the
+        # last side-file write, 0 when there was none)
+        top = mark.store_seq if mark is not None else 0
+        rows = mark.rows if mark is not None else 0
+        result.losses.append(
+            Loss(reason="db_corrupt", count=rows, range_start=1 if top else 0, range_end=top)
+        )
+    elif mark is None:
+        return
+    elif result.created and mark.store_seq > 0:
+        result.losses.append(
+            Loss(reason="db_missing", count=mark.rows, range_start=1, range_end=mark.store_seq)
+        )
+        log.warning("store_db_missing", path=str(db_path), last_seq=mark.store_seq, rows=mark.rows)
     elif mark.store_id == result.store_id and mark.store_seq > last_seq:
         result.losses.append(
             Loss(

@@ -165,6 +165,7 @@ class Store:
         self._flags = _Flags()
         self._ladder = SpaceLadder(self.config.high_water_mb * _MB, self.config.hard_cap_mb * _MB)
         self._used_bytes = 0  # last measurement plus the estimate of what was written since
+        self._bytes_per_row = 0  # measured used bytes per row, a floor for the estimate
         self._writer_task: asyncio.Task[Any] | None = None
         self.state = ApplianceState(self._db, self._reader, self._tx_lock, self._clock_ns, str(self.path))
 
@@ -511,7 +512,7 @@ class Store:
             else:
                 mark.max_seq = max(mark.max_seq, top)
                 mark.last_received_ns = plan.received_ns
-        self._used_bytes += plan.est_bytes
+        self._used_bytes += max(plan.est_bytes, len(plan.rows) * self._bytes_per_row)
         m = self._metrics
         for kind, count in plan.committed.items():
             m.store_committed.labels(kind if kind in _KIND_LABELS else "unknown").inc(count)
@@ -574,10 +575,8 @@ class Store:
         """Space bookkeeping and the side file, between transactions."""
         flags = self._flags
         now = time.monotonic()
-        if (
-            self._used_bytes >= self._ladder.next_threshold()
-            or now - flags.last_measure >= MEASURE_INTERVAL_S
-        ):
+        near = self._used_bytes >= self._ladder.next_threshold() * 0.9
+        if near or now - flags.last_measure >= MEASURE_INTERVAL_S:
             before = self._ladder.state
             await self._measure()
             if self._ladder.state is not SpaceState.OK and (
@@ -597,6 +596,8 @@ class Store:
             raise StoreError(f"store {self.path}: cannot measure its size: {err}") from err
         self._flags.last_measure = time.monotonic()
         self._used_bytes = measured.used_bytes
+        if self._tip.rows > 100:  # calibrate the estimate on what rows really cost here
+            self._bytes_per_row = measured.used_bytes // self._tip.rows
         before = self._ladder.state
         after = self._ladder.decide(measured.used_bytes)
         m = self._metrics
@@ -632,13 +633,17 @@ class Store:
         async with self._maint_lock:
             try:
                 retention = await self._retention()
+                if retention:
+                    await self._checkpoint()
                 measured = await self._measure()
                 dropped = 0
                 while self._ladder.state is SpaceState.HARD_CAP and self._tip.rows > 0:
                     dropped += await self._drop_oldest(measured)
+                    await self._checkpoint()
                     measured = await self._measure()
                 vacuumed = await self._vacuum(measured)
                 if vacuumed:
+                    await self._checkpoint()
                     await self._measure()
             except sqlite3.Error as err:
                 raise StoreError(f"store {self.path}: maintenance failed: {err}") from err
@@ -753,9 +758,15 @@ class Store:
                 break
             freed += free_before - free_after
             await self._yield_to_writes()
-        async with self._tx_lock:
-            await self._db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         return freed
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it: deletions and vacuum write every page they
+        touch into the WAL, which counts toward the budget until it is checkpointed."""
+        async with self._tx_lock:
+            busy, _, _ = await fetch_one(self._db, "PRAGMA wal_checkpoint(TRUNCATE)")
+        if busy:
+            log.debug("store_checkpoint_busy", path=str(self.path))
 
     # ------------------------------------------------------------------ losses, side file
 
