@@ -1,0 +1,290 @@
+"""The control socket over a real Unix socket: status, collector start/stop/restart, refusals, the
+CLI's handlers, and what the CLI says when no appliance runs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amoskys.collectors.base import CollectorConfig
+from amoskys.collectors.clock import FakeClock
+from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.control import ControlServer, NotRunningError, request
+from amoskys.errors import ControlError
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+from amoskys.paths import Layout
+from amoskys.proto import events_pb2
+from amoskys.status_cmd import cmd_collectors, cmd_status, format_status
+from amoskys.supervisor import Supervisor
+
+
+class Cfg(CollectorConfig, frozen=True):
+    pass
+
+
+class Waiter:
+    name = "waiter"
+    Config = Cfg
+    mode = "waiting"
+
+    def __init__(self, config: Cfg, ctx: CollectorContext) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+class NeedsRaw(Waiter):
+    name = "needs_raw"
+    mode = "af_packet"
+
+    def self_check(self) -> str | None:
+        return "needs CAP_NET_RAW"
+
+
+@dataclass
+class Running:
+    data_dir: Path
+    supervisor: Supervisor
+    server: ControlServer
+    clock: FakeClock
+
+    @property
+    def socket(self) -> Path:
+        return Layout(self.data_dir).control_socket
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        # the client blocks: run it off the loop that serves the socket
+        return await asyncio.to_thread(request, self.socket, message)
+
+
+@pytest.fixture
+async def appliance(tmp_path: Path) -> AsyncIterator[Running]:
+    clock = FakeClock()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+
+    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
+        pass
+
+    info = ApplianceInfo("box-1", "0.1.0", "host-1", "appliance", clock.time_ns(), pid=4242)
+    sup = Supervisor(
+        [(Waiter, Cfg()), (NeedsRaw, Cfg())],
+        publish=publish,
+        stamper=EnvelopeStamper("box-1"),
+        metrics=Metrics(),
+        data_dir=data_dir,
+        appliance=info,
+        clock=clock,
+    )
+    server = ControlServer(Layout(data_dir).control_socket, sup, lambda: info.snapshot(clock))
+    task = asyncio.create_task(sup.run())
+    await server.start()
+    try:
+        yield Running(data_dir, sup, server, clock)
+    finally:
+        async with asyncio.timeout(5):
+            await server.close()
+            await sup.stop()
+            await task
+
+
+async def until(predicate: Any, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within} s")
+        await asyncio.sleep(0.001)
+
+
+async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance: Running) -> None:
+    assert stat.S_IMODE(os.stat(appliance.socket).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(appliance.socket).st_mode)
+    await until(lambda: appliance.supervisor.status_of("waiter").state == "running")
+
+    status = await appliance.ask({"cmd": "status"})
+    assert status["ok"] is True
+    assert status["appliance"]["name"] == "box-1" and status["appliance"]["pid"] == 4242
+    by_name = {c["name"]: c for c in status["collectors"]}
+    assert by_name["waiter"]["state"] == "running" and by_name["waiter"]["mode"] == "waiting"
+    assert (by_name["needs_raw"]["state"], by_name["needs_raw"]["reason"]) == (
+        "disabled",
+        "needs CAP_NET_RAW",
+    )
+
+    stopped = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "waiter"})
+    assert stopped["ok"] and stopped["collector"]["state"] == "stopped"
+    assert stopped["collector"]["reason"] == "stopped by operator"
+    assert appliance.supervisor.status_of("waiter").state == "stopped"
+
+    started = await appliance.ask({"cmd": "collectors", "action": "start", "name": "waiter"})
+    assert started["ok"] and started["collector"]["state"] == "running"
+
+    restarted = await appliance.ask({"cmd": "collectors", "action": "restart", "name": "waiter"})
+    assert restarted["ok"] and restarted["collector"]["restarts"] == 1
+
+    unknown = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "flow"})
+    assert unknown == {"ok": False, "error": "unknown collector 'flow' (known: needs_raw, waiter)"}
+
+
+async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running) -> None:
+    await until(lambda: appliance.supervisor.status_of("waiter").state == "running")
+    out, err = io.StringIO(), io.StringIO()
+    assert await asyncio.to_thread(cmd_status, appliance.data_dir, out=out, err=err) == 0
+    text = out.getvalue()
+    assert "name:" in text and "box-1" in text
+    assert any(
+        line.split()[:2] == ["waiter", "waiting"] and line.endswith("running") for line in text.splitlines()
+    )
+    assert any(line.endswith("disabled: needs CAP_NET_RAW") for line in text.splitlines())
+
+    out = io.StringIO()
+    assert await asyncio.to_thread(cmd_status, appliance.data_dir, as_json=True, out=out, err=err) == 0
+    assert {c["name"] for c in json.loads(out.getvalue())["collectors"]} == {"waiter", "needs_raw"}
+
+    out = io.StringIO()
+    assert (
+        await asyncio.to_thread(cmd_collectors, appliance.data_dir, "stop", "waiter", out=out, err=err) == 0
+    )
+    assert out.getvalue() == "waiter: stopped: stopped by operator\n"
+
+    out = io.StringIO()
+    code = await asyncio.to_thread(cmd_collectors, appliance.data_dir, "start", "nope", out=out, err=err)
+    assert code == 2 and out.getvalue() == ""
+    assert err.getvalue() == "amoskys: error: unknown collector 'nope' (known: needs_raw, waiter)\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b"not json\n", "request is not JSON"),
+        (b"[1, 2]\n", "request must be a JSON object, got list"),
+        (b'{"cmd": "reboot"}\n', "unknown command 'reboot' (expected one of: status, collectors)"),
+        (
+            b'{"cmd": "collectors", "action": "kill", "name": "x"}\n',
+            "action must be one of start, stop, restart",
+        ),
+        (b'{"cmd": "collectors", "action": "stop"}\n', "collectors stop: a collector name is required"),
+    ],
+)
+async def test_bad_requests_are_refused_with_a_reason_and_the_connection_stays_usable(
+    appliance: Running, line: bytes, error: str
+) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(appliance.socket))
+    try:
+        writer.write(line)
+        reply = json.loads(await reader.readline())
+        assert reply["ok"] is False and error in reply["error"]
+        writer.write(b'{"cmd": "status"}\n')
+        assert json.loads(await reader.readline())["ok"] is True
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_an_overlong_request_is_refused(appliance: Running) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(appliance.socket))
+    try:
+        writer.write(b"x" * (128 * 1024) + b"\n")
+        reply = json.loads(await reader.readline())
+        assert reply == {"ok": False, "error": "request longer than 65536 bytes"}
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_live_socket_is_not_taken_over_and_close_removes_it(appliance: Running) -> None:
+    second = ControlServer(appliance.socket, appliance.supervisor, dict)
+    with pytest.raises(ControlError, match="another appliance is running with data dir"):
+        await second.start()
+    await appliance.server.close()
+    assert not appliance.socket.exists()
+
+
+def _leave_stale_socket(path: Path) -> None:
+    """A socket file nobody listens on: what an appliance killed with SIGKILL leaves behind."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()
+
+
+async def test_a_stale_socket_is_replaced_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    _leave_stale_socket(path)
+    sup = Supervisor(
+        [], publish=None, stamper=EnvelopeStamper("b"), metrics=Metrics(), data_dir=tmp_path, appliance=None
+    )  # type: ignore[arg-type]
+    server = ControlServer(path, sup, dict)
+    await server.start()
+    try:
+        reply = await asyncio.to_thread(request, path, {"cmd": "status"})
+        assert reply == {"ok": True, "appliance": {}, "collectors": []}
+    finally:
+        await server.close()
+
+
+def test_status_without_an_appliance_says_so_and_exits_1(tmp_path: Path) -> None:
+    err = io.StringIO()
+    assert cmd_status(tmp_path, out=io.StringIO(), err=err) == 1
+    assert err.getvalue() == (
+        f"amoskys: no appliance is running with data dir {tmp_path}: there is no control socket "
+        f"{tmp_path / 'control.sock'}\n"
+    )
+
+
+def test_a_dead_appliance_is_reported_with_its_stale_run_json(tmp_path: Path) -> None:
+    _leave_stale_socket(tmp_path / "control.sock")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "run.json").write_text(json.dumps({"pid": dead.pid}))
+    err = io.StringIO()
+    assert cmd_collectors(tmp_path, "stop", "heartbeat", out=io.StringIO(), err=err) == 1
+    message = err.getvalue()
+    assert "no appliance is running with data dir" in message and "refuses connections" in message
+    assert f"run.json is stale: pid {dead.pid} is not running" in message
+
+
+def test_client_raises_not_running_and_rejects_long_paths(tmp_path: Path) -> None:
+    with pytest.raises(NotRunningError) as info:
+        request(tmp_path / "control.sock", {"cmd": "status"})
+    assert info.value.socket_path == tmp_path / "control.sock"
+    with pytest.raises(ControlError, match="Unix sockets allow at most 107"):
+        request(tmp_path / ("x" * 120) / "control.sock", {"cmd": "status"})
+
+
+def test_format_status_renders_facts_rows_and_last_errors() -> None:
+    now = 1_700_000_000_000_000_000
+    reply = {
+        "appliance": {"name": "box-1", "uptime_seconds": 3725.0, "web": {"host": "127.0.0.1", "port": 8080}},
+        "collectors": [
+            {"name": "heartbeat", "mode": "timer", "events": 12, "errors": 0, "restarts": 0, "busy_seconds": 0.0123,
+             "state": "running", "reason": "", "last_error": "", "last_error_ns": 0},
+            {"name": "flow", "mode": "", "events": 0, "errors": 3, "restarts": 2, "busy_seconds": 0,
+             "state": "backoff", "reason": "restarting in 4.0 s after: OSError: gone",
+             "last_error": "OSError: gone", "last_error_ns": now - 90 * 10**9},
+        ],
+    }  # fmt: skip
+    assert format_status(reply, now_ns=now) == (
+        "name:    box-1\n"
+        "uptime:  1h02m\n"
+        "web:     host=127.0.0.1 port=8080\n"
+        "\n"
+        "COLLECTOR  MODE   EVENTS  ERRORS  RESTARTS  BUSY_S  STATE\n"
+        "heartbeat  timer      12       0         0   0.012  running\n"
+        "flow       -           0       3         2   0.000  backoff: restarting in 4.0 s after: OSError: gone\n"
+        "    last error 1m30s ago: OSError: gone\n"
+    )
