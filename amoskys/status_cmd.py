@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -113,11 +114,19 @@ def _duration(seconds: float) -> str:
 
 
 def _value(key: str, value: Any) -> str:
-    if key == "uptime_seconds" and isinstance(value, int | float):
+    if key.endswith("_seconds") and isinstance(value, int | float):
         return _duration(value)
+    if key.endswith("_ns") and isinstance(value, int):
+        return datetime.fromtimestamp(value / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, Mapping):
         return " ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
+
+
+def _label(key: str) -> str:
+    for suffix in ("_seconds", "_ns"):
+        key = key.removesuffix(suffix)
+    return key.replace("_", " ")
 
 
 def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -135,7 +144,7 @@ def format_status(reply: Mapping[str, Any], now_ns: int | None = None) -> str:
     """The status reply as text: the appliance's facts, then one row per collector."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     appliance = reply.get("appliance", {})
-    facts = [(k.replace("_seconds", "").replace("_", " "), _value(k, v)) for k, v in appliance.items()]
+    facts = [(_label(k), _value(k, v)) for k, v in appliance.items()]
     lines = [f"{k + ':':<{max((len(k) for k, _ in facts), default=0) + 1}}  {v}" for k, v in facts]
     collectors = reply.get("collectors", [])
     if lines:

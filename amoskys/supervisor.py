@@ -260,7 +260,6 @@ class Supervisor:
         if slot.alive():  # backing off: skip the wait
             await self._cancel(slot, "starting again now")
         slot.fast_failures = 0
-        log.info("collector_start_requested", collector=name)
         self._spawn(slot)
         await asyncio.sleep(0)  # let it get as far as its first await: running or disabled
         return self.status_of(name)
@@ -270,8 +269,8 @@ class Supervisor:
         slot = self._slot(name)
         self._require_running(name)
         if slot.alive():
-            log.info("collector_stop_requested", collector=name)
             await self._cancel(slot, "stopped by operator")
+            log.info("collector_stopped", collector=name, reason="stopped by operator")
         elif slot.state != "stopped":
             self._set(slot, "stopped", "stopped by operator")
         return self.status_of(name)

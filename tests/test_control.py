@@ -269,7 +269,12 @@ def test_client_raises_not_running_and_rejects_long_paths(tmp_path: Path) -> Non
 def test_format_status_renders_facts_rows_and_last_errors() -> None:
     now = 1_700_000_000_000_000_000
     reply = {
-        "appliance": {"name": "box-1", "uptime_seconds": 3725.0, "web": {"host": "127.0.0.1", "port": 8080}},
+        "appliance": {
+            "name": "box-1",
+            "started_ns": now - 3725 * 10**9,
+            "uptime_seconds": 3725.0,
+            "web": {"host": "127.0.0.1", "port": 8080},
+        },
         "collectors": [
             {"name": "heartbeat", "mode": "timer", "events": 12, "errors": 0, "restarts": 0, "busy_seconds": 0.0123,
              "state": "running", "reason": "", "last_error": "", "last_error_ns": 0},
@@ -279,9 +284,10 @@ def test_format_status_renders_facts_rows_and_last_errors() -> None:
         ],
     }  # fmt: skip
     assert format_status(reply, now_ns=now) == (
-        "name:    box-1\n"
-        "uptime:  1h02m\n"
-        "web:     host=127.0.0.1 port=8080\n"
+        "name:     box-1\n"
+        "started:  2023-11-14 21:11:15 UTC\n"
+        "uptime:   1h02m\n"
+        "web:      host=127.0.0.1 port=8080\n"
         "\n"
         "COLLECTOR  MODE   EVENTS  ERRORS  RESTARTS  BUSY_S  STATE\n"
         "heartbeat  timer      12       0         0   0.012  running\n"

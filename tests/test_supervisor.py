@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from amoskys.collectors.base import CollectorConfig
 from amoskys.collectors.clock import FakeClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
-from amoskys.errors import FatalCollectorError
+from amoskys.errors import FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
@@ -452,3 +452,35 @@ async def test_crash_inside_a_collectors_own_taskgroup_is_restarted_not_taken_fo
     assert "bad packet" in sup.status_of("grouped").last_error
     clock.advance(delay)
     await eventually(lambda: Grouped.starts == 2, "a restart")
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        (StartupError("needs /dev/net/tun", retry=False), "disabled: needs /dev/net/tun"),
+        (StartupError("interface eth1 is down", retry=True), "backoff"),
+        (None, "stopped: run() returned"),
+    ],
+)
+async def test_startup_errors_and_a_returning_run(
+    tmp_path: Path, running: Any, error: Exception | None, state: str
+) -> None:
+    class Starter:
+        name = "starter"
+        Config = Cfg
+        mode = "test"
+
+        def __init__(self, config: Cfg, ctx: CollectorContext) -> None:
+            pass
+
+        async def run(self) -> None:
+            if error is not None:
+                raise error
+
+    sup = make([Starter], tmp_path, FakeClock())
+    running(sup)
+    await eventually(lambda: matches(sup.status_of("starter").state_text, state), f"state {state!r}")
+
+
+def matches(text: str, expected: str) -> bool:
+    return text == expected or (expected == "backoff" and text.startswith("backoff: restarting in "))
