@@ -305,7 +305,7 @@ class Supervisor:
 
     def _task_done(self, slot: _Slot, task: asyncio.Task[None]) -> None:
         # also covers a task cancelled before it ever ran (its except clause never saw the cancel)
-        if task.cancelled() and slot.state != "stopped":
+        if task is slot.task and task.cancelled() and slot.state != "stopped":
             self._set(slot, "stopped", slot.stop_reason or "cancelled")
 
     async def _cancel(self, slot: _Slot, reason: str) -> None:
