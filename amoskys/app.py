@@ -19,13 +19,24 @@ from pathlib import Path
 import structlog
 
 from amoskys import __version__, faults
+from amoskys.bus.auth import Authenticator, ChainTracker
+from amoskys.bus.core import Bus
+from amoskys.bus.identities import identity_loader
 from amoskys.bus.server import BusServer
+from amoskys.bus.service import EventBusService
+from amoskys.collectors.clock import SystemClock
+from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
+from amoskys.control import ControlServer
 from amoskys.errors import ConfigError
+from amoskys.events import EnvelopeStamper
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.pki import ApplianceCredentials, ensure_appliance_pki
+from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki
+from amoskys.proto import bus_pb2_grpc
+from amoskys.store import Store
+from amoskys.supervisor import Supervisor
 from amoskys.web.app import build_app
 from amoskys.web.server import WebServer, bind
 
@@ -68,10 +79,16 @@ class Appliance:
         self.metrics = Metrics()
         self.health = Health()
         self.faults = faults.parse(options.env)
+        self.started_ns = time.time_ns()
+        self.stamper = EnvelopeStamper(self.name)  # the one stamper of this process
         self._stop = asyncio.Event()
         self._signals = 0
         self.web: WebServer | None = None
-        self.bus: BusServer | None = None
+        self.bus_server: BusServer | None = None
+        self.bus: Bus | None = None
+        self.store: Store | None = None
+        self.supervisor: Supervisor | None = None
+        self.control: ControlServer | None = None
 
     # -- signals
     def _on_signal(self, signum: int) -> None:
@@ -102,30 +119,89 @@ class Appliance:
 
     async def _run(self) -> None:
         started = time.monotonic()
-        self.metrics.start_time.set(time.time())
+        self.metrics.start_time.set(self.started_ns / 1e9)
         for name, value in self.faults.items():
             log.warning("fault_injection_active", fault=name, value=value)
         await asyncio.to_thread(self.layout.ensure)
         log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
         creds = await asyncio.to_thread(self._ensure_pki)
+        self._export_cert_expiry(creds)
 
         web_host, web_port = parse_listen(self.config.web.listen)
         bus_host, bus_port = parse_listen(self.config.bus.listen)
         token = self._metrics_token()
+        self.store = await Store.open(self.layout.db, self.config.store, self.metrics, source_name=self.name)
+        try:
+            await self._serve(self.store, creds, web_host, web_port, bus_host, bus_port, token, started)
+        finally:
+            await self.store.close()
+            self.layout.run_json.unlink(missing_ok=True)
+        log.info("appliance_stopped")
+
+    async def _serve(
+        self,
+        store: Store,
+        creds: ApplianceCredentials,
+        web_host: str,
+        web_port: int,
+        bus_host: str,
+        bus_port: int,
+        token: str,
+        started: float,
+    ) -> None:
+        bus_cfg = self.config.bus
+        self.bus = bus = Bus(
+            store,
+            self.metrics,
+            quota_events_per_second=bus_cfg.quota_events_per_second,
+            quota_burst_events=bus_cfg.quota_burst_events,
+            ack_timeout_seconds=bus_cfg.ack_timeout_ms / 1000,
+            ack_before_commit_ms=self.faults.get("ack_before_commit_ms", 0),
+        )
+        self.bus_server = BusServer(
+            creds,
+            max_message_bytes=bus_cfg.max_message_bytes,
+            max_concurrent_rpcs=bus_cfg.max_concurrent_rpcs,
+        )
+        service = EventBusService(
+            bus,
+            Authenticator(bus_cfg.trust_domain, identity_loader(store.state)),
+            ChainTracker(),
+            self.metrics,
+            store_state=store.state,
+            max_events_per_batch=bus_cfg.max_events_per_batch,
+            stamper=self.stamper,
+        )
+        bus_pb2_grpc.add_EventBusServicer_to_server(service, self.bus_server.server)
+        info = ApplianceInfo(self.name, __version__, socket.gethostname(), "appliance", self.started_ns)
+        self.supervisor = Supervisor.from_config(
+            self.config.collectors,
+            publish=bus.publish,
+            stamper=self.stamper,
+            metrics=self.metrics,
+            data_dir=self.layout.root,
+            appliance=info,
+        )
+        clock = SystemClock()
+        ports: dict[str, int] = {}
+        self.control = ControlServer(
+            self.layout.control_socket,
+            self.supervisor,
+            lambda: info.snapshot(clock) | {"data_dir": str(self.layout.root), "ports": ports},
+        )
         self.web = WebServer(
             build_app(self.metrics, self.health, metrics_token=token), bind(web_host, web_port)
         )
-        self.bus = BusServer(
-            creds,
-            max_message_bytes=self.config.bus.max_message_bytes,
-            max_concurrent_rpcs=self.config.bus.max_concurrent_rpcs,
-        )
         try:
             async with asyncio.TaskGroup() as tg:
-                bus_port = await self.bus.start(bus_host, bus_port)
+                tg.create_task(store.run(), name="store-writer")
+                bus_port = await self.bus_server.start(bus_host, bus_port)
                 tg.create_task(self.web.serve(), name="web")
                 async with asyncio.timeout(10):
                     await self.web.wait_started()
+                ports.update(web=self.web.port, bus=bus_port)
+                await self.control.start()
+                tg.create_task(self.supervisor.run(), name="collectors")
                 self._write_run_json(web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
                 self.metrics.up.set(1)
@@ -135,15 +211,17 @@ class Appliance:
                     version=__version__,
                     web=f"http://{format_listen(web_host, self.web.port)}",
                     bus=format_listen(bus_host, bus_port),
+                    control=str(self.layout.control_socket),
                     seconds=round(time.monotonic() - started, 3),
                 )
                 await self._stop.wait()
                 await self._shutdown()
         finally:
-            self.layout.run_json.unlink(missing_ok=True)
-        log.info("appliance_stopped")
+            if self.control:
+                await self.control.close()
 
     async def _shutdown(self) -> None:
+        """Collectors stop, the bus refuses new work (RETRY), the writer flushes, servers close."""
         self.health.stopping = True
         self.metrics.up.set(0)
         delay = self.faults.get("slow_shutdown_ms", 0)
@@ -151,12 +229,30 @@ class Appliance:
             await asyncio.sleep(delay / 1000)
         try:
             async with asyncio.timeout(STOP_DEADLINE_SECONDS):
+                if self.control:
+                    await self.control.close()
+                if self.supervisor:
+                    await self.supervisor.stop()
                 if self.bus:
-                    await self.bus.stop(grace_seconds=1.0)
+                    await self.bus.close()
+                if self.bus_server:
+                    await self.bus_server.stop(grace_seconds=1.0)
+                if self.store:
+                    await self.store.close()  # drains the queue, then the writer task returns
                 if self.web:
                     self.web.stop()
         except TimeoutError:
             log.warning("stop_deadline_exceeded", seconds=STOP_DEADLINE_SECONDS)
+            if self.web:
+                self.web.stop()
+
+    def _export_cert_expiry(self, creds: ApplianceCredentials) -> None:
+        for label, path in (
+            ("ca", creds.ca_cert),
+            ("server", creds.server_cert),
+            ("client", creds.identity_cert),
+        ):
+            self.metrics.pki_cert_expiry.labels(cert=label).set(cert_not_after(path).timestamp())
 
     def _ensure_pki(self) -> ApplianceCredentials:
         creds = ensure_appliance_pki(
@@ -199,6 +295,6 @@ class Appliance:
             "web": {"host": web_host, "port": web_port},
             "bus": {"host": bus_host, "port": bus_port},
             "control_socket": str(self.layout.control_socket),
-            "started_ns": time.time_ns(),
+            "started_ns": self.started_ns,
         }
         _write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o644)

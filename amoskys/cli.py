@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from amoskys import __version__
-from amoskys.errors import AmoskysError
+from amoskys.errors import AmoskysError, ConfigError
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -95,12 +95,232 @@ def cmd_certs_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    from amoskys import loadgen
+
+    if args.unary and args.batch != 1:
+        raise ConfigError("loadgen: --unary sends one event per call: use --batch 1", path="--batch")
+    identity = loadgen.load_identity(Path(args.identity))
+    bus = args.bus or identity.bus_address
+    if not bus:
+        raise ConfigError("loadgen: no --bus given and the bundle names no bus address", path="--bus")
+    acked = open(args.acked_file, "a", encoding="ascii") if args.acked_file else None
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            result = runner.run(
+                loadgen.run(
+                    identity,
+                    bus,
+                    events=args.events,
+                    batch=args.batch,
+                    rate=args.rate,
+                    acked_file=acked,
+                    unary=args.unary,
+                    server_name=args.server_name,
+                    progress=sys.stderr if not args.quiet else None,
+                )
+            )
+    finally:
+        if acked is not None:
+            acked.close()
+    print(loadgen.format_summary(result, args.json))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from amoskys.status_cmd import cmd_status as status
+
+    data_dir, _ = _data_dir(args, _load_config(args))
+    return status(data_dir, as_json=args.json)
+
+
+def cmd_collectors(args: argparse.Namespace) -> int:
+    from amoskys.status_cmd import cmd_collectors as collectors
+
+    data_dir, _ = _data_dir(args, _load_config(args))
+    return collectors(data_dir, args.action, args.name)
+
+
+def cmd_events_export(args: argparse.Namespace) -> int:
+    from amoskys.paths import Layout
+    from amoskys.store.export import export_events
+
+    data_dir, _ = _data_dir(args, _load_config(args))
+    db = Layout(data_dir).db
+    if not db.exists():
+        raise ConfigError(
+            f"no event store at {db} (has the appliance run with this --data-dir?)", path="--data-dir"
+        )
+    since_ns = _parse_since(args.since) if args.since else None
+    count = asyncio.run(
+        export_events(db, sys.stdout, kind=args.kind, source=args.source, since_ns=since_ns, limit=args.limit)
+    )
+    print(f"exported {count} events", file=sys.stderr)
+    return 0
+
+
+def _parse_since(text: str) -> int:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--since: expected an ISO 8601 time like 2026-11-27T12:00:00Z, got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000_000)
+
+
+def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from amoskys.app import appliance_name
+    from amoskys.paths import Layout
+    from amoskys.pki import ensure_appliance_pki
+
+    config = _load_config(args)
+    data_dir, _ = _data_dir(args, config)
+    layout = Layout(data_dir)
+    layout.ensure()
+    creds = ensure_appliance_pki(
+        layout.pki,
+        name=appliance_name(config),
+        trust_domain=config.bus.trust_domain,
+        dns_names=config.bus.server_dns_names,
+        ip_addresses=config.bus.server_ip_addresses,
+    )
+    return config, layout, creds
+
+
+def cmd_agents_enroll(args: argparse.Namespace) -> int:
+    from amoskys import pki
+    from amoskys.state_access import appliance_state
+
+    config, layout, creds = _credentials(args)
+    bus_address = args.bus_address or _default_bus_address(config)
+    bundle = pki.enroll_agent(
+        creds,
+        name=args.name,
+        role=args.role,
+        trust_domain=config.bus.trust_domain,
+        bus_address=bus_address,
+        out_dir=Path(args.out),
+    )
+
+    async def record() -> None:
+        async with appliance_state(layout.db, config.store) as state:
+            await state.enroll_identity(
+                bundle.name, bundle.role, bundle.public_key_raw, str(bundle.cert_serial)
+            )
+
+    asyncio.run(record())
+    agents_dir = layout.pki / "agents"
+    agents_dir.mkdir(mode=0o700, exist_ok=True)
+    (agents_dir / f"{bundle.name}.crt").write_bytes((Path(args.out) / "client.crt").read_bytes())
+    print(
+        f"enrolled {bundle.name!r} (role {bundle.role}, key {bundle.key_id}, certificate valid until "
+        f"{bundle.not_after:%Y-%m-%d}); bundle in {args.out} — copy it to the agent, keep it secret"
+    )
+    return 0
+
+
+def _default_bus_address(config) -> str:  # type: ignore[no-untyped-def]
+    from amoskys.config import format_listen, parse_listen
+
+    host, port = parse_listen(config.bus.listen)
+    if host in ("0.0.0.0", "::"):
+        host = (config.bus.server_dns_names or ("localhost",))[0]
+    return format_listen(host, port)
+
+
+def cmd_agents_list(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from amoskys import pki
+    from amoskys.state_access import appliance_state
+
+    config, layout, _ = _credentials(args)
+
+    async def read():  # type: ignore[no-untyped-def]
+        async with appliance_state(layout.db, config.store) as state:
+            return await state.list_identities()
+
+    rows = []
+    for ident in asyncio.run(read()):
+        cert = layout.pki / "agents" / f"{ident.name}.crt"
+        expires = pki.cert_not_after(cert).isoformat() if cert.exists() else ""
+        rows.append(
+            {
+                "name": ident.name,
+                "role": ident.role,
+                "key_id": pki.key_id_of_raw(ident.public_key),
+                "enrolled": datetime.fromtimestamp(ident.enrolled_ns / 1e9, UTC).isoformat(),
+                "revoked": datetime.fromtimestamp(ident.revoked_ns / 1e9, UTC).isoformat()
+                if ident.revoked_ns
+                else "",
+                "cert_expires": expires,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no agents enrolled (amoskys agents enroll NAME --out DIR)")
+    else:
+        print(f"{'NAME':24} {'ROLE':6} {'KEY':16} {'CERT EXPIRES':26} REVOKED")
+        for r in rows:
+            print(
+                f"{r['name']:24} {r['role']:6} {r['key_id']:16} {r['cert_expires'][:19]:26} {r['revoked'][:19] or '-'}"
+            )
+    return 0
+
+
+def cmd_agents_revoke(args: argparse.Namespace) -> int:
+    from amoskys.state_access import appliance_state
+
+    config, layout, _ = _credentials(args)
+
+    async def revoke() -> bool:
+        async with appliance_state(layout.db, config.store) as state:
+            return await state.revoke_identity(args.name)
+
+    if not asyncio.run(revoke()):
+        print(f"amoskys: error: no enrolled, unrevoked agent named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.name!r}; a running appliance refuses it within a second")
+    return 0
+
+
+def cmd_certs_renew(args: argparse.Namespace) -> int:
+    from amoskys import pki
+
+    config, _, creds = _credentials(args)
+    pki.renew_server_cert(
+        creds, dns_names=config.bus.server_dns_names, ip_addresses=config.bus.server_ip_addresses
+    )
+    print(
+        f"renewed {creds.server_cert} (valid until {pki.cert_not_after(creds.server_cert):%Y-%m-%d}); "
+        "a running appliance serves it from the next connection"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file (default: embedded defaults)")
     p.add_argument(
         "--data-dir", metavar="DIR", help="data directory (overrides AMOSKYS_DATA_DIR and the config)"
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,17 +348,96 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_config_sample
     )
 
+    p = sub.add_parser("loadgen", help="publish synthetic events of every kind to a bus, and measure")
+    p.add_argument(
+        "--identity", required=True, metavar="DIR", help="enrolment bundle (amoskys agents enroll --out)"
+    )
+    p.add_argument("--bus", metavar="HOST:PORT", help="bus address (default: the bundle's)")
+    p.add_argument(
+        "--events", type=_positive_int, default=10_000, metavar="N", help="events to publish (10000)"
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=100, metavar="B", help="events per signed batch (100)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=0.0, metavar="R", help="events/s to offer (0: as fast as acked)"
+    )
+    p.add_argument("--acked-file", metavar="F", help="append each OK-acked event_id to F")
+    p.add_argument("--unary", action="store_true", help="one event per Publish call (needs --batch 1)")
+    p.add_argument(
+        "--server-name", metavar="NAME", help="TLS name to expect when dialing an address not in the SANs"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_loadgen)
+
+    p = sub.add_parser("status", help="show the running appliance and its collectors")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("collectors", help="start, stop or restart a collector of the running appliance")
+    p.add_argument("action", choices=["start", "stop", "restart"])
+    p.add_argument("name", metavar="NAME", help="collector name (see `amoskys status`)")
+    _add_common(p)
+    p.set_defaults(func=cmd_collectors)
+
+    events = sub.add_parser("events", help="read the event store").add_subparsers(
+        dest="events_command", required=True, metavar="ACTION"
+    )
+    p = events.add_parser("export", help="write stored events as JSON Lines (also while the appliance runs)")
+    _add_common(p)
+    p.add_argument(
+        "--kind",
+        help="only this body kind (process, host, flow, snmp, device, loss, alert, audit, heartbeat)",
+    )
+    p.add_argument("--source", help="only events of this source")
+    p.add_argument("--since", metavar="ISO8601", help="only events observed at or after this time")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N events")
+    p.add_argument("--format", choices=["jsonl"], default="jsonl")
+    p.set_defaults(func=cmd_events_export)
+
+    agents = sub.add_parser("agents", help="enrol, list and revoke remote agents").add_subparsers(
+        dest="agents_command", required=True, metavar="ACTION"
+    )
+    p = agents.add_parser("enroll", help="issue a client certificate and signing key for an agent")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--role", choices=["agent", "relay"], default="agent", help="relay: may forward others' events"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write the bundle (must not exist)")
+    p.add_argument("--bus-address", metavar="HOST:PORT", help="address the agent dials (default from [bus])")
+    _add_common(p)
+    p.set_defaults(func=cmd_agents_enroll)
+    p = agents.add_parser("list", help="enrolled agents, their keys, certificate expiry and revocation")
+    p.add_argument("--json", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_agents_list)
+    p = agents.add_parser("revoke", help="revoke an agent (takes effect without restart)")
+    p.add_argument("name", metavar="NAME")
+    _add_common(p)
+    p.set_defaults(func=cmd_agents_revoke)
+
     certs = sub.add_parser("certs", help="certificates and identities").add_subparsers(
         dest="certs_command", required=True, metavar="ACTION"
     )
     p = certs.add_parser("init", help="create the CA, bus server certificate and identity if missing")
     _add_common(p)
     p.set_defaults(func=cmd_certs_init)
+    p = certs.add_parser(
+        "renew", help="re-issue the bus server certificate (SANs from [bus]); no restart needed"
+    )
+    _add_common(p)
+    p.set_defaults(func=cmd_certs_renew)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_run:
+        from amoskys import logs
+
+        logs.setup("warning")  # commands print results on stdout; only problems go to stderr
     try:
         return int(args.func(args))
     except AmoskysError as err:

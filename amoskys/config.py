@@ -84,6 +84,9 @@ class BusConfig(_Struct, frozen=True):
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
     max_events_per_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     max_concurrent_rpcs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    quota_events_per_second: Annotated[int, msgspec.Meta(ge=1)] = 50_000
+    quota_burst_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)

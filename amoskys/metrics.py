@@ -88,6 +88,50 @@ class Metrics:
             registry=r,
         )
 
+        # -- bus
+        self.bus_batches = Counter(
+            "amoskys_bus_batches_total",
+            "Batches answered, by ack status (ok, retry, unauthorized, invalid) and reason.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.bus_events = Counter(
+            "amoskys_bus_events_total",
+            "Events judged by the bus: accepted, duplicate, or rejected with a reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.bus_batch_events = Histogram(
+            "amoskys_bus_batch_events", "Events per received batch.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.bus_ack_seconds = Histogram(
+            "amoskys_bus_ack_seconds", "Time from receiving a batch to its ack.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.bus_quota_exceeded = Counter(
+            "amoskys_bus_quota_exceeded_total", "Batches answered RETRY because a source exceeded its quota.", registry=r
+        )
+        self.bus_store_failures = Counter(
+            "amoskys_bus_store_failures_total", "Batches answered RETRY because the store failed.", registry=r
+        )
+        self.bus_chain_forks = Counter(
+            "amoskys_bus_chain_forks_total", "Batches whose prev_digest forked the sender's chain.", registry=r
+        )
+        self.bus_local_lost = Counter(
+            "amoskys_bus_local_events_lost_total", "Local collector events whose commit failed.", registry=r
+        )
+        self.bus_subscriber_dropped = Counter(
+            "amoskys_bus_subscriber_dropped_total",
+            "Committed events a slow live subscriber dropped (its own oldest).",
+            ["subscriber"],
+            registry=r,
+        )
+        self.pki_cert_expiry = Gauge(
+            "amoskys_pki_cert_expiry_timestamp_seconds",
+            "Unix time at which a certificate expires (ca, server, client, or agent:<name>).",
+            ["cert"],
+            registry=r,
+        )
+
         # -- collectors
         self.collector_up = Gauge(
             "amoskys_collector_up", "1 while the collector runs, else 0.", ["collector"], registry=r

@@ -168,7 +168,11 @@ def peer_identity(auth_context: Mapping[str, Sequence[bytes]], trust_domain: str
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """A short stable id of an Ed25519 public key: the first 16 hex digits of SHA-256 of its raw bytes."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key_id_of_raw(public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def key_id_of_raw(raw: bytes) -> str:
+    """`key_id` of a raw 32-byte Ed25519 public key, as stored for enrolled identities."""
     return hashlib.sha256(raw).hexdigest()[:16]
 
 

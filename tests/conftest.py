@@ -51,6 +51,8 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, b""
 
 
 @dataclass
@@ -88,7 +90,10 @@ class RunningAppliance:
                 raise AssertionError(f"amoskys exited with {self.proc.returncode}:\n{self.log()}")
             if not run_json.exists():
                 return False
-            self.info = json.loads(run_json.read_text())
+            info = json.loads(run_json.read_text())
+            if info.get("pid") != self.proc.pid:
+                return False  # a run.json left by a killed predecessor
+            self.info = info
             return http_get(self.web_url + "/readyz")[0] == 200
 
         wait_for(ready, timeout=timeout, what="amoskys to be ready")
@@ -148,3 +153,32 @@ def appliance_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
         if app.proc.poll() is None:
             app.proc.send_signal(signal.SIGKILL)
             app.proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (for a server that must keep its port across restarts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def amoskys(*args: str, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """Run an `amoskys` sub-command to completion."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSKYS_")}
+    env.update(kw.pop("env", {}))
+    result = subprocess.run(
+        [sys.executable, "-m", "amoskys", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        **kw,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"amoskys {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result

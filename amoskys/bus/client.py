@@ -1,0 +1,174 @@
+"""The publisher side of the EventBus: sign, chain, send, and retry until an honest answer.
+
+Written once for every publisher (loadgen, agents, the gRPC forwarder): RETRY and transport errors
+are retried with exponential backoff + jitter, honouring `backoff_hint_ms`, re-sending the same
+bytes (so the same event ids); UNAUTHORIZED and INVALID are final and raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from amoskys import pki
+from amoskys.errors import BusError, PkiError
+from amoskys.proto import bus_pb2, bus_pb2_grpc
+from amoskys.retry import Backoff
+
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+class PublishRefusedError(BusError):
+    """The bus refused a batch for good (UNAUTHORIZED or INVALID); retrying cannot help."""
+
+    def __init__(self, ack: bus_pb2.PublishAck) -> None:
+        super().__init__(f"{bus_pb2.AckStatus.Name(ack.status)}: {ack.message}")
+        self.ack = ack
+
+
+@dataclass(frozen=True)
+class PublisherIdentity:
+    """What a publisher needs to reach a bus: its name, signing key and TLS material."""
+
+    name: str
+    key: Ed25519PrivateKey
+    key_id: str
+    client_cert: bytes
+    client_key: bytes
+    ca_cert: bytes
+    bus_address: str = ""
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: Path) -> PublisherIdentity:
+        """Load an enrolment bundle written by `amoskys agents enroll`."""
+        meta_path = bundle_dir / "bundle.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            key = pki.load_identity_key(bundle_dir / "identity.ed25519")
+            return cls(
+                name=meta["name"],
+                key=key,
+                key_id=pki.key_id(key.public_key()),
+                client_cert=(bundle_dir / "client.crt").read_bytes(),
+                client_key=(bundle_dir / "client.key").read_bytes(),
+                ca_cert=(bundle_dir / "ca.crt").read_bytes(),
+                bus_address=meta.get("bus_address", ""),
+            )
+        except (OSError, KeyError, ValueError) as err:
+            raise PkiError(
+                f"enrolment bundle {bundle_dir} is incomplete or unreadable: {err}", path=str(bundle_dir)
+            ) from err
+
+
+@dataclass
+class ClientStats:
+    batches: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    retries: int = 0
+    transport_errors: int = 0
+    ack_seconds: list[float] = field(default_factory=list)
+
+
+class BusClient:
+    """One long-lived mTLS channel to a bus; publish() returns only on an OK ack."""
+
+    def __init__(
+        self,
+        identity: PublisherIdentity,
+        address: str,
+        *,
+        server_name: str | None = None,
+        call_timeout_seconds: float = 30.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        backoff: Backoff | None = None,
+        prev_digest: bytes = pki.GENESIS_DIGEST,
+    ) -> None:
+        self.identity = identity
+        self.address = address
+        self.prev_digest = prev_digest
+        self.stats = ClientStats()
+        self._timeout = call_timeout_seconds
+        self._backoff = backoff or Backoff(base_seconds=0.05, cap_seconds=5.0)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=identity.ca_cert,
+            private_key=identity.client_key,
+            certificate_chain=identity.client_cert,
+        )
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.keepalive_time_ms", 60_000),
+            # our own backoff decides when to retry: keep grpc's reconnect quick
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        self._channel = grpc.aio.secure_channel(address, creds, options=options)
+        self._stub = bus_pb2_grpc.EventBusStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> BusClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def sign(self, events: bytes) -> bus_pb2.SignedBatch:
+        return bus_pb2.SignedBatch(
+            sender=self.identity.name,
+            key_id=self.identity.key_id,
+            events=events,
+            prev_digest=self.prev_digest,
+            signature=pki.sign_batch(self.identity.key, self.identity.key_id, self.prev_digest, events),
+        )
+
+    async def publish_raw(self, raw_events: Sequence[bytes], *, unary: bool = False) -> bus_pb2.PublishAck:
+        """Publish serialized envelopes as one signed batch; retry until OK or a final refusal."""
+        events = bus_pb2.RawEventList(events=raw_events).SerializeToString()
+        batch = self.sign(events)
+        call = self._stub.Publish if unary else self._stub.PublishBatch
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            try:
+                ack: bus_pb2.PublishAck = await call(batch, timeout=self._timeout, wait_for_ready=True)
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in RETRYABLE_CODES:
+                    raise BusError(f"bus {self.address}: {err.code().name}: {err.details()}") from err
+                self.stats.transport_errors += 1
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            if ack.status == bus_pb2.RETRY:
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff.next_delay(ack.backoff_hint_ms / 1000))
+                continue
+            if ack.status != bus_pb2.OK:
+                raise PublishRefusedError(ack)
+            self._backoff.reset()
+            self.stats.ack_seconds.append(loop.time() - t0)
+            self.stats.batches += 1
+            self.stats.accepted += ack.accepted
+            self.stats.duplicates += ack.duplicates
+            self.stats.rejected += len(ack.rejected)
+            self.prev_digest = ack.digest
+            return ack

@@ -1,0 +1,196 @@
+"""The bus core: one publish path for local collectors and remote publishers, acking only after commit.
+
+Remote batches: per-event validation with reasons → per-source quota → store.submit → await the
+commit (bounded) → ack. Local collectors publish in-process (no gRPC, no re-serialization) and are
+told to slow down, not refused, when the writer is behind. Committed events fan out to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from amoskys.bus.fanout import Fanout, Subscription
+from amoskys.bus.quota import TokenBuckets
+from amoskys.bus.validate import Rejection, check, parse_event
+from amoskys.errors import BusError, StoreError
+from amoskys.metrics import Metrics
+from amoskys.proto import bus_pb2, events_pb2
+from amoskys.retry import Backoff
+from amoskys.store import Store
+from amoskys.store.errors import SubmitRefusedError
+from amoskys.store.records import Outcome, Record
+from amoskys.store.state import ChainAnchor
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class IngestResult:
+    status: int
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    backoff_hint_ms: int = 0
+    message: str = ""
+    committed: list[Record] = field(default_factory=list)
+
+    def to_ack(self, digest: bytes = b"") -> bus_pb2.PublishAck:
+        return bus_pb2.PublishAck(
+            status=self.status,  # type: ignore[arg-type]
+            accepted=self.accepted,
+            duplicates=self.duplicates,
+            rejected=[bus_pb2.RejectedEvent(index=r.index, reason=r.reason) for r in self.rejected],
+            backoff_hint_ms=self.backoff_hint_ms,
+            message=self.message,
+            digest=digest,
+        )
+
+
+def retry(hint_ms: int, message: str) -> IngestResult:
+    return IngestResult(status=bus_pb2.RETRY, backoff_hint_ms=max(1, hint_ms), message=message)
+
+
+class Bus:
+    """Validates, rate-limits, hands events to the store writer and acks only after the commit."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        quota_events_per_second: float,
+        quota_burst_events: float,
+        ack_timeout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        ack_before_commit_ms: int = 0,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.quota = TokenBuckets(quota_events_per_second, quota_burst_events, clock=clock)
+        self.ack_timeout = ack_timeout_seconds
+        self.fanout: Fanout[Record] = Fanout(on_drop=self._count_dropped)
+        self.closing = False
+        self._ack_before_commit_ms = ack_before_commit_ms  # test-only fault (AMOSKYS_FAULTS)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ subscribers
+    def subscribe(self, name: str, maxlen: int = 10_000) -> Subscription[Record]:
+        return self.fanout.subscribe(name, maxlen)
+
+    def _count_dropped(self, name: str, n: int) -> None:
+        self.metrics.bus_subscriber_dropped.labels(subscriber=name).inc(n)
+
+    # ------------------------------------------------------------------ remote path
+    async def ingest(
+        self, raws: Sequence[bytes], *, sender: str, relay: bool, anchor: ChainAnchor | None = None
+    ) -> IngestResult:
+        """Judge each serialized envelope on its own, store the good ones, ack after the commit.
+
+        `anchor` (the sender's new chain position) is committed in the same transaction.
+        """
+        if self.closing:
+            return retry(1000, "appliance is shutting down")
+        records: list[Record] = []
+        rejected: list[Rejection] = []
+        for i, raw in enumerate(raws):
+            env = parse_event(raw)
+            reason = "malformed_envelope" if env is None else check(env, sender=None if relay else sender)
+            if reason is not None or env is None:
+                rejected.append(Rejection(i, reason or "malformed_envelope"))
+                self.metrics.bus_events.labels(
+                    outcome="rejected", reason=reason or "malformed_envelope"
+                ).inc()
+                continue
+            records.append(Record.from_envelope(env, raw))
+        result = IngestResult(status=bus_pb2.OK, rejected=rejected)
+        if not records:
+            if anchor is not None:
+                await self.store.state.set_chain_anchor(anchor)
+            return result
+        wait = self.quota.take(sender, len(records))
+        if wait > 0:
+            self.metrics.bus_quota_exceeded.inc()
+            return retry(int(wait * 1000) + 1, f"quota for {sender!r} exceeded")
+        if self._ack_before_commit_ms:
+            return self._ack_early(records, result)
+        try:
+            future = self.store.submit(records, local=False, anchor=anchor)
+        except SubmitRefusedError as err:
+            return retry(err.backoff_hint_ms, f"store refused: {err.reason}")
+        try:
+            outcomes = await asyncio.wait_for(asyncio.shield(future), self.ack_timeout)
+        except TimeoutError:
+            # The commit may still land; the publisher re-sends the same ids and dedup absorbs it.
+            return retry(1000, f"commit not done within {self.ack_timeout:g} s")
+        except StoreError as err:
+            self.metrics.bus_store_failures.inc()
+            return retry(1000, f"store failed: {err}")
+        return self._tally(records, outcomes, result)
+
+    def _tally(self, records: list[Record], outcomes: list[Outcome], result: IngestResult) -> IngestResult:
+        committed = [r for r, o in zip(records, outcomes, strict=True) if o is Outcome.COMMITTED]
+        result.accepted = len(committed)
+        result.duplicates = len(records) - len(committed)
+        result.committed = committed
+        self.metrics.bus_events.labels(outcome="accepted", reason="").inc(result.accepted)
+        self.metrics.bus_events.labels(outcome="duplicate", reason="").inc(result.duplicates)
+        self.fanout.publish(committed)
+        return result
+
+    def _ack_early(self, records: list[Record], result: IngestResult) -> IngestResult:
+        """FAULT (tests only): ack OK now, commit after a delay — what a lying bus does."""
+
+        async def later() -> None:
+            await asyncio.sleep(self._ack_before_commit_ms / 1000)
+            try:
+                await self.store.submit(records, local=False)
+            except StoreError:
+                pass  # the fault's whole point: the publisher was already told OK
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        result.accepted = len(records)
+        return result
+
+    # ------------------------------------------------------------------ local path
+    async def publish(self, envelopes: Sequence[events_pb2.Envelope]) -> None:
+        """Local collectors: hand stamped envelopes to the writer without waiting for the commit.
+
+        When the writer is behind, this waits (backpressure) rather than dropping; it raises
+        BusError only once the appliance is shutting down.
+        """
+        records = [Record.from_envelope(env) for env in envelopes]
+        backoff = Backoff(base_seconds=0.005, cap_seconds=0.5)
+        while True:
+            if self.closing:
+                raise BusError("bus is shutting down: local events not accepted")
+            try:
+                future = self.store.submit(records, local=True)
+                break
+            except SubmitRefusedError as err:
+                if err.reason == "closing":
+                    raise BusError("store is closing: local events not accepted") from err
+                await asyncio.sleep(backoff.next_delay(err.backoff_hint_ms / 1000))
+        future.add_done_callback(lambda f: self._local_done(records, f))
+
+    def _local_done(self, records: list[Record], future: asyncio.Future[list[Outcome]]) -> None:
+        if future.cancelled():
+            return
+        err = future.exception()
+        if err is not None:
+            self.metrics.bus_local_lost.inc(len(records))
+            log.error("local_events_lost", count=len(records), error=str(err))
+            return
+        self._tally(records, future.result(), IngestResult(status=bus_pb2.OK))
+
+    async def close(self) -> None:
+        """Refuse new work (remote publishers get RETRY) and let background work finish."""
+        self.closing = True
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,132 @@
+"""The EventBus gRPC servicer: authorize each call, verify the batch, ingest, answer an honest ack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError
+
+from amoskys import pki
+from amoskys.bus.auth import Authenticator, ChainTracker, Denied, Identity
+from amoskys.bus.core import Bus, IngestResult
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
+from amoskys.store.state import ApplianceState, ChainAnchor
+
+log = structlog.get_logger(__name__)
+
+AlertSink = Callable[[events_pb2.Envelope], Awaitable[None]]
+
+
+class EventBusService(bus_pb2_grpc.EventBusServicer):
+    def __init__(
+        self,
+        bus: Bus,
+        auth: Authenticator,
+        chains: ChainTracker,
+        metrics: Metrics,
+        *,
+        store_state: ApplianceState,
+        max_events_per_batch: int,
+        stamper: EnvelopeStamper,
+    ) -> None:
+        self.bus = bus
+        self.auth = auth
+        self.chains = chains
+        self.metrics = metrics
+        self.max_events = max_events_per_batch
+        self.stamper = stamper
+        self.state = store_state
+        self._anchors_loaded: set[str] = set()
+
+    async def PublishBatch(
+        self, request: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext
+    ) -> bus_pb2.PublishAck:
+        return await self._handle(request, context, unary=False)
+
+    async def Publish(
+        self, request: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext
+    ) -> bus_pb2.PublishAck:
+        return await self._handle(request, context, unary=True)
+
+    async def _handle(
+        self, batch: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext, *, unary: bool
+    ) -> bus_pb2.PublishAck:
+        t0 = time.perf_counter()
+        ack = await self._judge(batch, context, unary=unary)
+        self.metrics.bus_ack_seconds.observe(time.perf_counter() - t0)
+        return ack
+
+    def _outcome(self, status: int, reason: str) -> None:
+        self.metrics.bus_batches.labels(status=bus_pb2.AckStatus.Name(status).lower(), reason=reason).inc()
+
+    async def _judge(
+        self, batch: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext, *, unary: bool
+    ) -> bus_pb2.PublishAck:
+        verdict = await self.auth.authorize(context.auth_context(), batch)
+        if isinstance(verdict, Denied):
+            self._outcome(bus_pb2.UNAUTHORIZED, verdict.reason)
+            log.info(
+                "bus_batch_unauthorized", reason=verdict.reason, sender=batch.sender[:64], peer=context.peer()
+            )
+            return bus_pb2.PublishAck(status=bus_pb2.UNAUTHORIZED, message=verdict.message)
+        ident: Identity = verdict
+        try:
+            raws = list(bus_pb2.RawEventList.FromString(batch.events).events)
+        except DecodeError:
+            self._outcome(bus_pb2.INVALID, "malformed_event_list")
+            return bus_pb2.PublishAck(status=bus_pb2.INVALID, message="events is not a serialized EventList")
+        if unary and len(raws) != 1:
+            self._outcome(bus_pb2.INVALID, "unary_not_one_event")
+            return bus_pb2.PublishAck(
+                status=bus_pb2.INVALID, message=f"Publish takes exactly one event, got {len(raws)}"
+            )
+        if len(raws) > self.max_events:
+            self._outcome(bus_pb2.INVALID, "too_many_events")
+            return bus_pb2.PublishAck(
+                status=bus_pb2.INVALID,
+                message=f"{len(raws)} events in one batch; the limit is {self.max_events}",
+            )
+        self.metrics.bus_batch_events.observe(len(raws))
+        digest = pki.batch_digest(batch.key_id, batch.prev_digest, batch.events)
+        await self._load_anchor(ident.name)
+        chain = self.chains.judge(ident.name, batch.prev_digest, digest)
+        anchor = None if chain == "replay" else ChainAnchor(ident.name, digest, time.time_ns())
+        result: IngestResult = await self.bus.ingest(
+            raws, sender=ident.name, relay=ident.role == "relay", anchor=anchor
+        )
+        if result.status != bus_pb2.OK:
+            self._outcome(result.status, "store_busy" if "store" in result.message else "quota_or_closing")
+            return result.to_ack()
+        if chain == "fork":
+            await self._fork_alert(ident.name, batch.prev_digest, self.chains.anchor(ident.name) or b"")
+        if chain != "replay":
+            self.chains.advance(ident.name, digest)
+        self._outcome(bus_pb2.OK, "replay" if chain == "replay" else "")
+        return result.to_ack(digest)
+
+    async def _load_anchor(self, sender: str) -> None:
+        """The first batch of a sender since start: continue its chain from the stored anchor."""
+        if sender in self._anchors_loaded:
+            return
+        stored = await self.state.get_chain_anchor(sender)
+        if stored is not None and self.chains.anchor(sender) is None:
+            self.chains.advance(sender, stored.digest)
+        self._anchors_loaded.add(sender)
+
+    async def _fork_alert(self, sender: str, got: bytes, expected: bytes) -> None:
+        self.metrics.bus_chain_forks.inc()
+        log.warning("bus_chain_fork", sender=sender, prev_digest=got.hex()[:16], expected=expected.hex()[:16])
+        env = events_pb2.Envelope(
+            alert=events_pb2.Alert(
+                rule="bus.chain_fork",
+                severity=events_pb2.Alert.WARNING,
+                summary=f"batch chain of {sender!r} forked: its prev_digest is not the last accepted batch",
+                attributes={"sender": sender, "prev_digest": got.hex(), "expected": expected.hex()},
+            )
+        )
+        await self.bus.publish([self.stamper.stamp(env)])
