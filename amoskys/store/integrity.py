@@ -164,29 +164,64 @@ def _check_existing(db_path: Path, quick_check_max_bytes: int) -> str:
         conn.close()
 
 
+class _CorruptError(StoreError):
+    """SQLite called the file damaged while it was being opened or migrated (internal)."""
+
+
+def check_marker(db_path: Path) -> Path:
+    """A file whose presence makes the next start run the quick check whatever the size."""
+    return db_path.with_name(db_path.name + ".check")
+
+
+def request_check(db_path: Path) -> None:
+    """Ask the next start to quick-check the database (the writer saw SQLITE_CORRUPT)."""
+    try:
+        check_marker(db_path).touch()
+    except OSError as err:
+        log.warning("store_check_request_failed", path=str(db_path), error=err.strerror)
+
+
 def prepare(db_path: Path, *, quick_check_max_bytes: int, now_ns: int) -> Prepared:
     """Check, repair and migrate the database file before the store opens it (blocking: run it in
     a thread). Returns what it found; raises StoreError only for what a fresh file cannot fix."""
     result = Prepared()
     mark = read_high_water(side_file(db_path))
+    marker = check_marker(db_path)
     if db_path.exists():
-        result.quick_check = _check_existing(db_path, quick_check_max_bytes)
+        limit = quick_check_max_bytes
+        if marker.exists():
+            limit = 1 << 62  # asked for by a writer that met corruption: check whatever the size
+        result.quick_check = _check_existing(db_path, limit)
         if result.quick_check not in ("ok", "skipped"):
-            result.moved_aside = _move_aside(db_path, now_ns)
-            log.error(
-                "store_corrupt_moved_aside",
-                path=str(db_path),
-                moved_to=str(result.moved_aside),
-                problem=result.quick_check,
-            )
+            _set_aside(result, db_path, now_ns, result.quick_check)
+    try:
+        _open_and_migrate(db_path, result, mark, now_ns)
+    except _CorruptError as err:
+        # damage the quick check did not look for (the file was too large to check): never a crash
+        # loop, so set it aside now and start fresh
+        _set_aside(result, db_path, now_ns, str(err))
+        _open_and_migrate(db_path, result, mark, now_ns)
+    marker.unlink(missing_ok=True)
+    return result
+
+
+def _set_aside(result: Prepared, db_path: Path, now_ns: int, problem: str) -> None:
+    result.moved_aside = _move_aside(db_path, now_ns)
+    log.error(
+        "store_corrupt_moved_aside", path=str(db_path), moved_to=str(result.moved_aside), problem=problem
+    )
+
+
+def _open_and_migrate(db_path: Path, result: Prepared, mark: HighWater | None, now_ns: int) -> None:
     try:
         conn = sqlite3.connect(db_path, isolation_level=None)
     except sqlite3.Error as err:
         raise StoreError(f"store {db_path}: cannot open: {err}") from err
+    result.losses.clear()
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
-        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new (or empty) file
-            result.created = True
+        result.created = conn.execute("PRAGMA page_count").fetchone()[0] == 0  # a new (or empty) file
+        if result.created:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -203,14 +238,11 @@ def prepare(db_path: Path, *, quick_check_max_bytes: int, now_ns: int) -> Prepar
             conn.execute("UPDATE store_meta SET last_seq = ? WHERE id = 1 AND last_seq < ?", (top, top))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # start each run with an empty WAL
     except sqlite3.Error as err:
-        if _is_corrupt(err):
-            raise StoreError(
-                f"store {db_path}: damaged while opening ({err}); restart to move it aside"
-            ) from err
+        if _is_corrupt(err) and not result.created:
+            raise _CorruptError(f"{err} ({err.sqlite_errorname})") from err
         raise StoreError(f"store {db_path}: cannot prepare: {err}") from err
     finally:
         conn.close()
-    return result
 
 
 def _detect_losses(result: Prepared, mark: HighWater | None, last_seq: int, db_path: Path) -> None:

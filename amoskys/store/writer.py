@@ -134,6 +134,7 @@ class _Flags:
     last_maintenance: float = 0.0
     hw_written_seq: int = -1
     hw_written_at: float = 0.0
+    hw_failing: bool = False
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -143,18 +144,33 @@ class Store:
     Open with `await Store.open(...)`, run `store.run()` as a task, `submit()` events, `close()`.
     """
 
-    def __init__(self, **kw: Any) -> None:  # use Store.open()
-        self.path: Path = kw["path"]
-        self.config: StoreConfig = kw["config"]
-        self._metrics: Metrics = kw["metrics"]
-        self._clock_ns: Callable[[], int] = kw["clock_ns"]
-        self._db: aiosqlite.Connection = kw["writer"]
-        self._reader: aiosqlite.Connection = kw["reader"]
-        self._lock_fd: int = kw["lock_fd"]
-        self._store_id: str = kw["store_id"]
-        self._tip: _Tip = kw["tip"]
-        self._marks: dict[tuple[str, str], _Mark] = kw["marks"]
-        self._stamper = EnvelopeStamper(kw["source_name"])
+    def __init__(
+        self,
+        *,
+        path: Path,
+        config: StoreConfig,
+        metrics: Metrics,
+        clock_ns: Callable[[], int],
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        lock_fd: int,
+        store_id: str,
+        tip: _Tip,
+        marks: dict[tuple[str, str], _Mark],
+        source_name: str,
+    ) -> None:
+        """Use `Store.open()`: it checks and prepares the file and opens the connections."""
+        self.path = path
+        self.config = config
+        self._metrics = metrics
+        self._clock_ns = clock_ns
+        self._db = writer
+        self._reader = reader
+        self._lock_fd = lock_fd
+        self._store_id = store_id
+        self._tip = tip
+        self._marks = marks
+        self._stamper = EnvelopeStamper(source_name)
         self._wal_path = self.path.with_name(self.path.name + "-wal")
         self._side_path = integrity.side_file(self.path)
         self._tx_lock = asyncio.Lock()
@@ -564,6 +580,8 @@ class Store:
         if not flags.failing:
             flags.failing = True
             log.error("store_write_failed", path=str(self.path), reason=reason, error=str(err))
+            if reason == "corrupt":
+                integrity.request_check(self.path)  # the next start checks the file whatever its size
 
     def _fail_queue(self, error: StoreError) -> None:
         while self._queue:
@@ -803,9 +821,14 @@ class Store:
         try:
             await asyncio.to_thread(integrity.write_high_water, self._side_path, mark)
         except OSError as err:
-            log.warning("store_highwater_write_failed", path=str(self._side_path), error=err.strerror)
+            if not flags.hw_failing:
+                flags.hw_failing = True
+                log.warning("store_highwater_write_failed", path=str(self._side_path), error=err.strerror)
             flags.hw_written_at = time.monotonic()
             return
+        if flags.hw_failing:
+            flags.hw_failing = False
+            log.info("store_highwater_write_recovered", path=str(self._side_path))
         flags.hw_written_seq = seq
         flags.hw_written_at = time.monotonic()
 

@@ -16,10 +16,10 @@ from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.store import Outcome, Record, Store, SubmitRefusedError
-from amoskys.store.integrity import read_high_water, side_file
+from amoskys.store.integrity import read_high_water, request_check, side_file
 from amoskys.store.schema import SCHEMA_VERSION
 
-from .helpers import flow_records, open_store, poll, running
+from .helpers import flow_records, open_store, poll, running, small_config
 
 WAL_HEADER, FRAME_HEADER, PAGE = 32, 24, 4096
 
@@ -280,3 +280,33 @@ async def test_full_file_system_gives_errors_no_false_acks_and_recovers_without_
         conn.close()
     finally:
         _umount(mnt)
+
+
+async def test_damage_found_after_a_skipped_quick_check_is_moved_aside_not_a_crash_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    config = small_config(quick_check_max_mb=0)  # never quick-check: damage shows up later
+    async with running(await open_store(path, config=config)) as store:
+        await store.submit(flow_records(EnvelopeStamper("a"), 10))
+    _overwrite(path, 100, os.urandom(PAGE - 100))  # the schema page, behind a valid header
+    with capture_logs() as logs:
+        store = await open_store(path, config=config)
+    try:
+        (loss_row,) = await store.events(kind="loss")
+    finally:
+        await store.close()
+    assert loss_row.parse().loss.reason == "db_corrupt"
+    assert len(_moved_aside(tmp_path)) == 1
+    assert [e["quick_check"] for e in logs if e["event"] == "store_opened"] == ["skipped"]
+
+
+async def test_a_check_requested_by_the_writer_runs_whatever_the_size(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    config = small_config(quick_check_max_mb=0)
+    await (await open_store(path, config=config)).close()
+    request_check(path)
+    with capture_logs() as logs:
+        await (await open_store(path, config=config)).close()
+        await (await open_store(path, config=config)).close()
+    assert [e["quick_check"] for e in logs if e["event"] == "store_opened"] == ["ok", "skipped"]
