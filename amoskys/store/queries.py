@@ -40,6 +40,7 @@ async def events(
     after_seq: int = 0,
     limit: int = 1000,
     path: str = "",
+    window: int = WINDOW,
 ) -> list[StoredEvent]:
     """Events after `after_seq` in store_seq order, filtered by kind, source and observation time
     (ts_ns >= since_ns). Page on with after_seq = the last store_seq returned."""
@@ -62,7 +63,7 @@ async def events(
         low, high = await seq_bounds(conn)
         lo = max(after_seq, low - 1)
         while lo < high and len(out) < limit:
-            hi = lo + WINDOW
+            hi = lo + window
             rows = await conn.execute_fetchall(sql, (lo, hi, *params, limit - len(out)))
             out.extend(StoredEvent(*r) for r in rows)
             lo = hi
