@@ -37,6 +37,32 @@ class Record:
         )
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
+def check_record(record: Record) -> str | None:
+    """Why the store cannot take `record` (a short reason), or None when it can.
+
+    `Store.submit` raises ValueError for such a record; a caller judging remote events one by one
+    (the bus) should reject them with this reason before submitting.
+    """
+    if not isinstance(record, Record):
+        return "not_a_record"
+    if type(record.envelope) is not bytes:
+        return "envelope_not_bytes"
+    if not record.source or type(record.source) is not str:
+        return "missing_source"
+    if not record.event_id or type(record.event_id) is not str:
+        return "missing_event_id"
+    if type(record.boot_id) is not str or type(record.kind) is not str:
+        return "bad_identity_fields"
+    if type(record.source_seq) is not int or not 0 <= record.source_seq <= _INT64_MAX:
+        return "source_seq_out_of_range"  # SQLite integers are signed 64-bit
+    if type(record.ts_ns) is not int or not -_INT64_MAX <= record.ts_ns <= _INT64_MAX:
+        return "ts_out_of_range"
+    return None
+
+
 class Outcome(enum.Enum):
     """What the store did with one submitted event."""
 

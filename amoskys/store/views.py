@@ -92,6 +92,15 @@ WHERE excluded.last_ts_ns >= processes.last_ts_ns
 _DELETE_PROCESS = "DELETE FROM processes WHERE source = ? AND pid = ? AND last_ts_ns <= ?"
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
+def _u64(value: int) -> int | float:
+    """A uint64 for an SQLite INTEGER column (signed 64-bit): values above 2**63-1, which 64-bit
+    counters near their wrap can reach, are stored as REAL (approximate) instead of failing."""
+    return value if value <= _INT64_MAX else float(value)
+
+
 class ViewBatch:
     """The view changes of one writer transaction, collected in store_seq order."""
 
@@ -174,7 +183,7 @@ class ViewBatch:
                 s.system.name,
                 s.system.descr,
                 s.system.location,
-                s.system.uptime_ticks,
+                _u64(s.system.uptime_ticks),
                 s.poll_seconds,
                 ts,
                 store_seq,
@@ -189,15 +198,15 @@ class ViewBatch:
                     i.name,
                     i.descr,
                     i.alias,
-                    i.speed_bps,
+                    _u64(i.speed_bps),
                     i.admin_status,
                     i.oper_status,
-                    i.in_octets,
-                    i.out_octets,
-                    i.in_errors,
-                    i.out_errors,
-                    i.in_discards,
-                    i.out_discards,
+                    _u64(i.in_octets),
+                    _u64(i.out_octets),
+                    _u64(i.in_errors),
+                    _u64(i.out_errors),
+                    _u64(i.in_discards),
+                    _u64(i.out_discards),
                     i.in_bps if i.HasField("in_bps") else None,
                     i.out_bps if i.HasField("out_bps") else None,
                     ts,
@@ -221,7 +230,7 @@ class ViewBatch:
                 p.uid,
                 p.start_time_ns,
                 p.cpu_percent,
-                p.rss_bytes,
+                _u64(p.rss_bytes),
                 p.exe_sha256,
                 envelope.ts_ns,
                 store_seq,

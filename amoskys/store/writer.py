@@ -38,7 +38,7 @@ from amoskys.proto import events_pb2
 from amoskys.store import chain, integrity, queries, space
 from amoskys.store.errors import SubmitRefusedError
 from amoskys.store.loss import loss_record
-from amoskys.store.records import Outcome, Record, StoredEvent
+from amoskys.store.records import Outcome, Record, StoredEvent, check_record
 from amoskys.store.space import SpaceLadder, SpaceState, StoreStats
 from amoskys.store.sql import fetch_one, rollback_quietly
 from amoskys.store.state import UPSERT_ANCHOR, ApplianceState, ChainAnchor
@@ -293,8 +293,13 @@ class Store:
                 reason="high_water",
                 backoff_hint_ms=5000,
             )
-        for r in records:
-            _check_record(r)
+        for i, r in enumerate(records):
+            problem = check_record(r)
+            if problem is not None:
+                raise ValueError(
+                    f"Store.submit: record {i} (source={getattr(r, 'source', None)!r}, "
+                    f"event_id={getattr(r, 'event_id', None)!r}) cannot be stored: {problem}"
+                )
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         if n == 0 and anchor is None:
             future.set_result([])
@@ -398,7 +403,7 @@ class Store:
                         [p.records for p in batch], [p.anchor for p in batch], received_ns, existing
                     )
                     await self._commit(plan)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OverflowError, ValueError) as err:  # ValueError: connection closed
             self._on_failure(err, batch)
             return
         except BaseException:
@@ -565,7 +570,7 @@ class Store:
             flags.backoff = 0.0
             log.info("store_recovered", path=str(self.path), last_seq=self._tip.last_seq)
 
-    def _on_failure(self, err: sqlite3.Error, batch: list[_Pending]) -> None:
+    def _on_failure(self, err: Exception, batch: list[_Pending]) -> None:
         """Fail the batch and everything queued behind it, and back off before taking more."""
         flags = self._flags
         reason = _error_reason(err)
@@ -939,23 +944,15 @@ class Store:
 # ---------------------------------------------------------------------- helpers
 
 
-def _check_record(r: Record) -> None:
-    if not isinstance(r, Record):
-        raise TypeError(f"Store.submit: expected Record, got {type(r).__name__}")
-    if type(r.envelope) is not bytes or not r.source or not r.event_id:
-        raise ValueError(
-            f"Store.submit: record needs envelope bytes, a source and an event_id "
-            f"(source={r.source!r}, event_id={r.event_id!r}, envelope={type(r.envelope).__name__})"
-        )
-
-
 def _settle_error(future: asyncio.Future[list[Outcome]] | None, error: StoreError) -> None:
     if future is not None and not future.done():
         future.set_exception(error)
         future.exception()  # retrieved: a publisher that gave up waiting must not cause a log line
 
 
-def _error_reason(err: sqlite3.Error) -> str:
+def _error_reason(err: Exception) -> str:
+    if not isinstance(err, sqlite3.Error):
+        return "invalid" if isinstance(err, OverflowError) else "closed"
     code = getattr(err, "sqlite_errorcode", None)
     if code is None:
         return "other"

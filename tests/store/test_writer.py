@@ -13,6 +13,7 @@ from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2 as ev
 from amoskys.store import ChainAnchor, Outcome, Record, SubmitRefusedError
 from amoskys.store.chain import next_digest
+from amoskys.store.records import check_record
 from amoskys.store.schema import GENESIS_DIGEST
 from amoskys.store.writer import Store
 
@@ -199,10 +200,14 @@ async def test_submit_rejects_malformed_records_without_queueing(tmp_path: Path)
     store = await open_store(tmp_path / "events.db")
     good = flow_records(EnvelopeStamper("agent-1"), 1)[0]
     bad = Record(good.source, "", good.boot_id, 1, "flow", 1, good.envelope)
-    with pytest.raises(ValueError, match="event_id"):
+    huge = Record(good.source, "x", good.boot_id, 1 << 63, "flow", 1, good.envelope)
+    with pytest.raises(ValueError, match=r"record 1 .*missing_event_id"):
         store.submit([good, bad])
-    with pytest.raises(TypeError, match="Record"):
+    with pytest.raises(ValueError, match="not_a_record"):
         store.submit([good.envelope])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="source_seq_out_of_range"):
+        store.submit([huge])
+    assert check_record(good) is None and check_record(huge) == "source_seq_out_of_range"
     stats = await store.stats()
     await store.close()
     assert stats.queue_events == 0 and stats.rows == 0
@@ -267,7 +272,10 @@ async def test_derived_views_follow_device_snmp_and_process_events(tmp_path: Pat
                         address="10.0.0.2:161",
                         reachable=True,
                         system=ev.SnmpSystem(name="core-sw1", uptime_ticks=100),
-                        interfaces=[ev.SnmpInterface(if_index=1, name="Gi0/1", in_octets=5, in_bps=8.0)],
+                        interfaces=[
+                            ev.SnmpInterface(if_index=1, name="Gi0/1", in_octets=5, in_bps=8.0),
+                            ev.SnmpInterface(if_index=2, name="Gi0/2", out_octets=(1 << 64) - 1),
+                        ],
                     ),
                 ),
                 rec(
@@ -308,7 +316,7 @@ async def test_derived_views_follow_device_snmp_and_process_events(tmp_path: Pat
         )
         (device,) = await store.devices()
         (target,) = await store.snmp_targets()
-        (iface,) = await store.snmp_interfaces(target="core-sw1")
+        iface, near_wrap = await store.snmp_interfaces(target="core-sw1")
         procs = await store.processes()
     assert (device["ip"], device["vendor"], device["present"], device["last_change"]) == (
         "192.168.1.21",
@@ -324,6 +332,7 @@ async def test_derived_views_follow_device_snmp_and_process_events(tmp_path: Pat
         50,
     )
     assert (iface["in_octets"], iface["in_bps"], iface["ts_ns"]) == (5, 8.0, 30)  # the late sample lost
+    assert near_wrap["out_octets"] == float((1 << 64) - 1) and near_wrap["in_bps"] is None
     assert [(p["pid"], p["rss_bytes"], p["argv"]) for p in procs] == [(100, 4096, [])]
 
 
