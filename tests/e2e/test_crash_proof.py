@@ -34,9 +34,15 @@ def _export_ids(data_dir: Path, source: str) -> list[str]:
 
 
 def _harness(
-    tmp_path: Path, *, events: int, kills: int, env: dict[str, str], kill_right_after_ack: bool
+    tmp_path: Path,
+    *,
+    events: int,
+    kills: int,
+    env: dict[str, str],
+    kill_right_after_ack: bool,
+    sig: int = signal.SIGKILL,
 ) -> tuple[list[str], list[str]]:
-    """Publish under repeated SIGKILLs; return (acked ids, stored ids of the publisher)."""
+    """Publish while the appliance is stopped by `sig` again and again; return (acked ids, stored ids)."""
     data = tmp_path / "data"
     bundle = tmp_path / "bundle"
     amoskys("certs", "init", "--data-dir", str(data))
@@ -89,8 +95,9 @@ def _harness(
             )
             if loadgen.poll() is not None:
                 break
-            app.proc.send_signal(signal.SIGKILL)
-            app.proc.wait(timeout=10)
+            app.proc.send_signal(sig)
+            code = app.proc.wait(timeout=10)
+            assert sig == signal.SIGKILL or code == 0, app.log()
             app = start(i + 1)
         assert loadgen.wait(timeout=180) == 0, (logs / "loadgen.log").read_text()
     finally:
@@ -120,3 +127,11 @@ def test_the_proof_catches_a_bus_that_acks_before_it_commits(tmp_path: Path) -> 
     )
     missing = set(acked) - set(stored)
     assert missing, "the harness failed to detect acked-but-uncommitted events"
+
+
+def test_graceful_shutdown_mid_publish_loses_no_acked_event(tmp_path: Path) -> None:
+    acked, stored = _harness(
+        tmp_path, events=5_000, kills=4, env={}, kill_right_after_ack=False, sig=signal.SIGTERM
+    )
+    assert len(acked) == 5_000
+    assert len(stored) == len(set(stored)) and not set(acked) - set(stored)

@@ -1,0 +1,114 @@
+"""A real bus in the test's loop: SQLite store in tmp_path, grpc.aio server on port 0, real mTLS certs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from amoskys import pki
+from amoskys.bus.auth import Authenticator, ChainTracker
+from amoskys.bus.client import BusClient, PublisherIdentity
+from amoskys.bus.core import Bus
+from amoskys.bus.identities import identity_loader
+from amoskys.bus.server import BusServer
+from amoskys.bus.service import EventBusService
+from amoskys.config import StoreConfig
+from amoskys.events import EnvelopeStamper
+from amoskys.loadgen import SyntheticEvents
+from amoskys.metrics import Metrics
+from amoskys.proto import bus_pb2_grpc
+from amoskys.store import Store
+
+TRUST = "amoskys.local"
+
+
+@dataclass
+class BusEnv:
+    tmp: Path
+    creds: pki.ApplianceCredentials
+    metrics: Metrics
+    store: Store
+    bus: Bus
+    server: BusServer
+    port: int
+    clients: list[BusClient] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def enroll(self, name: str, role: str = "agent") -> PublisherIdentity:
+        out = self.tmp / "bundles" / name
+        bundle = pki.enroll_agent(
+            self.creds,
+            name=name,
+            role=role,
+            trust_domain=TRUST,
+            bus_address=self.address,
+            out_dir=out,  # type: ignore[arg-type]
+        )
+        await self.store.state.enroll_identity(name, role, bundle.public_key_raw, str(bundle.cert_serial))  # type: ignore[arg-type]
+        return PublisherIdentity.from_bundle(out)
+
+    def client(self, identity: PublisherIdentity, **kw) -> BusClient:  # type: ignore[no-untyped-def]
+        c = BusClient(identity, self.address, **kw)
+        self.clients.append(c)
+        return c
+
+    def stub(self, identity: PublisherIdentity) -> bus_pb2_grpc.EventBusStub:
+        """A raw stub over an mTLS channel, for sending batches the client would never make."""
+        creds = grpc.ssl_channel_credentials(identity.ca_cert, identity.client_key, identity.client_cert)
+        channel = grpc.aio.secure_channel(self.address, creds)
+        self._channels.append(channel)
+        return bus_pb2_grpc.EventBusStub(channel)
+
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    async def stored_ids(self, source: str) -> list[str]:
+        out: list[str] = []
+        after = 0
+        while True:
+            page = await self.store.events(source=source, after_seq=after, limit=1000)
+            if not page:
+                return out
+            out += [e.event_id for e in page]
+            after = page[-1].store_seq
+
+    def counter(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def events_for(identity: PublisherIdentity, n: int) -> tuple[list[str], list[bytes]]:
+    return SyntheticEvents(identity.name).make(n)
+
+
+async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw) -> BusEnv:  # type: ignore[no-untyped-def]
+    creds = pki.ensure_appliance_pki(
+        tmp / "pki", name="appliance", trust_domain=TRUST, dns_names=["localhost"], ip_addresses=["127.0.0.1"]
+    )
+    metrics = Metrics()
+    store = await Store.open(
+        tmp / "events.db", store_config or StoreConfig(), metrics, source_name="appliance"
+    )
+    bus = Bus(
+        store,
+        metrics,
+        quota_events_per_second=bus_kw.pop("quota_events_per_second", 1_000_000),
+        quota_burst_events=bus_kw.pop("quota_burst_events", 1_000_000),
+        ack_timeout_seconds=10,
+    )
+    server = BusServer(creds, max_message_bytes=4 << 20, max_concurrent_rpcs=100)
+    service = EventBusService(
+        bus,
+        Authenticator(TRUST, identity_loader(store.state), cache_seconds=bus_kw.pop("cache_seconds", 0.2)),
+        ChainTracker(),
+        metrics,
+        store_state=store.state,
+        max_events_per_batch=bus_kw.pop("max_events_per_batch", 500),
+        stamper=EnvelopeStamper("appliance"),
+    )
+    bus_pb2_grpc.add_EventBusServicer_to_server(service, server.server)
+    port = await server.start("127.0.0.1", 0)
+    return BusEnv(tmp=tmp, creds=creds, metrics=metrics, store=store, bus=bus, server=server, port=port)
