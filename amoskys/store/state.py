@@ -96,8 +96,10 @@ class ApplianceState:
         lock: asyncio.Lock,
         clock_ns: Callable[[], int],
         path: str,
+        closed: Callable[[], bool],
     ) -> None:
         self._writer = writer
+        self._closed = closed
         self._reader = reader
         self._lock = lock
         self._clock_ns = clock_ns
@@ -105,9 +107,15 @@ class ApplianceState:
 
     # -- plumbing
 
+    def _check_open(self) -> None:
+        if self._closed():
+            raise StoreError(f"store {self._path} is closed: appliance state is not available")
+
     async def _change(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
         """Run `body` in one IMMEDIATE transaction on the writer connection."""
+        self._check_open()
         async with self._lock:
+            self._check_open()  # the store may have closed while this waited for its turn
             db = self._writer
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -122,6 +130,7 @@ class ApplianceState:
             return result
 
     async def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        self._check_open()
         try:
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as err:

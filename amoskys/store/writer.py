@@ -183,7 +183,9 @@ class Store:
         self._used_bytes = 0  # last measurement plus the estimate of what was written since
         self._bytes_per_row = 0  # measured used bytes per row, a floor for the estimate
         self._writer_task: asyncio.Task[Any] | None = None
-        self.state = ApplianceState(self._db, self._reader, self._tx_lock, self._clock_ns, str(self.path))
+        self.state = ApplianceState(
+            self._db, self._reader, self._tx_lock, self._clock_ns, str(self.path), lambda: self._flags.closed
+        )
 
     # ------------------------------------------------------------------ open
 
@@ -659,8 +661,9 @@ class Store:
                 if retention:
                     await self._checkpoint()
                 measured = await self._measure()
-                dropped = 0
-                while self._ladder.state is SpaceState.HARD_CAP and self._tip.rows > 0:
+                dropped, rounds = 0, 0
+                while self._ladder.state is SpaceState.HARD_CAP and self._tip.rows > 0 and rounds < 20:
+                    rounds += 1
                     dropped += await self._drop_oldest(measured)
                     await self._checkpoint()
                     measured = await self._measure()
@@ -860,10 +863,16 @@ class Store:
             except sqlite3.Error as err:
                 log.debug("store_optimize_failed", error=str(err))
         finally:
-            await _close_quietly(self._db, self._reader, self._lock_fd)
+            async with self._tx_lock:  # after any state change that holds it
+                await _close_quietly(self._db, self._reader, self._lock_fd)
         log.info("store_closed", path=str(self.path), last_seq=self._tip.last_seq, rows=self._tip.rows)
 
     # ------------------------------------------------------------------ reads
+
+    def _open_reader(self) -> aiosqlite.Connection:
+        if self._flags.closed:
+            raise StoreError(f"store {self.path} is closed")
+        return self._reader
 
     async def events(
         self,
@@ -876,7 +885,7 @@ class Store:
     ) -> list[StoredEvent]:
         """Stored events after `after_seq`, in store_seq order (see queries.events)."""
         return await queries.events(
-            self._reader,
+            self._open_reader(),
             kind=kind,
             source=source,
             since_ns=since_ns,
@@ -887,9 +896,10 @@ class Store:
 
     async def stats(self) -> StoreStats:
         """Rows, file sizes and space state, measured now."""
+        reader = self._open_reader()
         try:
-            measured = await space.measure(self._reader, self._wal_path)
-            low, _ = await queries.seq_bounds(self._reader)
+            measured = await space.measure(reader, self._wal_path)
+            low, _ = await queries.seq_bounds(reader)
         except sqlite3.Error as err:
             raise StoreError(f"store {self.path}: cannot read its size: {err}") from err
         return StoreStats(
@@ -922,23 +932,23 @@ class Store:
     async def verify_chain(self, *, after_seq: int = 0) -> chain.ChainCheck:
         """Recompute the chain digest over the log (paged short reads)."""
         try:
-            return await chain.verify_chain(self._reader, after_seq=after_seq)
+            return await chain.verify_chain(self._open_reader(), after_seq=after_seq)
         except sqlite3.Error as err:
             raise StoreError(f"store {self.path}: cannot verify the chain: {err}") from err
 
     async def devices(self, *, source: str | None = None, present_only: bool = False) -> list[dict[str, Any]]:
         return await queries.devices(
-            self._reader, source=source, present_only=present_only, path=str(self.path)
+            self._open_reader(), source=source, present_only=present_only, path=str(self.path)
         )
 
     async def snmp_targets(self) -> list[dict[str, Any]]:
-        return await queries.snmp_targets(self._reader, path=str(self.path))
+        return await queries.snmp_targets(self._open_reader(), path=str(self.path))
 
     async def snmp_interfaces(self, *, target: str | None = None) -> list[dict[str, Any]]:
-        return await queries.snmp_interfaces(self._reader, target=target, path=str(self.path))
+        return await queries.snmp_interfaces(self._open_reader(), target=target, path=str(self.path))
 
     async def processes(self, *, source: str | None = None) -> list[dict[str, Any]]:
-        return await queries.processes(self._reader, source=source, path=str(self.path))
+        return await queries.processes(self._open_reader(), source=source, path=str(self.path))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.store import ChainAnchor, StateConflictError
 
@@ -148,3 +149,15 @@ async def test_chain_anchor_set_and_get(tmp_path: Path) -> None:
     await store.state.set_chain_anchor(ChainAnchor("edge-2", b"e" * 32, 6))
     assert await store.state.get_chain_anchor("edge-2") == ChainAnchor("edge-2", b"e" * 32, 6)
     await store.close()
+
+
+async def test_state_and_reads_after_close_raise_store_error(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "events.db")
+    pending = store.state.create_user("late", "h", "viewer")  # waits for the lock behind close
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await pending
+    with pytest.raises(StoreError, match="closed"):
+        await store.state.get_user("alice")
+    with pytest.raises(StoreError, match="closed"):
+        await store.events()
