@@ -114,6 +114,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
                     events=args.events,
                     batch=args.batch,
                     rate=args.rate,
+                    window=args.window,
                     acked_file=acked,
                     unary=args.unary,
                     server_name=args.server_name,
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rate", type=float, default=0.0, metavar="R", help="events/s to offer (0: as fast as acked)"
+    )
+    p.add_argument(
+        "--window", type=_positive_int, default=4, metavar="W", help="batches in flight at once (4)"
     )
     p.add_argument("--acked-file", metavar="F", help="append each OK-acked event_id to F")
     p.add_argument("--unary", action="store_true", help="one event per Publish call (needs --batch 1)")

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from amoskys.bus.client import BusClient, PublisherIdentity
 from amoskys.events import uuid7
+from amoskys.proto import bus_pb2
 from amoskys.proto import events_pb2 as ev
 
 
@@ -155,36 +156,49 @@ async def run(
     events: int,
     batch: int,
     rate: float = 0.0,
+    window: int = 1,
     acked_file: TextIO | None = None,
     unary: bool = False,
     server_name: str | None = None,
     progress: TextIO | None = None,
 ) -> LoadgenResult:
-    """Publish `events` events in batches of `batch` (at most `rate` events/s when > 0)."""
+    """Publish `events` events in batches of `batch`, with up to `window` batches in flight (each
+    chained to the one before it), at most `rate` events/s when > 0."""
     gen = SyntheticEvents(identity.name)
     sent = 0
     t0 = time.monotonic()
     last_progress = t0
+    slots = asyncio.Semaphore(window)
+
     async with BusClient(identity, bus, server_name=server_name) as client:
-        while sent < events:
-            n = min(batch, events - sent)
-            if rate > 0:
-                due = t0 + sent / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            ids, raws = gen.make(n)
-            ack = await client.publish_raw(raws, unary=unary)
-            sent += n
+
+        async def one(ids: list[str], signed: bus_pb2.SignedBatch) -> None:
+            try:
+                ack = await client.send(signed, unary=unary)
+            finally:
+                slots.release()
             if acked_file is not None:
                 bad = {r.index for r in ack.rejected}
                 acked_file.write("".join(f"{eid}\n" for i, eid in enumerate(ids) if i not in bad))
                 acked_file.flush()
-            now = time.monotonic()
-            if progress is not None and now - last_progress >= 1.0:
-                last_progress = now
-                progress.write(f"loadgen: {sent}/{events} events, {client.stats.retries} retries\n")
-                progress.flush()
+
+        async with asyncio.TaskGroup() as tg:
+            while sent < events:
+                n = min(batch, events - sent)
+                if rate > 0:
+                    delay = t0 + sent / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await slots.acquire()
+                ids, raws = gen.make(n)
+                signed = client.sign_next(bus_pb2.RawEventList(events=raws).SerializeToString())
+                tg.create_task(one(ids, signed))
+                sent += n
+                now = time.monotonic()
+                if progress is not None and now - last_progress >= 1.0:
+                    last_progress = now
+                    progress.write(f"loadgen: {sent}/{events} events sent, {client.stats.retries} retries\n")
+                    progress.flush()
         seconds = time.monotonic() - t0
         lat = [s * 1000 for s in client.stats.ack_seconds]
         st = client.stats

@@ -55,6 +55,6 @@ async def appliance_state(db: Path, config: StoreConfig) -> AsyncIterator[Applia
     try:
         await conn.execute("PRAGMA busy_timeout = 10000")
         await conn.execute("PRAGMA synchronous = FULL")
-        yield ApplianceState(conn, conn, asyncio.Lock(), time.time_ns, str(db))
+        yield ApplianceState(conn, conn, asyncio.Lock(), time.time_ns, str(db), closed=lambda: False)
     finally:
         await conn.close()

@@ -8,8 +8,8 @@ import pytest
 from amoskys.events import KINDS, kind_of
 from amoskys.proto import bus_pb2, events_pb2
 
-from conftest import ROOT
 from golden_envelopes import GOLDEN_DIR, all_golden, envelopes
+from support import ROOT
 
 
 def test_generated_code_is_not_stale() -> None:

@@ -6,6 +6,7 @@ change made by another process (`amoskys agents revoke`), without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -96,29 +97,56 @@ class Authenticator:
 
 
 class ChainTracker:
-    """Per-sender hash chains: the digest of the last accepted batch, and recent ones to spot replays."""
+    """Per-sender hash chains, tolerant of pipelined publishers.
 
-    def __init__(self, anchors: Mapping[str, bytes] | None = None, recent: int = 64) -> None:
-        self._anchor: dict[str, bytes] = dict(anchors or {})
-        self._recent: dict[str, OrderedDict[bytes, None]] = {}
+    A batch continues the chain when its prev_digest is a digest this sender recently had taken
+    (submitted to the store): the anchor, or one of the last `recent` ones. That lets a publisher keep
+    several batches in flight, each chained to the one before it. A batch whose predecessor is still
+    unknown waits up to `wait_seconds` for it (pipelined batches may be judged out of order) before it
+    is called a fork. A batch whose own digest was already taken is a replay.
+    """
+
+    def __init__(self, recent: int = 256, wait_seconds: float = 0.5) -> None:
+        self._anchor: dict[str, bytes] = {}
+        self._known: dict[str, OrderedDict[bytes, None]] = {}
+        self._changed: dict[str, asyncio.Condition] = {}
         self._keep = recent
+        self._wait = wait_seconds
 
     def anchor(self, sender: str) -> bytes | None:
         return self._anchor.get(sender)
 
-    def judge(self, sender: str, prev_digest: bytes, digest: bytes) -> ChainVerdict:
-        if digest in self._recent.get(sender, ()):
+    def _is_known(self, sender: str, digest: bytes) -> bool:
+        return digest in self._known.get(sender, ()) or digest == self._anchor.get(sender)
+
+    async def judge(self, sender: str, prev_digest: bytes, digest: bytes) -> ChainVerdict:
+        if self._is_known(sender, digest):
             return "replay"
-        anchor = self._anchor.get(sender)
-        if anchor is None:
+        if sender not in self._anchor:
             return "first"
-        if digest == anchor:  # the last accepted batch again (its ack was lost)
-            return "replay"
-        return "next" if prev_digest == anchor else "fork"
+        if self._is_known(sender, prev_digest):
+            return "next"
+        cond = self._changed.setdefault(sender, asyncio.Condition())
+        async with cond:
+            try:
+                async with asyncio.timeout(self._wait):
+                    await cond.wait_for(lambda: self._is_known(sender, prev_digest))
+            except TimeoutError:
+                return "fork"
+        return "replay" if self._is_known(sender, digest) else "next"
 
     def advance(self, sender: str, digest: bytes) -> None:
+        """Record that a batch with this digest was taken (call it when it is handed to the store)."""
         self._anchor[sender] = digest
-        recent = self._recent.setdefault(sender, OrderedDict())
-        recent[digest] = None
-        while len(recent) > self._keep:
-            recent.popitem(last=False)
+        known = self._known.setdefault(sender, OrderedDict())
+        known[digest] = None
+        while len(known) > self._keep:
+            known.popitem(last=False)
+        cond = self._changed.get(sender)
+        if cond is not None:
+            asyncio.get_running_loop().create_task(_notify(cond))
+
+
+async def _notify(cond: asyncio.Condition) -> None:
+    async with cond:
+        cond.notify_all()

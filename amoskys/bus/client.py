@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,14 +142,21 @@ class BusClient:
             signature=pki.sign_batch(self.identity.key, self.identity.key_id, self.prev_digest, events),
         )
 
-    async def publish_raw(self, raw_events: Sequence[bytes], *, unary: bool = False) -> bus_pb2.PublishAck:
-        """Publish serialized envelopes as one signed batch; retry until OK or a final refusal."""
-        events = bus_pb2.RawEventList(events=raw_events).SerializeToString()
+    def sign_next(self, events: bytes) -> bus_pb2.SignedBatch:
+        """Sign the next batch of the chain and advance the chain locally (for pipelining: the next
+        batch may be signed and sent before this one is acked)."""
         batch = self.sign(events)
+        self.prev_digest = pki.batch_digest(self.identity.key_id, batch.prev_digest, events)
+        return batch
+
+    async def send(self, batch: bus_pb2.SignedBatch, *, unary: bool = False) -> bus_pb2.PublishAck:
+        """Send one signed batch until it is acked OK; re-sends the same bytes on RETRY and transport
+        errors (exponential backoff + jitter, never sooner than the server's hint). UNAUTHORIZED and
+        INVALID raise PublishRefusedError."""
         call = self._stub.Publish if unary else self._stub.PublishBatch
-        loop = asyncio.get_running_loop()
+        backoff = Backoff(self._backoff.base_seconds, self._backoff.cap_seconds)
         while True:
-            t0 = loop.time()
+            t0 = time.perf_counter()
             try:
                 ack: bus_pb2.PublishAck = await call(batch, timeout=self._timeout, wait_for_ready=True)
             except grpc.aio.AioRpcError as err:
@@ -156,19 +164,23 @@ class BusClient:
                     raise BusError(f"bus {self.address}: {err.code().name}: {err.details()}") from err
                 self.stats.transport_errors += 1
                 self.stats.retries += 1
-                await asyncio.sleep(self._backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay())
                 continue
             if ack.status == bus_pb2.RETRY:
                 self.stats.retries += 1
-                await asyncio.sleep(self._backoff.next_delay(ack.backoff_hint_ms / 1000))
+                await asyncio.sleep(backoff.next_delay(ack.backoff_hint_ms / 1000))
                 continue
             if ack.status != bus_pb2.OK:
                 raise PublishRefusedError(ack)
-            self._backoff.reset()
-            self.stats.ack_seconds.append(loop.time() - t0)
+            self.stats.ack_seconds.append(time.perf_counter() - t0)
             self.stats.batches += 1
             self.stats.accepted += ack.accepted
             self.stats.duplicates += ack.duplicates
             self.stats.rejected += len(ack.rejected)
-            self.prev_digest = ack.digest
             return ack
+
+    async def publish_raw(self, raw_events: Sequence[bytes], *, unary: bool = False) -> bus_pb2.PublishAck:
+        """Publish serialized envelopes as one signed batch and wait for its OK ack."""
+        return await self.send(
+            self.sign_next(bus_pb2.RawEventList(events=raw_events).SerializeToString()), unary=unary
+        )

@@ -37,6 +37,7 @@ class IngestResult:
     rejected: list[Rejection] = field(default_factory=list)
     backoff_hint_ms: int = 0
     message: str = ""
+    reason: str = ""  # why RETRY (bounded: labels a metric)
     committed: list[Record] = field(default_factory=list)
 
     def to_ack(self, digest: bytes = b"") -> bus_pb2.PublishAck:
@@ -51,8 +52,8 @@ class IngestResult:
         )
 
 
-def retry(hint_ms: int, message: str) -> IngestResult:
-    return IngestResult(status=bus_pb2.RETRY, backoff_hint_ms=max(1, hint_ms), message=message)
+def retry(hint_ms: int, reason: str, message: str) -> IngestResult:
+    return IngestResult(status=bus_pb2.RETRY, backoff_hint_ms=max(1, hint_ms), message=message, reason=reason)
 
 
 class Bus:
@@ -87,14 +88,21 @@ class Bus:
 
     # ------------------------------------------------------------------ remote path
     async def ingest(
-        self, raws: Sequence[bytes], *, sender: str, relay: bool, anchor: ChainAnchor | None = None
+        self,
+        raws: Sequence[bytes],
+        *,
+        sender: str,
+        relay: bool,
+        anchor: ChainAnchor | None = None,
+        on_submit: Callable[[], None] | None = None,
     ) -> IngestResult:
         """Judge each serialized envelope on its own, store the good ones, ack after the commit.
 
-        `anchor` (the sender's new chain position) is committed in the same transaction.
+        `anchor` (the sender's new chain position) is committed in the same transaction;
+        `on_submit` is called once the store has taken the batch (before its commit).
         """
         if self.closing:
-            return retry(1000, "appliance is shutting down")
+            return retry(1000, "closing", "appliance is shutting down")
         records: list[Record] = []
         rejected: list[Rejection] = []
         for i, raw in enumerate(raws):
@@ -109,27 +117,31 @@ class Bus:
             records.append(Record.from_envelope(env, raw))
         result = IngestResult(status=bus_pb2.OK, rejected=rejected)
         if not records:
+            if on_submit is not None:
+                on_submit()
             if anchor is not None:
                 await self.store.state.set_chain_anchor(anchor)
             return result
         wait = self.quota.take(sender, len(records))
         if wait > 0:
             self.metrics.bus_quota_exceeded.inc()
-            return retry(int(wait * 1000) + 1, f"quota for {sender!r} exceeded")
+            return retry(int(wait * 1000) + 1, "quota", f"quota for {sender!r} exceeded")
         if self._ack_before_commit_ms:
             return self._ack_early(records, result)
         try:
             future = self.store.submit(records, local=False, anchor=anchor)
         except SubmitRefusedError as err:
-            return retry(err.backoff_hint_ms, f"store refused: {err.reason}")
+            return retry(err.backoff_hint_ms, f"store_{err.reason}", f"store refused: {err.reason}")
+        if on_submit is not None:
+            on_submit()
         try:
             outcomes = await asyncio.wait_for(asyncio.shield(future), self.ack_timeout)
         except TimeoutError:
             # The commit may still land; the publisher re-sends the same ids and dedup absorbs it.
-            return retry(1000, f"commit not done within {self.ack_timeout:g} s")
+            return retry(1000, "commit_timeout", f"commit not done within {self.ack_timeout:g} s")
         except StoreError as err:
             self.metrics.bus_store_failures.inc()
-            return retry(1000, f"store failed: {err}")
+            return retry(1000, "store_error", f"store failed: {err}")
         return self._tally(records, outcomes, result)
 
     def _tally(self, records: list[Record], outcomes: list[Outcome], result: IngestResult) -> IngestResult:

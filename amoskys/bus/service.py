@@ -94,18 +94,22 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self.metrics.bus_batch_events.observe(len(raws))
         digest = pki.batch_digest(batch.key_id, batch.prev_digest, batch.events)
         await self._load_anchor(ident.name)
-        chain = self.chains.judge(ident.name, batch.prev_digest, digest)
+        expected = self.chains.anchor(ident.name) or b""
+        chain = await self.chains.judge(ident.name, batch.prev_digest, digest)
         anchor = None if chain == "replay" else ChainAnchor(ident.name, digest, time.time_ns())
+
+        def taken() -> None:  # the store took the batch: later pipelined batches may chain to it
+            if anchor is not None:
+                self.chains.advance(ident.name, digest)
+
         result: IngestResult = await self.bus.ingest(
-            raws, sender=ident.name, relay=ident.role == "relay", anchor=anchor
+            raws, sender=ident.name, relay=ident.role == "relay", anchor=anchor, on_submit=taken
         )
         if result.status != bus_pb2.OK:
-            self._outcome(result.status, "store_busy" if "store" in result.message else "quota_or_closing")
+            self._outcome(result.status, result.reason)
             return result.to_ack()
         if chain == "fork":
-            await self._fork_alert(ident.name, batch.prev_digest, self.chains.anchor(ident.name) or b"")
-        if chain != "replay":
-            self.chains.advance(ident.name, digest)
+            await self._fork_alert(ident.name, batch.prev_digest, expected)
         self._outcome(bus_pb2.OK, "replay" if chain == "replay" else "")
         return result.to_ack(digest)
 

@@ -253,7 +253,7 @@ async def test_backpressure_answers_retry_and_retries_store_everything_once(tmp_
 
         await asyncio.gather(*(publish(a) for a in agents))
         assert sum(c.stats.retries for c in env.clients) > 0
-        assert env.counter("amoskys_bus_batches_total", status="retry", reason="store_busy") > 0
+        assert env.counter("amoskys_bus_batches_total", status="retry", reason="store_queue_full") > 0
         stored = [i for a in agents for i in await env.stored_ids(a.name)]
         assert sorted(stored) == sorted(published) and len(set(stored)) == 400
     finally:

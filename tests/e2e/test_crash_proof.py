@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, amoskys, free_port, start_appliance, wait_for
+from support import ROOT, amoskys, free_port, start_appliance, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import http_get, require_tool, wait_for
+from support import http_get, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
