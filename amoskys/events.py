@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -15,6 +16,10 @@ KINDS: tuple[str, ...] = tuple(f.name for f in events_pb2.Envelope.DESCRIPTOR.on
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Uniqueness, not secrecy, is what the random bits are for: a fast generator seeded from the OS
+# (a per-call os.urandom costs a system call per event on the hot path).
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 
 
 def uuid7() -> str:
@@ -33,9 +38,9 @@ def uuid7() -> str:
             _counter = 0
         _last_ms = ms
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | _rng.getrandbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def kind_of(envelope: events_pb2.Envelope) -> str:
