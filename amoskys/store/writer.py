@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
+import hashlib
 import math
 import os
 import sqlite3
@@ -48,6 +49,9 @@ log = structlog.get_logger(__name__)
 
 _MB = 1024 * 1024
 _KIND_LABELS = frozenset(KINDS)
+#: Bytes a row costs beyond its envelope (ids, digest, index entries): the estimate's first guess.
+_ROW_OVERHEAD_BYTES = 200
+_INT64_MAX = (1 << 63) - 1
 #: How often the writer runs retention when nothing else asks for it.
 MAINTENANCE_INTERVAL_S = 60.0
 #: The side file is written at most this often (and at close).
@@ -296,6 +300,17 @@ class Store:
                 backoff_hint_ms=5000,
             )
         for i, r in enumerate(records):
+            if (  # the common case, inline; check_record() says what is wrong otherwise
+                type(r) is Record
+                and type(r.envelope) is bytes
+                and r.source
+                and r.event_id
+                and type(r.source_seq) is int
+                and 0 <= r.source_seq <= _INT64_MAX
+                and type(r.ts_ns) is int
+                and -_INT64_MAX <= r.ts_ns <= _INT64_MAX
+            ):
+                continue
             problem = check_record(r)
             if problem is not None:
                 raise ValueError(
@@ -436,44 +451,56 @@ class Store:
         committed: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         est = 0
-        sha = chain.next_digest
         committed_outcome, duplicate_outcome = Outcome.COMMITTED, Outcome.DUPLICATE
+        sha256 = hashlib.sha256
+        boot: tuple[str, str] = ("", "")
+        pruned = top = -1
         for records in batches:
             out: list[Outcome] = []
             for r in records:
-                key = (r.source, r.event_id)
-                boot = (r.source, r.boot_id)
-                known = marks_known.get(boot)
-                if key in seen or key in existing or (known is not None and r.source_seq <= known.pruned_seq):
+                source, source_seq = r.source, r.source_seq
+                if source != boot[0] or r.boot_id != boot[1]:  # runs of one publisher are the norm
+                    if top >= 0:
+                        marks[boot] = max(top, marks.get(boot, -1))
+                    boot = (source, r.boot_id)
+                    known = marks_known.get(boot)
+                    pruned = known.pruned_seq if known is not None else -1
+                    top = -1
+                key = (source, r.event_id)
+                if key in seen or source_seq <= pruned or (existing and key in existing):
                     out.append(duplicate_outcome)
                     duplicates[r.kind] = duplicates.get(r.kind, 0) + 1
                     continue
                 seen.add(key)
                 seq += 1
-                digest = sha(digest, r.envelope)
+                envelope = r.envelope
+                digest = sha256(digest + envelope).digest()
                 rows.append(
                     (
                         seq,
-                        r.source,
+                        source,
                         r.event_id,
                         r.boot_id,
-                        r.source_seq,
+                        source_seq,
                         r.kind,
                         r.ts_ns,
                         received_ns,
-                        r.envelope,
+                        envelope,
                         digest,
                     )
                 )
-                top = marks.get(boot)
-                if top is None or r.source_seq > top:
-                    marks[boot] = r.source_seq
-                if r.kind in VIEW_KINDS:
+                if source_seq > top:
+                    top = source_seq
+                kind = r.kind
+                if kind in VIEW_KINDS:
                     self._view(views, seq, r)
                 out.append(committed_outcome)
-                committed[r.kind] = committed.get(r.kind, 0) + 1
-                est += len(r.envelope) + 2 * (len(r.event_id) + len(r.source)) + len(r.boot_id) + 64
+                committed[kind] = committed.get(kind, 0) + 1
+                est += len(envelope)
             outcomes.append(out)
+        if top >= 0:
+            marks[boot] = max(top, marks.get(boot, -1))
+        est += len(rows) * _ROW_OVERHEAD_BYTES
         return _Plan(
             rows=rows,
             outcomes=outcomes,
