@@ -384,17 +384,21 @@ class Store:
         deadline = time.monotonic() + self.config.max_batch_wait_ms / 1000
         first = self._queue.popleft()
         batch, n = [first], len(first.records)
-        while n < limit:
-            while self._queue and n + len(self._queue[0].records) <= limit:
-                item = self._queue.popleft()
-                batch.append(item)
-                n += len(item.records)
-            if self._queue or time.monotonic() >= deadline:
-                break
-            before = self._flags.submits
-            await asyncio.sleep(0)  # let publishers that are ready submit
-            if self._flags.submits == before:
-                break  # idle: commit at once
+        try:
+            while n < limit:
+                while self._queue and n + len(self._queue[0].records) <= limit:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    n += len(item.records)
+                if self._queue or time.monotonic() >= deadline:
+                    break
+                before = self._flags.submits
+                await asyncio.sleep(0)  # let publishers that are ready submit
+                if self._flags.submits == before:
+                    break  # idle: commit at once
+        except BaseException:
+            self._queue.extendleft(reversed(batch))  # cancelled while collecting: nothing was taken
+            raise
         self._queued_events -= n
         self._metrics.store_queue_events.set(self._queued_events)
         return batch
@@ -405,9 +409,7 @@ class Store:
         t0 = time.perf_counter()
         try:
             async with self._tx_lock:
-                if flags.reload_needed:
-                    self._tip, self._marks = await _load_tip(self._db)
-                    flags.reload_needed = False
+                await self._reload_if_needed()
                 received_ns = self._clock_ns()
                 plan = self._plan([p.records for p in batch], [p.anchor for p in batch], received_ns)
                 try:
@@ -430,6 +432,13 @@ class Store:
                 _settle_error(p.future, error)
             raise
         self._on_success(plan, batch, time.perf_counter() - t0)
+
+    async def _reload_if_needed(self) -> None:
+        """After a failed or interrupted transaction, read the tip and marks back from the database
+        (the caller holds the transaction lock)."""
+        if self._flags.reload_needed:
+            self._tip, self._marks = await _load_tip(self._db)
+            self._flags.reload_needed = False
 
     def _plan(
         self,
@@ -464,7 +473,7 @@ class Store:
                         marks[boot] = max(top, marks.get(boot, -1))
                     boot = (source, r.boot_id)
                     known = marks_known.get(boot)
-                    pruned = known.pruned_seq if known is not None else -1
+                    pruned = known.pruned_seq if known is not None and known.pruned_seq > 0 else -1
                     top = -1
                 key = (source, r.event_id)
                 if key in seen or source_seq <= pruned or (existing and key in existing):
@@ -630,7 +639,12 @@ class Store:
         near = self._used_bytes >= self._ladder.next_threshold() * 0.9
         if near or now - flags.last_measure >= MEASURE_INTERVAL_S:
             before = self._ladder.state
-            await self._measure()
+            try:
+                await self._measure()
+            except StoreError as err:  # the next write fails too if this is real; never stop the writer
+                flags.last_measure = now
+                log.debug("store_measure_failed", path=str(self.path), error=str(err))
+                return
             if self._ladder.state is not SpaceState.OK and (
                 self._ladder.state is not before or now - flags.last_maintenance >= MAINTENANCE_INTERVAL_S / 6
             ):
@@ -644,7 +658,7 @@ class Store:
         try:
             async with self._tx_lock:
                 measured = await space.measure(self._db, self._wal_path)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, ValueError) as err:  # ValueError: the connection is closed
             raise StoreError(f"store {self.path}: cannot measure its size: {err}") from err
         self._flags.last_measure = time.monotonic()
         self._used_bytes = measured.used_bytes
@@ -689,16 +703,19 @@ class Store:
                     await self._checkpoint()
                 measured = await self._measure()
                 dropped, rounds = 0, 0
-                while self._ladder.state is SpaceState.HARD_CAP and self._tip.rows > 0 and rounds < 20:
+                while self._ladder.state is SpaceState.HARD_CAP and rounds < 20:
                     rounds += 1
-                    dropped += await self._drop_oldest(measured)
+                    step = await self._drop_oldest(measured)
+                    if not step:
+                        break  # nothing left to drop: what fills the space is not the log
+                    dropped += step
                     await self._checkpoint()
                     measured = await self._measure()
                 vacuumed = await self._vacuum(measured)
                 if vacuumed:
                     await self._checkpoint()
                     await self._measure()
-            except sqlite3.Error as err:
+            except (sqlite3.Error, ValueError) as err:  # ValueError: the connection is closed
                 raise StoreError(f"store {self.path}: maintenance failed: {err}") from err
             finally:
                 self._flags.last_maintenance = time.monotonic()
@@ -711,6 +728,7 @@ class Store:
         while True:
             async with self._tx_lock:
                 db = self._db
+                await self._reload_if_needed()
                 await db.execute("BEGIN IMMEDIATE")
                 try:
                     count, low = await fetch_one(
@@ -747,10 +765,14 @@ class Store:
         now = self._clock_ns()
         async with self._tx_lock:
             db = self._db
+            await self._reload_if_needed()
             await db.execute("BEGIN IMMEDIATE")
             try:
                 boundary = await space.oldest_boundary(db, count)
                 pruned = await space.prune_prefix(db, boundary)
+                if not pruned.count:
+                    await db.execute("COMMIT")
+                    return 0
                 base = _Tip(self._tip.last_seq, self._tip.last_digest, self._tip.rows - pruned.count)
                 record = loss_record(
                     self._stamper,
@@ -838,6 +860,7 @@ class Store:
             for loss in losses
         ]
         async with self._tx_lock:
+            await self._reload_if_needed()
             plan = self._plan([records], [None], now)
             await self._commit(plan)
             self._adopt(plan)
@@ -878,9 +901,8 @@ class Store:
         self._wakeup.set()
         if flags.running:
             await flags.stopped.wait()
-        else:
-            while self._queue:
-                await self._write(await self._collect())
+        while self._queue:  # the writer never ran, or was cancelled after close() began
+            await self._write(await self._collect())
         flags.closed = True
         try:
             await self._write_high_water(force=True)
