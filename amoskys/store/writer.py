@@ -700,6 +700,7 @@ class Store:
             try:
                 retention = await self._retention()
                 if retention:
+                    await self._forget_old_boots()
                     await self._checkpoint()
                 measured = await self._measure()
                 dropped, rounds = 0, 0
@@ -756,6 +757,17 @@ class Store:
         if deleted:
             log.info("store_retention_deleted", path=str(self.path), rows=deleted)
         return deleted
+
+    async def _forget_old_boots(self) -> None:
+        """Forget the marks of publisher boots whose every row is gone and that sent nothing for
+        twice the retention: the marks table would otherwise grow by one row per publisher restart."""
+        cutoff = self._clock_ns() - 2 * self.config.retention_hours * 3600 * 1_000_000_000
+        async with self._tx_lock:
+            cursor = await self._db.execute(
+                "DELETE FROM source_marks WHERE pruned_seq >= max_seq AND last_received_ns < ?", (cutoff,)
+            )
+            if cursor.rowcount:
+                self._tip, self._marks = await _load_tip(self._db)
 
     async def _drop_oldest(self, measured: space.SpaceMeasure) -> int:
         """At the hard cap: drop the oldest rows down to the target and report them as lost."""

@@ -31,6 +31,7 @@ class Model:
     rows: dict[tuple[str, str], tuple[int, int, Record]] = field(default_factory=dict)  # key -> (seq, rx, r)
     last_seq: int = 0
     pruned: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, boot) -> source_seq
+    boots: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (max_seq, last rx)
     sinks: dict[str, tuple[int, bool]] = field(default_factory=dict)  # name -> (cursor, enabled)
 
     def append(self, records: list[Record], received_ns: int) -> list[Outcome]:
@@ -42,10 +43,22 @@ class Model:
                 continue
             self.last_seq += 1
             self.rows[key] = (self.last_seq, received_ns, r)
+            boot = (r.source, r.boot_id)
+            self.boots[boot] = (max(self.boots.get(boot, (0, 0))[0], r.source_seq), received_ns)
             out.append(Outcome.COMMITTED)
         return out
 
-    def retention(self, cutoff_ns: int) -> int:
+    def retention(self, now_ns: int, retention_ns: int) -> int:
+        """Delete what retention deletes; forget boots gone for twice the retention."""
+        deleted = self._delete(now_ns - retention_ns)
+        if deleted:
+            for boot, (max_seq, received_ns) in list(self.boots.items()):
+                if self.pruned.get(boot, 0) >= max_seq and received_ns < now_ns - 2 * retention_ns:
+                    del self.boots[boot]
+                    self.pruned.pop(boot, None)
+        return deleted
+
+    def _delete(self, cutoff_ns: int) -> int:
         enabled = [cursor for cursor, on in self.sinks.values() if on]
         acked = min(enabled) if enabled else self.last_seq
         deleted = 0
@@ -161,7 +174,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.store is not None
         self.clock.advance(hours * HOUR_NS)
         report = self.run(self.store.maintain())
-        expected = self.model.retention(self.clock.now_ns - RETENTION_HOURS * HOUR_NS)
+        expected = self.model.retention(self.clock.now_ns, RETENTION_HOURS * HOUR_NS)
         assert report.retention_deleted == expected
         assert report.hard_cap_dropped == 0
 
