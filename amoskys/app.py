@@ -28,7 +28,7 @@ from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
-from amoskys.errors import ConfigError
+from amoskys.errors import ConfigError, PkiError
 from amoskys.events import EnvelopeStamper
 from amoskys.health import Health
 from amoskys.metrics import Metrics
@@ -43,6 +43,7 @@ from amoskys.web.server import WebServer, bind
 log = structlog.get_logger(__name__)
 
 STOP_DEADLINE_SECONDS = 5.0
+CERT_EXPIRY_REFRESH_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Appliance:
         self.store: Store | None = None
         self.supervisor: Supervisor | None = None
         self.control: ControlServer | None = None
+        self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
 
     # -- signals
     def _on_signal(self, signum: int) -> None:
@@ -125,7 +127,7 @@ class Appliance:
         await asyncio.to_thread(self.layout.ensure)
         log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
         creds = await asyncio.to_thread(self._ensure_pki)
-        self._export_cert_expiry(creds)
+        await asyncio.to_thread(self._export_cert_expiry, creds)
 
         web_host, web_port = parse_listen(self.config.web.listen)
         bus_host, bus_port = parse_listen(self.config.bus.listen)
@@ -202,6 +204,7 @@ class Appliance:
                 ports.update(web=self.web.port, bus=bus_port)
                 await self.control.start()
                 tg.create_task(self.supervisor.run(), name="collectors")
+                self._background.append(tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry"))
                 self._write_run_json(web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
                 self.metrics.up.set(1)
@@ -222,6 +225,8 @@ class Appliance:
 
     async def _shutdown(self) -> None:
         """Collectors stop, the bus refuses new work (RETRY), the writer flushes, servers close."""
+        for task in self._background:
+            task.cancel()
         self.health.stopping = True
         self.metrics.up.set(0)
         delay = self.faults.get("slow_shutdown_ms", 0)
@@ -247,12 +252,20 @@ class Appliance:
                 self.web.stop()
 
     def _export_cert_expiry(self, creds: ApplianceCredentials) -> None:
-        for label, path in (
-            ("ca", creds.ca_cert),
-            ("server", creds.server_cert),
-            ("client", creds.identity_cert),
-        ):
-            self.metrics.pki_cert_expiry.labels(cert=label).set(cert_not_after(path).timestamp())
+        """Expiry of the CA, the bus server and client certificates, and every enrolled agent's."""
+        certs = [("ca", creds.ca_cert), ("server", creds.server_cert), ("client", creds.identity_cert)]
+        certs += [(f"agent:{p.stem}", p) for p in sorted((self.layout.pki / "agents").glob("*.crt"))]
+        for label, path in certs:
+            try:
+                self.metrics.pki_cert_expiry.labels(cert=label).set(cert_not_after(path).timestamp())
+            except PkiError as err:
+                log.warning("cert_unreadable", cert=label, error=str(err))
+
+    async def _refresh_cert_expiry(self, creds: ApplianceCredentials) -> None:
+        """Renewals and enrolments made while running show on /metrics within a few minutes."""
+        while True:
+            await asyncio.sleep(CERT_EXPIRY_REFRESH_SECONDS)
+            await asyncio.to_thread(self._export_cert_expiry, creds)
 
     def _ensure_pki(self) -> ApplianceCredentials:
         creds = ensure_appliance_pki(

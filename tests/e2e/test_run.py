@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import http_get, require_tool, wait_for
+from support import amoskys, http_get, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +127,20 @@ def test_unprivileged_run_uses_per_user_data_dir(appliance_factory) -> None:
         assert app.wait_exit(timeout=5) == 0
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_certificate_expiry_is_on_metrics_for_appliance_and_agents(appliance_factory, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    amoskys("agents", "enroll", "branch-1", "--out", str(tmp_path / "bundle"), "--data-dir", str(data))
+    app = appliance_factory(data_dir=data)
+    app.wait_ready()
+    text = http_get(app.web_url + "/metrics")[1].decode()
+    expiry = {
+        line.split('cert="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("amoskys_pki_cert_expiry_timestamp_seconds{")
+    }
+    assert set(expiry) == {"ca", "server", "client", "agent:branch-1"}
+    now = time.time()
+    assert now + 300 * 86400 < expiry["agent:branch-1"] < now + 400 * 86400  # 397 days
+    assert expiry["ca"] > expiry["server"]
