@@ -158,11 +158,14 @@ def envelopes() -> dict[str, ev.Envelope]:
                         in_bps=800.0,
                         out_bps=1600.0,
                         last_change_ticks=99,
+                        counters_reset=True,
                     )
                 ],
                 cpu_load_percent=[5, 7],
                 storage=[ev.SnmpStorage(index=1, descr="RAM", size_bytes=1024, used_bytes=512)],
                 poll_seconds=0.125,
+                agent_restarted=True,
+                rate_interval_seconds=60.0,
             )
         ),
         "device": _base(

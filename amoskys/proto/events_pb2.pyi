@@ -274,7 +274,7 @@ class SnmpSystem(_message.Message):
     def __init__(self, descr: _Optional[str] = ..., object_id: _Optional[str] = ..., name: _Optional[str] = ..., contact: _Optional[str] = ..., location: _Optional[str] = ..., uptime_ticks: _Optional[int] = ...) -> None: ...
 
 class SnmpInterface(_message.Message):
-    __slots__ = ("if_index", "name", "descr", "alias", "type", "speed_bps", "admin_status", "oper_status", "phys_address", "hc_counters", "in_octets", "out_octets", "in_ucast_pkts", "out_ucast_pkts", "in_multicast_pkts", "out_multicast_pkts", "in_broadcast_pkts", "out_broadcast_pkts", "in_errors", "out_errors", "in_discards", "out_discards", "in_bps", "out_bps", "last_change_ticks")
+    __slots__ = ("if_index", "name", "descr", "alias", "type", "speed_bps", "admin_status", "oper_status", "phys_address", "hc_counters", "in_octets", "out_octets", "in_ucast_pkts", "out_ucast_pkts", "in_multicast_pkts", "out_multicast_pkts", "in_broadcast_pkts", "out_broadcast_pkts", "in_errors", "out_errors", "in_discards", "out_discards", "in_bps", "out_bps", "last_change_ticks", "counters_reset")
     IF_INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCR_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class SnmpInterface(_message.Message):
     IN_BPS_FIELD_NUMBER: _ClassVar[int]
     OUT_BPS_FIELD_NUMBER: _ClassVar[int]
     LAST_CHANGE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_RESET_FIELD_NUMBER: _ClassVar[int]
     if_index: int
     name: str
     descr: str
@@ -325,7 +326,8 @@ class SnmpInterface(_message.Message):
     in_bps: float
     out_bps: float
     last_change_ticks: int
-    def __init__(self, if_index: _Optional[int] = ..., name: _Optional[str] = ..., descr: _Optional[str] = ..., alias: _Optional[str] = ..., type: _Optional[int] = ..., speed_bps: _Optional[int] = ..., admin_status: _Optional[int] = ..., oper_status: _Optional[int] = ..., phys_address: _Optional[bytes] = ..., hc_counters: _Optional[bool] = ..., in_octets: _Optional[int] = ..., out_octets: _Optional[int] = ..., in_ucast_pkts: _Optional[int] = ..., out_ucast_pkts: _Optional[int] = ..., in_multicast_pkts: _Optional[int] = ..., out_multicast_pkts: _Optional[int] = ..., in_broadcast_pkts: _Optional[int] = ..., out_broadcast_pkts: _Optional[int] = ..., in_errors: _Optional[int] = ..., out_errors: _Optional[int] = ..., in_discards: _Optional[int] = ..., out_discards: _Optional[int] = ..., in_bps: _Optional[float] = ..., out_bps: _Optional[float] = ..., last_change_ticks: _Optional[int] = ...) -> None: ...
+    counters_reset: bool
+    def __init__(self, if_index: _Optional[int] = ..., name: _Optional[str] = ..., descr: _Optional[str] = ..., alias: _Optional[str] = ..., type: _Optional[int] = ..., speed_bps: _Optional[int] = ..., admin_status: _Optional[int] = ..., oper_status: _Optional[int] = ..., phys_address: _Optional[bytes] = ..., hc_counters: _Optional[bool] = ..., in_octets: _Optional[int] = ..., out_octets: _Optional[int] = ..., in_ucast_pkts: _Optional[int] = ..., out_ucast_pkts: _Optional[int] = ..., in_multicast_pkts: _Optional[int] = ..., out_multicast_pkts: _Optional[int] = ..., in_broadcast_pkts: _Optional[int] = ..., out_broadcast_pkts: _Optional[int] = ..., in_errors: _Optional[int] = ..., out_errors: _Optional[int] = ..., in_discards: _Optional[int] = ..., out_discards: _Optional[int] = ..., in_bps: _Optional[float] = ..., out_bps: _Optional[float] = ..., last_change_ticks: _Optional[int] = ..., counters_reset: _Optional[bool] = ...) -> None: ...
 
 class SnmpStorage(_message.Message):
     __slots__ = ("index", "descr", "size_bytes", "used_bytes")
@@ -340,7 +342,7 @@ class SnmpStorage(_message.Message):
     def __init__(self, index: _Optional[int] = ..., descr: _Optional[str] = ..., size_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ...) -> None: ...
 
 class SnmpSample(_message.Message):
-    __slots__ = ("target", "address", "reachable", "error", "system", "interfaces", "cpu_load_percent", "storage", "poll_seconds")
+    __slots__ = ("target", "address", "reachable", "error", "system", "interfaces", "cpu_load_percent", "storage", "poll_seconds", "agent_restarted", "rate_interval_seconds")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +352,8 @@ class SnmpSample(_message.Message):
     CPU_LOAD_PERCENT_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     POLL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RESTARTED_FIELD_NUMBER: _ClassVar[int]
+    RATE_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     target: str
     address: str
     reachable: bool
@@ -359,7 +363,9 @@ class SnmpSample(_message.Message):
     cpu_load_percent: _containers.RepeatedScalarFieldContainer[int]
     storage: _containers.RepeatedCompositeFieldContainer[SnmpStorage]
     poll_seconds: float
-    def __init__(self, target: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., system: _Optional[_Union[SnmpSystem, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[SnmpInterface, _Mapping]]] = ..., cpu_load_percent: _Optional[_Iterable[int]] = ..., storage: _Optional[_Iterable[_Union[SnmpStorage, _Mapping]]] = ..., poll_seconds: _Optional[float] = ...) -> None: ...
+    agent_restarted: bool
+    rate_interval_seconds: float
+    def __init__(self, target: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., system: _Optional[_Union[SnmpSystem, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[SnmpInterface, _Mapping]]] = ..., cpu_load_percent: _Optional[_Iterable[int]] = ..., storage: _Optional[_Iterable[_Union[SnmpStorage, _Mapping]]] = ..., poll_seconds: _Optional[float] = ..., agent_restarted: _Optional[bool] = ..., rate_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class DeviceEvent(_message.Message):
     __slots__ = ("change", "ip", "mac", "vendor", "hostname", "seen_by", "previous_ip", "previous_mac", "mac_locally_administered", "interface", "first_seen_ns", "last_seen_ns", "dhcp_vendor_class", "open_tcp_ports")
