@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from amoskys.collectors.heartbeat.config import HeartbeatConfig
+from amoskys.collectors.snmp.config import SnmpConfig
 from amoskys.errors import ConfigError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -126,6 +127,7 @@ class CollectorsConfig(_Struct, frozen=True):
     healthy_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     max_fast_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    snmp: SnmpConfig = SnmpConfig()
 
     def __post_init__(self) -> None:
         if self.restart_max_seconds < self.restart_initial_seconds:

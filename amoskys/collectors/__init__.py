@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def registry() -> dict[str, type[Collector]]:
     """Every collector class, by name (the name of its folder and of its config section)."""
     from amoskys.collectors.heartbeat.collector import HeartbeatCollector
+    from amoskys.collectors.snmp.collector import SnmpCollector
 
-    classes: list[type[Collector]] = [HeartbeatCollector]
+    classes: list[type[Collector]] = [HeartbeatCollector, SnmpCollector]
     return {cls.name: cls for cls in classes}

@@ -1,0 +1,91 @@
+"""SnmpCollector: polls the configured SNMP targets concurrently and publishes SnmpSample events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+
+from amoskys.collectors.context import CollectorContext
+from amoskys.collectors.snmp.client import SnmpClient, auth_data, session_for
+from amoskys.collectors.snmp.config import SnmpConfig
+from amoskys.collectors.snmp.credentials import SecretError
+from amoskys.collectors.snmp.schedule import Activity, TargetPoller
+from amoskys.collectors.snmp.series import SnmpSeries
+from amoskys.errors import FatalCollectorError
+
+
+class SnmpCollector:
+    """Every target on its own schedule (spread over the interval), at most `concurrency` at once,
+    each poll within `deadline_seconds`; unreachable targets back off. See README.md."""
+
+    name = "snmp"
+    Config = SnmpConfig
+    mode = "polling"
+
+    def __init__(
+        self, config: SnmpConfig, ctx: CollectorContext, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.environ = environ if environ is not None else os.environ
+        self.pollers: list[TargetPoller] = []
+
+    def self_check(self) -> str | None:
+        if not self.config.targets:
+            return "no targets configured ([[collectors.snmp.targets]] in amoskys.toml)"
+        return None
+
+    def _first_due(self, index: int, count: int, start: float) -> float:
+        if self.config.schedule == "aligned" or count <= 1:
+            return start
+        return start + index * self.config.interval_seconds / count
+
+    async def run(self) -> None:
+        config, ctx = self.config, self.ctx
+        usable = []
+        for target in config.targets:
+            try:
+                usable.append((target, auth_data(target, self.environ)))
+            except SecretError as err:  # that target is misconfigured; the others still run
+                ctx.count_error(err)
+                ctx.log.error("snmp_target_misconfigured", target=target.name, error=str(err))
+        if not usable:
+            raise FatalCollectorError("no SNMP target can be polled: every target's secret is unreadable")
+        client = SnmpClient()
+        series = SnmpSeries(
+            ctx.metrics,
+            ctx.log,
+            per_interface=config.interface_metrics == "on",
+            cap=config.max_interface_series,
+        )
+        limiter = asyncio.Semaphore(config.concurrency)
+        activity = Activity(ctx)
+        self.pollers = [
+            TargetPoller(
+                target,
+                session_for(target, auth, timeout_seconds=config.timeout_seconds, retries=config.retries),
+                config=config,
+                ctx=ctx,
+                client=client,
+                limiter=limiter,
+                activity=activity,
+                series=series,
+            )
+            for target, auth in usable
+        ]
+        ctx.log.info(
+            "snmp_polling_started",
+            targets=len(self.pollers),
+            interval_seconds=config.interval_seconds,
+            concurrency=config.concurrency,
+            deadline_seconds=config.deadline_seconds,
+        )
+        start = ctx.clock.monotonic()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, poller in enumerate(self.pollers):
+                    group.create_task(poller.run(self._first_due(index, len(self.pollers), start)))
+        finally:
+            series.clear()
+            client.close()
