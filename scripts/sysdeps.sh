@@ -11,6 +11,8 @@ want=${1:-test}
 test_tools=(
   "promtool prometheus"
   "setpriv util-linux"
+  "snmpd snmpd"
+  "snmpget snmp"
 )
 run_tools=()
 
