@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from amoskys.collectors.heartbeat.config import HeartbeatConfig
+from amoskys.collectors.host.config import HostConfig
+from amoskys.collectors.process.config import ProcessConfig
 from amoskys.collectors.snmp.config import SnmpConfig
 from amoskys.errors import ConfigError
 
@@ -127,6 +129,8 @@ class CollectorsConfig(_Struct, frozen=True):
     healthy_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     max_fast_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    host: HostConfig = HostConfig()
+    process: ProcessConfig = ProcessConfig()
     snmp: SnmpConfig = SnmpConfig()
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ async def test_heartbeat_publishes_stamped_heartbeats_every_interval(tmp_path: P
     config = CollectorsConfig(heartbeat=HeartbeatConfig(interval_seconds=30))
     sup = Supervisor.from_config(
         config,
+        registry={"heartbeat": HeartbeatCollector},  # the others would publish into this sink too
         publish=publish,
         stamper=stamper,
         metrics=Metrics(),

@@ -1,0 +1,1 @@
+"""The host collector: CPU, memory, disks, network, load, uptime, users and temperatures."""

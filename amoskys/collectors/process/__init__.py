@@ -1,0 +1,1 @@
+"""The process collector: an inventory snapshot on an interval, and exec/exit as they happen."""

@@ -1,0 +1,441 @@
+"""Real-time exec and exit from the proc connector: reader → enricher → publisher.
+
+- The **reader** (a ``loop.add_reader`` callback) drains the socket, decodes each datagram, checks
+  the kernel's per-CPU sequence numbers for gaps (lost messages) and queues what matters. It never
+  blocks and never touches /proc.
+- The **enricher** takes everything queued so far as one batch, reads /proc for every exec in it in
+  one hop to a dedicated worker thread, updates the process table in kernel order and queues the
+  envelopes. Executables not yet hashed go to a second worker thread, so hashing never delays the
+  /proc reads of the next batch.
+- The **publisher** hands the envelopes to ``ctx.publish_many`` in order, once their hash is known.
+
+When the queues are full the reader stops reading: the kernel then drops messages (ENOBUFS) and the
+gaps become LossReports — one accounting path for every kind of loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import os
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import structlog
+
+from amoskys.collectors.context import CollectorContext
+from amoskys.collectors.process import events, parse, procfs
+from amoskys.collectors.process.config import ProcessConfig
+from amoskys.collectors.process.hashing import ExeHashes
+from amoskys.collectors.process.netlink import ConnectorUnavailableError, ProcConnector, describe_ack_error
+from amoskys.collectors.process.redact import Redactor
+from amoskys.collectors.process.stats import ProcessStats
+from amoskys.collectors.process.table import Proc, ProcessTable, mark_unreadable, proc_from_read
+from amoskys.errors import CollectorError
+from amoskys.proto import events_pb2
+
+log = structlog.get_logger(__name__)
+
+#: Datagrams read per wake-up of the reader, so one burst cannot hold the loop for long.
+MAX_DATAGRAMS_PER_WAKEUP = 512
+#: Decoded records waiting for the enricher; past this the reader pauses (the kernel then drops).
+MAX_PENDING_RECORDS = 50_000
+#: Envelopes waiting for the publisher; past this the enricher waits.
+MAX_PENDING_ENVELOPES = 20_000
+#: Envelopes per publish_many call.
+PUBLISH_BATCH = 1000
+
+#: What an exit event of a process never seen before cannot say.
+_UNKNOWN_PROCESS = ["exe", "argv", "user", "uid", "start_time_ns", "cgroup"]
+
+
+class Loss(NamedTuple):
+    """Messages lost before this point in the stream (a gap in the kernel's sequence numbers)."""
+
+    count: int
+    reason: str  # netlink_overrun, sequence_gap
+    start_mono_ns: int
+    end_mono_ns: int
+
+
+class _Outgoing(NamedTuple):
+    envelope: events_pb2.Envelope
+    digest: asyncio.Future[bytes | None] | None  # the exe's sha256, still being computed
+    proc: Proc | None
+
+
+class RealtimeTracker:
+    """The proc connector pipeline. ``start()`` self-tests it; ``run()`` then runs it until cancelled."""
+
+    def __init__(
+        self,
+        config: ProcessConfig,
+        ctx: CollectorContext,
+        *,
+        table: ProcessTable,
+        redactor: Redactor,
+        hashes: ExeHashes,
+        stats: ProcessStats,
+        boot_ns: int,
+        on_loss: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.table = table
+        self.redactor = redactor
+        self.hashes = hashes
+        self.stats = stats
+        self.boot_ns = boot_ns
+        self.on_loss = on_loss
+        self.connector = ProcConnector(config.receive_buffer_bytes)
+        self._inbox: deque[parse.Record | Loss] = deque()
+        self._wake = asyncio.Event()
+        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(MAX_PENDING_ENVELOPES)
+        self._reading = False
+        self._failure: BaseException | None = None
+        self._last_seq: dict[int, tuple[int, int]] = {}  # cpu → (seq, ts) of its last message
+        self._overrun = False  # ENOBUFS seen since the last loss was queued
+        self._bad_datagrams = 0
+        self._probe_pid = 0
+        self._self_test: asyncio.Future[str | None] | None = None
+        self._execs_seen: set[int] = set()  # during the self-test, which may see its exec early
+        self._pending_digests: dict[procfs.ExeKey, asyncio.Future[bytes | None]] = {}
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-read")
+        self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-hash")
+        self._hash_max_bytes = hashes.max_bytes
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> str | None:
+        """Subscribe and self-test: None when exec events arrive, else why not (then closed)."""
+        try:
+            self.connector.open()
+        except ConnectorUnavailableError as err:
+            self.close()
+            return err.reason
+        loop = asyncio.get_running_loop()
+        self._self_test = loop.create_future()
+        self._resume_reading()
+        reason = await self._probe()
+        self._self_test = None
+        self._execs_seen.clear()
+        if reason is not None:
+            self.close()
+            self._inbox.clear()
+        return reason
+
+    async def _probe(self) -> str | None:
+        timeout = self.config.self_test_timeout_seconds
+        true = shutil.which("true") or "/bin/true"
+        try:
+            child = await asyncio.create_subprocess_exec(
+                true, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        except OSError as err:
+            return f"netlink self-test could not start {true!r}: {err.strerror or err}"
+        self._probe_pid = child.pid
+        if child.pid in self._execs_seen:  # read while the child was being created
+            self._finish_self_test(None)
+        try:
+            if self._self_test is None:
+                raise RuntimeError("self-test future missing")
+            async with asyncio.timeout(timeout):
+                return await self._self_test
+        except TimeoutError:
+            return (
+                f"netlink self-test saw no exec event within {timeout:g} s; the proc connector is "
+                f"silent outside the initial user/PID namespaces"
+            )
+        finally:
+            await child.wait()
+
+    async def run(self) -> None:
+        """Enrich and publish until cancelled; raises what broke the socket."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._enrich_loop(), name="process:enrich")
+                tg.create_task(self._publish_loop(), name="process:publish")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading and unsubscribe. Work already handed to the worker threads still finishes
+        (and closes its file descriptors)."""
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self.connector.fileno())
+            self._reading = False
+        self.connector.close()
+        self._read_pool.shutdown(wait=False)
+        self._hash_pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ reader
+    def _resume_reading(self) -> None:
+        if not self._reading:
+            asyncio.get_running_loop().add_reader(self.connector.fileno(), self._on_readable)
+            self._reading = True
+
+    def _pause_reading(self) -> None:
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self.connector.fileno())
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        try:
+            datagrams, overrun = self.connector.receive(MAX_DATAGRAMS_PER_WAKEUP)
+        except OSError as err:  # the socket broke: let the enricher raise it (a callback cannot)
+            self._failure = CollectorError(f"proc connector socket failed: {err.strerror or err}")
+            self._pause_reading()
+            self._wake.set()
+            return
+        if overrun:
+            self._overrun = True
+            self.stats.count_overrun()
+        loss_count, loss_start, loss_end = 0, 0, 0
+        inbox = self._inbox
+        for datagram in datagrams:
+            try:
+                records = parse.parse_datagram(datagram)
+            except parse.ParseError as err:
+                self._count_bad_datagram(err)
+                continue
+            for record in records:
+                gap = self._check_sequence(record)
+                if gap is not None:
+                    loss_count += gap[0]
+                    loss_start = min(loss_start, gap[1]) if loss_start else gap[1]
+                    loss_end = max(loss_end, gap[2])
+                if isinstance(record, parse.Exec | parse.Exit | parse.Fork):
+                    if self._self_test is not None and isinstance(record, parse.Exec):
+                        self._execs_seen.add(record.tgid)
+                        if record.tgid == self._probe_pid:
+                            self._finish_self_test(None)
+                    inbox.append(record)
+                elif isinstance(record, parse.Ack):
+                    self._on_ack(record)
+        if loss_count:
+            reason = "netlink_overrun" if self._overrun else "sequence_gap"
+            self._overrun = False
+            inbox.append(Loss(loss_count, reason, loss_start, loss_end))
+        if inbox:
+            self._wake.set()
+            if len(inbox) >= MAX_PENDING_RECORDS:
+                self._pause_reading()
+
+    def _check_sequence(self, record: parse.Record) -> tuple[int, int, int] | None:
+        """(lost, from, to) when the per-CPU sequence skipped messages before `record`."""
+        if isinstance(record, parse.NetlinkError | parse.Overrun):
+            return None
+        cpu, seq = record.cpu, record.seq
+        ts = 0 if isinstance(record, parse.Ack) else record.ts_ns
+        last = self._last_seq.get(cpu)
+        if isinstance(record, parse.Ack) and (last is None or seq != (last[0] + 1) & 0xFFFFFFFF):
+            return None  # an older kernel echoes the subscriber's seq in acks instead of counting
+        self._last_seq[cpu] = (seq, ts or (last[1] if last else 0))
+        if last is None:
+            return None
+        gap = (seq - last[0] - 1) & 0xFFFFFFFF
+        if gap == 0 or gap >= 1 << 31:  # in order, or the counter went back (not a loss we can size)
+            return None
+        return gap, last[1], ts or last[1]
+
+    def _on_ack(self, ack: parse.Ack) -> None:
+        if ack.ack != self.connector.subscribe_ack + 1:
+            return  # another subscriber's
+        if ack.err:
+            self._finish_self_test(describe_ack_error(ack.err))
+
+    def _finish_self_test(self, reason: str | None) -> None:
+        if self._self_test is not None and not self._self_test.done():
+            self._self_test.set_result(reason)
+
+    def _count_bad_datagram(self, err: parse.ParseError) -> None:
+        self._bad_datagrams += 1
+        self.ctx.count_error(f"malformed proc connector datagram: {err}")
+        if self._bad_datagrams == 1:
+            log.warning("process_netlink_malformed", error=str(err))
+
+    # ------------------------------------------------------------------ enricher
+    async def _enrich_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._failure is not None:
+                raise self._failure
+            if not self._inbox:
+                continue
+            batch = list(self._inbox)
+            self._inbox.clear()
+            self._resume_reading()
+            with self.ctx.busy():
+                await self._handle(batch)
+
+    async def _handle(self, batch: list[parse.Record | Loss]) -> None:
+        exec_pids = list(dict.fromkeys(r.tgid for r in batch if isinstance(r, parse.Exec)))
+        reads: dict[int, procfs.ProcRead] = {}
+        if exec_pids:
+            loop = asyncio.get_running_loop()
+            read = functools.partial(
+                procfs.read_many,
+                exec_pids,
+                cached_sha256=self.hashes.get,
+                hash_max_bytes=self._hash_max_bytes,
+            )
+            reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
+        offset = time.time_ns() - time.monotonic_ns()  # kernel CLOCK_MONOTONIC → UTC
+        for record in batch:
+            if isinstance(record, parse.Fork):
+                self._on_fork(record, offset)
+            elif isinstance(record, parse.Exec):
+                await self._on_exec(record, reads[record.tgid], offset)
+            elif isinstance(record, parse.Exit):
+                await self._on_exit(record, offset)
+            elif isinstance(record, Loss):
+                await self._on_loss(record, offset)
+        self.ctx.metrics.process_tracked.set(len(self.table))
+
+    def _on_fork(self, fork: parse.Fork, offset: int) -> None:
+        if fork.child_pid != fork.child_tgid:
+            return  # a new thread, not a new process
+        parent = self.table.get(fork.parent_tgid)
+        start_ns = fork.ts_ns + offset
+        if parent is not None:  # until it execs, a child runs its parent's program
+            child = dataclasses.replace(
+                parent,
+                pid=fork.child_tgid,
+                ppid=fork.parent_tgid,
+                start_ticks=None,
+                start_time_ns=start_ns,
+                exec_mono_ns=0,
+                fork_mono_ns=fork.ts_ns,
+                unreadable=list(parent.unreadable),
+            )
+        else:
+            child = Proc(
+                fork.child_tgid,
+                ppid=fork.parent_tgid,
+                start_time_ns=start_ns,
+                fork_mono_ns=fork.ts_ns,
+                unreadable=[f for f in _UNKNOWN_PROCESS if f != "start_time_ns"],
+            )
+        self.table.put(child)
+
+    async def _on_exec(self, record: parse.Exec, read: procfs.ProcRead, offset: int) -> None:
+        forked = self.table.get(record.tgid)
+        proc = proc_from_read(read, self.redactor, self.boot_ns, ppid=forked.ppid if forked else 0)
+        proc.exec_mono_ns = record.ts_ns
+        if forked is not None:
+            proc.fork_mono_ns = forked.fork_mono_ns
+            if read.stat is None and forked.fork_mono_ns:
+                proc.start_time_ns = forked.fork_mono_ns + offset
+                proc.unreadable.remove("start_time_ns")
+        self.table.put(proc)
+        if read.read_mono_ns >= record.ts_ns:
+            self.ctx.metrics.process_enrich_delay.observe((read.read_mono_ns - record.ts_ns) / 1e9)
+        if read.gone:
+            self.stats.count_enrichment("gone")
+        elif "exe" in proc.unreadable or "argv" in proc.unreadable:
+            self.stats.count_enrichment("partial")
+        else:
+            self.stats.count_enrichment("complete")
+        digest = None
+        if read.exe_fd is not None and read.exe_key is not None:
+            digest = self._digest(read.exe_fd, read.exe_key)
+        await self._outbox.put(_Outgoing(events.exec_event(proc, record.ts_ns + offset), digest, proc))
+
+    async def _on_exit(self, record: parse.Exit, offset: int) -> None:
+        if record.pid != record.tgid:
+            return  # a thread ended, not the process
+        proc = self.table.pop(record.tgid)
+        if proc is None:
+            proc = Proc(record.tgid, ppid=record.parent_tgid)
+            unreadable = list(_UNKNOWN_PROCESS)
+        else:
+            unreadable = list(proc.unreadable)
+        if record.parent_tgid:
+            proc.ppid = record.parent_tgid
+        started = proc.exec_mono_ns or proc.fork_mono_ns
+        if started:
+            lifetime = record.ts_ns - started
+        elif proc.start_time_ns:
+            lifetime = record.ts_ns + offset - proc.start_time_ns
+        else:
+            lifetime = 0
+        code, signal = parse.decode_status(record.status)
+        envelope = events.exit_event(
+            proc,
+            record.ts_ns + offset,
+            exit_code=code,
+            exit_signal=signal,
+            lifetime_ns=lifetime,
+            unreadable=unreadable,
+        )
+        await self._outbox.put(_Outgoing(envelope, None, None))
+
+    async def _on_loss(self, loss: Loss, offset: int) -> None:
+        self.stats.count_lost(loss.count, loss.reason)
+        log.warning(
+            "process_events_lost",
+            count=loss.count,
+            reason=loss.reason,
+            receive_buffer_bytes=self.connector.buffer_bytes,
+        )
+        envelope = events.loss_event(
+            loss.count,
+            loss.reason,
+            window_start_ns=loss.start_mono_ns + offset,
+            window_end_ns=loss.end_mono_ns + offset,
+        )
+        await self._outbox.put(_Outgoing(envelope, None, None))
+        self.on_loss()
+
+    def _digest(self, fd: int, key: procfs.ExeKey) -> asyncio.Future[bytes | None]:
+        """The future sha256 of an executable: one hashing job per (dev, inode, size, mtime)."""
+        pending = self._pending_digests.get(key)
+        if pending is not None:
+            os.close(fd)
+            return pending
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._hash_pool, self.hashes.digest_fd, fd, key)
+        self._pending_digests[key] = future
+        future.add_done_callback(lambda _: self._pending_digests.pop(key, None))
+        return future
+
+    # ------------------------------------------------------------------ publisher
+    async def _publish_loop(self) -> None:
+        outbox = self._outbox
+        while True:
+            items = [await outbox.get()]
+            while len(items) < PUBLISH_BATCH and not outbox.empty():
+                items.append(outbox.get_nowait())
+            envelopes = []
+            for envelope, digest, proc in items:
+                if digest is not None:
+                    await self._apply_digest(envelope, digest, proc)
+                envelopes.append(envelope)
+            await self.ctx.publish_many(envelopes)
+            self.stats.count_published(envelopes, "netlink")
+            self.stats.count_hashes(self.hashes)
+
+    async def _apply_digest(
+        self, envelope: events_pb2.Envelope, digest: asyncio.Future[bytes | None], proc: Proc | None
+    ) -> None:
+        value = await digest
+        body = envelope.process
+        if value is None:
+            names = list(body.unreadable)
+            if "exe_sha256" not in names:
+                names.append("exe_sha256")
+                names.sort(key=procfs.FIELD_ORDER.index)
+                del body.unreadable[:]
+                body.unreadable.extend(names)
+            if proc is not None:
+                mark_unreadable(proc, "exe_sha256")
+            return
+        body.exe_sha256 = value
+        if proc is not None:
+            proc.sha256 = value

@@ -1,0 +1,95 @@
+"""ProcessStats: the process collector's counts, kept as plain numbers and as Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from amoskys.collectors.process.hashing import ExeHashes
+from amoskys.metrics import Metrics
+from amoskys.proto import events_pb2
+
+_KINDS = {
+    events_pb2.ProcessEvent.EXEC: "exec",
+    events_pb2.ProcessEvent.EXIT: "exit",
+    events_pb2.ProcessEvent.SNAPSHOT: "snapshot",
+}
+MODES = ("netlink", "polling")
+
+
+class ProcessStats:
+    """What the collector did, for /metrics, the standalone runner's summary and tests."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.published: Counter[tuple[str, str]] = Counter()  # (kind, via) → events
+        self.enrichment: Counter[str] = Counter()  # complete, partial, gone
+        self.unreadable: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()
+        self.overruns = 0
+        self.snapshots = 0
+        self.last_snapshot_seconds = 0.0
+        self._hashed_bytes = 0
+
+    def set_mode(self, mode: str) -> None:
+        for m in MODES:
+            self.metrics.process_mode.labels(m).set(1 if m == mode else 0)
+
+    def count_published(self, envelopes: Iterable[events_pb2.Envelope], via: str) -> None:
+        """Count published envelopes by kind and the fields they could not read."""
+        for envelope in envelopes:
+            if envelope.WhichOneof("body") != "process":
+                continue
+            body = envelope.process
+            kind = _KINDS.get(body.kind, "unknown")
+            self.published[kind, via] += 1
+            self.metrics.process_events.labels(kind, via).inc()
+            for name in body.unreadable:
+                self.unreadable[name] += 1
+                self.metrics.process_unreadable.labels(name).inc()
+
+    def count_enrichment(self, result: str) -> None:
+        """One exec event read from /proc: ``complete`` (exe and argv), ``partial`` or ``gone``."""
+        self.enrichment[result] += 1
+        self.metrics.process_exec_enrichment.labels(result).inc()
+        self.metrics.process_enrichment_ratio.set(self.enrichment_ratio)
+
+    @property
+    def enrichment_ratio(self) -> float:
+        total = sum(self.enrichment.values())
+        return self.enrichment["complete"] / total if total else 1.0
+
+    def count_lost(self, count: int, reason: str) -> None:
+        self.lost[reason] += count
+        self.metrics.process_lost.labels(reason).inc(count)
+
+    def count_overrun(self) -> None:
+        self.overruns += 1
+        self.metrics.process_overruns.inc()
+
+    def count_snapshot(self, processes: int, seconds: float) -> None:
+        self.snapshots += 1
+        self.last_snapshot_seconds = seconds
+        self.metrics.process_snapshot_processes.set(processes)
+        self.metrics.process_snapshot_seconds.set(seconds)
+
+    def count_hashes(self, hashes: ExeHashes) -> None:
+        """Bring the hashing metrics up to date with the cache's own counts."""
+        hashed = hashes.hashed_bytes
+        if hashed > self._hashed_bytes:
+            self.metrics.process_hashed_bytes.inc(hashed - self._hashed_bytes)
+            self._hashed_bytes = hashed
+        self.metrics.process_hash_cache_entries.set(len(hashes))
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready view of the counts."""
+        return {
+            "published": {f"{kind}/{via}": n for (kind, via), n in sorted(self.published.items())},
+            "enrichment": dict(self.enrichment),
+            "enrichment_ratio": round(self.enrichment_ratio, 4),
+            "unreadable": dict(self.unreadable),
+            "lost": dict(self.lost),
+            "overruns": self.overruns,
+            "snapshots": self.snapshots,
+            "last_snapshot_seconds": round(self.last_snapshot_seconds, 4),
+        }
