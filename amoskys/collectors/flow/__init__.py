@@ -1,0 +1,1 @@
+"""The flow meter: header parser, bidirectional flow table, Community ID, pcap/pcapng readers."""

@@ -1,0 +1,308 @@
+"""Packet header decoding for the flow meter: bytes in, a flat tuple (or a skip reason) out.
+
+Pure and total: no I/O, no state, and no exception for any input bytes — every read is preceded by a
+length check, so a truncated or hostile frame becomes a *reason code* (an ``int``) instead of an
+error. The caller counts reasons in a list indexed by code (``REASONS`` names them).
+
+Every ``parse_*`` function takes ``(buf, off, end)``: the frame is ``buf[off:end]``, where ``buf`` is
+anything ``struct.unpack_from`` reads (``bytes``, a ``memoryview`` over a file chunk or a TPACKET_V3
+ring block) — nothing is sliced or copied except the two addresses. Result for an IP packet, a plain
+tuple (a NamedTuple costs 2–3x more to build, and this runs once per packet)::
+
+    (src, dst, sport, dport, proto, vlan, octets, tcp_flags, frag)
+      0    1    2      3      4      5     6       7          8
+
+- ``src``/``dst``: the addresses as 4 or 16 raw network-order bytes (so ``len(src)`` is the IP
+  version).
+- ``sport``/``dport``: TCP, UDP and SCTP ports; for ICMP and ICMPv6 the type and the code; 0 for other
+  protocols and for non-first fragments (the flow table finds their ports from the first fragment).
+- ``vlan``: ``outer << 12 | inner`` 802.1Q ids (0 when untagged).
+- ``octets``: the IP packet length from its header (IPv4 total length, IPv6 40 + payload length), as
+  NetFlow and IPFIX count it — also when the capture was cut short by a snap length.
+- ``tcp_flags``: byte 13 of the TCP header (CWR ECE URG ACK PSH RST SYN FIN), 0 for other protocols.
+- ``frag``: 0 when the packet is not a fragment, else ``ident << 2 | FRAG_FIRST`` (offset 0, more to
+  come: it carries the ports) or ``ident << 2 | FRAG_LATER`` (no transport header).
+
+The live capture (AF_PACKET, TPACKET_V3) gets frames whose outermost VLAN tag the kernel stripped into
+its metadata: it passes that id as ``vlan`` to :func:`parse_ethernet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from struct import Struct
+from typing import Any, TypeAlias
+
+#: One parsed IP packet (see the module docstring for the fields).
+Packet: TypeAlias = tuple[bytes, bytes, int, int, int, int, int, int, int]
+#: A parse function: ``(buf, off, end) -> Packet | reason``.
+ParseFn: TypeAlias = Callable[[Any, int, int], "Packet | int"]
+
+# -- skip reasons (indexes into a list of counters; names in REASONS)
+TRUNCATED_LINK = 0  # the frame ends inside its link header (Ethernet, VLAN tags, SLL, loopback)
+NOT_IP = 1  # the link payload is neither IPv4 nor IPv6 (ARP, LLDP, STP, ...): not a flow packet
+TRUNCATED_IP = 2  # the frame ends inside the IP header, its options or IPv6 extension headers
+BAD_IP_HEADER = 3  # impossible IP header: wrong version, IHL < 5, length below the header, bad chain
+TRUNCATED_TRANSPORT = 4  # the IP payload ends before the ports (TCP: before the flags byte)
+UNSUPPORTED_LINK_TYPE = 5  # a capture interface whose link type the meter does not decode
+
+REASONS: tuple[str, ...] = (
+    "truncated_link",
+    "not_ip",
+    "truncated_ip",
+    "bad_ip_header",
+    "truncated_transport",
+    "unsupported_link_type",
+)
+
+# Result tuple indexes (for readers of the tuple outside the hot path).
+SRC, DST, SPORT, DPORT, PROTO, VLAN, OCTETS, TCP_FLAGS, FRAG = range(9)
+FRAG_FIRST = 1
+FRAG_LATER = 2
+
+# IANA protocol numbers the meter looks into.
+ICMP, TCP, UDP, ICMPV6, SCTP = 1, 6, 17, 58, 132
+
+# pcap LINKTYPE_* values decoded here.
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+_ETYPE = Struct("!H").unpack_from
+_TAG = Struct("!HH").unpack_from  # TCI, next ethertype
+_V4 = Struct("!BxHHHxB2x4s4s").unpack_from  # ver/ihl, total length, id, flags/offset, proto, src, dst
+_V6 = Struct("!B3xHB1x16s16s").unpack_from  # version/class, payload length, next header, src, dst
+_FRAG6 = Struct("!BxHI").unpack_from  # next header, offset/flags, identification
+_PORTS = Struct("!HH").unpack_from
+_TCP = Struct("!HH9xB").unpack_from  # ports, flags byte (offset 13)
+
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
+# IPv6 extension headers that may precede the transport header (RFC 8200 §4, RFC 7045).
+_V6_EXT = frozenset((0, 43, 44, 51, 60, 135, 139, 140))
+_V6_MAX_EXT = 8
+
+
+def parse_ethernet(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
+    """An Ethernet II frame, with any stack of 802.1Q / 802.1ad tags (the first two are kept).
+
+    `vlan`: an outer VLAN id the capture already removed from the frame (the kernel's metadata);
+    a tag still in the frame then counts as the inner one.
+    """
+    if end - off < 14:
+        return TRUNCATED_LINK
+    etype = _ETYPE(buf, off + 12)[0]
+    if etype == 0x0800:  # the common case first: untagged IPv4
+        return _ipv4(buf, off + 14, end, vlan << 12)
+    o = off + 14
+    if etype in _VLAN_TPIDS:
+        outer = vlan
+        inner = 0
+        tagged = 1 if vlan else 0
+        while etype in _VLAN_TPIDS:
+            if end - o < 4:
+                return TRUNCATED_LINK
+            tci, etype = _TAG(buf, o)
+            o += 4
+            if tagged == 0:
+                outer = tci & 0xFFF
+            elif tagged == 1:
+                inner = tci & 0xFFF
+            tagged += 1
+        vlan = outer << 12 | inner
+    else:
+        vlan <<= 12
+    if etype == 0x0800:
+        return _ipv4(buf, o, end, vlan)
+    if etype == 0x86DD:
+        return _ipv6(buf, o, end, vlan)
+    return NOT_IP
+
+
+def parse_raw(buf: Any, off: int, end: int) -> Packet | int:
+    """A bare IP packet (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6): the version nibble decides."""
+    if end <= off:
+        return TRUNCATED_IP
+    version = buf[off] >> 4
+    if version == 4:
+        return _ipv4(buf, off, end, 0)
+    if version == 6:
+        return _ipv6(buf, off, end, 0)
+    return BAD_IP_HEADER
+
+
+def parse_linux_sll(buf: Any, off: int, end: int) -> Packet | int:
+    """Linux "cooked" capture v1 (``tcpdump -i any``): a 16-byte header ending in the ethertype."""
+    if end - off < 16:
+        return TRUNCATED_LINK
+    return _after_ethertype(buf, off + 16, end, _ETYPE(buf, off + 14)[0])
+
+
+def parse_linux_sll2(buf: Any, off: int, end: int) -> Packet | int:
+    """Linux "cooked" capture v2: a 20-byte header starting with the ethertype."""
+    if end - off < 20:
+        return TRUNCATED_LINK
+    return _after_ethertype(buf, off + 20, end, _ETYPE(buf, off)[0])
+
+
+def parse_null(buf: Any, off: int, end: int) -> Packet | int:
+    """BSD loopback (LINKTYPE_NULL, LINKTYPE_LOOP): a 4-byte address family, then IP."""
+    if end - off < 4:
+        return TRUNCATED_LINK
+    if end - off == 4:
+        return TRUNCATED_IP
+    version = buf[off + 4] >> 4
+    if version == 4:
+        return _ipv4(buf, off + 4, end, 0)
+    if version == 6:
+        return _ipv6(buf, off + 4, end, 0)
+    return NOT_IP
+
+
+def parse_unsupported(buf: Any, off: int, end: int) -> Packet | int:
+    """Every frame of a link type this module does not decode."""
+    return UNSUPPORTED_LINK_TYPE
+
+
+PARSERS: dict[int, ParseFn] = {
+    LINKTYPE_NULL: parse_null,
+    LINKTYPE_ETHERNET: parse_ethernet,
+    LINKTYPE_RAW: parse_raw,
+    LINKTYPE_LOOP: parse_null,
+    LINKTYPE_LINUX_SLL: parse_linux_sll,
+    LINKTYPE_IPV4: parse_raw,
+    LINKTYPE_IPV6: parse_raw,
+    LINKTYPE_LINUX_SLL2: parse_linux_sll2,
+}
+
+
+def parser_for(linktype: int) -> ParseFn:
+    """The parse function for a pcap link type (``parse_unsupported`` for one not decoded here)."""
+    return PARSERS.get(linktype, parse_unsupported)
+
+
+def link_payload(buf: Any, off: int, end: int) -> tuple[int, int, int] | int:
+    """``(ethertype, payload_offset, vlan)`` of an Ethernet frame (VLAN tags skipped), or a reason.
+
+    For passive observers (ARP, LLDP): the flow path never calls it.
+    """
+    if end - off < 14:
+        return TRUNCATED_LINK
+    etype = _ETYPE(buf, off + 12)[0]
+    o = off + 14
+    vlan = 0
+    while etype in _VLAN_TPIDS:
+        if end - o < 4:
+            return TRUNCATED_LINK
+        tci, etype = _TAG(buf, o)
+        if not vlan:
+            vlan = tci & 0xFFF
+        o += 4
+    return etype, o, vlan
+
+
+def _after_ethertype(buf: Any, o: int, end: int, etype: int) -> Packet | int:
+    outer = inner = tagged = 0
+    while etype in _VLAN_TPIDS:
+        if end - o < 4:
+            return TRUNCATED_LINK
+        tci, etype = _TAG(buf, o)
+        o += 4
+        if tagged == 0:
+            outer = tci & 0xFFF
+        elif tagged == 1:
+            inner = tci & 0xFFF
+        tagged += 1
+    if etype == 0x0800:
+        return _ipv4(buf, o, end, outer << 12 | inner)
+    if etype == 0x86DD:
+        return _ipv6(buf, o, end, outer << 12 | inner)
+    return NOT_IP
+
+
+def _ipv4(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
+    if end - o < 20:
+        return TRUNCATED_IP
+    vihl, total, ident, frag, proto, src, dst = _V4(buf, o)
+    ihl = (vihl & 15) << 2
+    if vihl >> 4 != 4 or ihl < 20 or total < ihl:
+        return BAD_IP_HEADER
+    t = o + ihl
+    lim = o + total
+    if lim > end:
+        lim = end
+        if t > end:
+            return TRUNCATED_IP
+    fk = 0
+    if frag & 0x3FFF:  # more fragments, or an offset
+        if frag & 0x1FFF:  # a later fragment: no transport header
+            return (src, dst, 0, 0, proto, vlan, total, 0, ident << 2 | FRAG_LATER)
+        fk = ident << 2 | FRAG_FIRST
+    if proto == 6:
+        if lim - t < 14:
+            return TRUNCATED_TRANSPORT
+        sport, dport, flags = _TCP(buf, t)
+        return (src, dst, sport, dport, 6, vlan, total, flags, fk)
+    if proto == 17 or proto == 132:
+        if lim - t < 4:
+            return TRUNCATED_TRANSPORT
+        sport, dport = _PORTS(buf, t)
+        return (src, dst, sport, dport, proto, vlan, total, 0, fk)
+    if proto == 1:
+        if lim - t < 2:
+            return TRUNCATED_TRANSPORT
+        return (src, dst, buf[t], buf[t + 1], 1, vlan, total, 0, fk)
+    return (src, dst, 0, 0, proto, vlan, total, 0, fk)
+
+
+def _ipv6(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
+    if end - o < 40:
+        return TRUNCATED_IP
+    vtc, plen, nxt, src, dst = _V6(buf, o)
+    if vtc >> 4 != 6:
+        return BAD_IP_HEADER
+    octets = 40 + plen
+    ip_end = o + octets
+    lim = ip_end if ip_end < end else end
+    t = o + 40
+    fk = 0
+    hops = 0
+    while nxt in _V6_EXT:
+        hops += 1
+        if hops > _V6_MAX_EXT or t + 8 > ip_end:
+            return BAD_IP_HEADER
+        if t + 8 > end:
+            return TRUNCATED_IP
+        if nxt == 44:
+            nh, offset_flags, ident = _FRAG6(buf, t)
+            t += 8
+            if offset_flags >> 3:  # a later fragment: no transport header
+                return (src, dst, 0, 0, nh, vlan, octets, 0, ident << 2 | FRAG_LATER)
+            if offset_flags & 1:  # first of several (an atomic fragment is a whole packet)
+                fk = ident << 2 | FRAG_FIRST
+        elif nxt == 51:  # AH counts its length in 4-byte units, minus 2
+            nh = buf[t]
+            t += (buf[t + 1] + 2) << 2
+        else:
+            nh = buf[t]
+            t += (buf[t + 1] + 1) << 3
+        nxt = nh
+    if nxt == 6:
+        if lim - t < 14:
+            return TRUNCATED_TRANSPORT
+        sport, dport, flags = _TCP(buf, t)
+        return (src, dst, sport, dport, 6, vlan, octets, flags, fk)
+    if nxt == 17 or nxt == 132:
+        if lim - t < 4:
+            return TRUNCATED_TRANSPORT
+        sport, dport = _PORTS(buf, t)
+        return (src, dst, sport, dport, nxt, vlan, octets, 0, fk)
+    if nxt == 58:
+        if lim - t < 2:
+            return TRUNCATED_TRANSPORT
+        return (src, dst, buf[t], buf[t + 1], 58, vlan, octets, 0, fk)
+    return (src, dst, 0, 0, nxt, vlan, octets, 0, fk)
