@@ -316,6 +316,38 @@ class Metrics:
         self.host = HostExporter()
         r.register(self.host)
 
+        # -- flow (labels: parse skip reasons and IPFIX end reasons, both fixed lists)
+        self.flow_packets = Counter(
+            "amoskys_flow_packets_total",
+            "Frames the flow meter read from its source (capture or file), before parsing.",
+            registry=r,
+        )
+        self.flow_packets_skipped = Counter(
+            "amoskys_flow_packets_skipped_total",
+            "Frames not counted into any flow, by reason (not_ip, truncated_ip, bad_ip_header, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.flow_records = Counter(
+            "amoskys_flow_records_total",
+            "Flow records emitted, by end reason (active_timeout: interim records of live flows).",
+            ["end_reason"],
+            registry=r,
+        )
+        self.flow_table_flows = Gauge(
+            "amoskys_flow_table_flows", "Flows held in the flow table now.", registry=r
+        )
+        self.flow_table_evictions = Counter(
+            "amoskys_flow_table_evictions_total",
+            "Flows ended early because the flow table was full (max_flows); each is in a LossReport.",
+            registry=r,
+        )
+        self.flow_fragments_unmatched = Counter(
+            "amoskys_flow_fragments_unmatched_total",
+            "IP fragments seen without their first fragment (counted in a flow without ports).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (call it off the event loop)."""
         return generate_latest(self.registry)

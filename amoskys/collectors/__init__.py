@@ -14,10 +14,17 @@ if TYPE_CHECKING:
 
 def registry() -> dict[str, type[Collector]]:
     """Every collector class, by name (the name of its folder and of its config section)."""
+    from amoskys.collectors.flow.collector import FlowCollector
     from amoskys.collectors.heartbeat.collector import HeartbeatCollector
     from amoskys.collectors.host.collector import HostCollector
     from amoskys.collectors.process.collector import ProcessCollector
     from amoskys.collectors.snmp.collector import SnmpCollector
 
-    classes: list[type[Collector]] = [HeartbeatCollector, HostCollector, ProcessCollector, SnmpCollector]
+    classes: list[type[Collector]] = [
+        FlowCollector,
+        HeartbeatCollector,
+        HostCollector,
+        ProcessCollector,
+        SnmpCollector,
+    ]
     return {cls.name: cls for cls in classes}
