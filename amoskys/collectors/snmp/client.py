@@ -112,8 +112,10 @@ def auth_data(target: SnmpTargetConfig, environ: Mapping[str, str]) -> Community
         community = read_secret(
             name, "community", file=target.community_file, env=target.community_env, environ=environ
         )
-        # the community index (and security name) is the target's name, so no secret is a table key
-        return CommunityData(f"amoskys-{name}", community.value, mpModel=1)
+        # The community index (and security name) is the target's name, so no secret is a table key;
+        # the tag binds the community to this target's address (`Session.tag`): pysnmp maps a response's
+        # community back to a security name, and targets sharing a community would be ambiguous.
+        return CommunityData(f"amoskys-{name}", community.value, mpModel=1, tag=f"amoskys-{name}")
     auth = _require_length(
         name,
         "auth_key",
@@ -172,6 +174,7 @@ class SnmpClient:
                     (session.address, session.port),
                     timeout=session.timeout_seconds,
                     retries=session.retries,
+                    tagList=f"amoskys-{session.name}",
                 )
             except (PySnmpError, socket.gaierror, OSError) as err:
                 raise session.fail(f"cannot resolve address: {err}", "resolve") from None
