@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +34,15 @@ from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
 from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki
-from amoskys.proto import bus_pb2_grpc
+from amoskys.proto import bus_pb2_grpc, events_pb2
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
 from amoskys.web.app import build_app
+from amoskys.web.auth import Auth
+from amoskys.web.context import WebContext
+from amoskys.web.firstrun import ensure_first_admin, load_secret
+from amoskys.web.live import count_rates
+from amoskys.web.reads import WebReads
 from amoskys.web.server import WebServer, bind
 
 log = structlog.get_logger(__name__)
@@ -91,6 +96,7 @@ class Appliance:
         self.supervisor: Supervisor | None = None
         self.control: ControlServer | None = None
         self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
+        self._tasks: list[asyncio.Task[None]] = []  # cancelled if they outlive the stop deadline
 
     # -- signals
     def _on_signal(self, signum: int) -> None:
@@ -191,19 +197,25 @@ class Appliance:
             self.supervisor,
             lambda: info.snapshot(clock) | {"data_dir": str(self.layout.root), "ports": ports},
         )
+        web_ctx = await self._web_context(store, bus)
         self.web = WebServer(
-            build_app(self.metrics, self.health, metrics_token=token), bind(web_host, web_port)
+            build_app(self.metrics, self.health, metrics_token=token, ctx=web_ctx, hsts=self._web_tls),
+            bind(web_host, web_port),
+            tls=(creds.server_cert, creds.server_key) if self._web_tls else None,
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(store.run(), name="store-writer")
+                self._tasks.append(tg.create_task(store.run(), name="store-writer"))
                 bus_port = await self.bus_server.start(bus_host, bus_port)
                 tg.create_task(self.web.serve(), name="web")
                 async with asyncio.timeout(10):
                     await self.web.wait_started()
                 ports.update(web=self.web.port, bus=bus_port)
                 await self.control.start()
-                tg.create_task(self.supervisor.run(), name="collectors")
+                self._tasks.append(tg.create_task(self.supervisor.run(), name="collectors"))
+                self._background.append(
+                    tg.create_task(count_rates(bus.subscribe("rates", 100_000), web_ctx.rates), name="rates")
+                )
                 self._background.append(tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry"))
                 self._write_run_json(web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
@@ -222,6 +234,44 @@ class Appliance:
         finally:
             if self.control:
                 await self.control.close()
+            await web_ctx.reads.close()
+
+    @property
+    def _web_tls(self) -> bool:
+        return self.config.web.tls == "on"
+
+    async def _web_context(self, store: Store, bus: Bus) -> WebContext:
+        """The dashboard's view of the appliance (first admin and CSRF secret made on first start)."""
+        web_cfg = self.config.web
+        await ensure_first_admin(store.state, self.layout.root)
+        secret = await asyncio.to_thread(load_secret, self.layout.root)
+
+        async def audit(event: events_pb2.AuditEvent) -> None:
+            await bus.publish([self.stamper.stamp(events_pb2.Envelope(audit=event))])
+
+        reads = WebReads(self.layout.db)
+        await reads.open()
+        if self.supervisor is None:
+            raise RuntimeError("the supervisor is built before the web context")
+        return WebContext(
+            config=self.config,
+            metrics=self.metrics,
+            health=self.health,
+            store=store,
+            bus=bus,
+            supervisor=self.supervisor,
+            auth=Auth(
+                store.state,
+                secret=secret,
+                audit=audit,
+                idle_timeout_s=web_cfg.session_idle_minutes * 60,
+                absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
+            ),
+            pki_dir=self.layout.pki,
+            name=self.name,
+            reads=reads,
+            secure_cookies=self._web_tls,
+        )
 
     async def _shutdown(self) -> None:
         """Collectors stop, the bus refuses new work (RETRY), the writer flushes, servers close."""
@@ -232,24 +282,34 @@ class Appliance:
         delay = self.faults.get("slow_shutdown_ms", 0)
         if delay:
             await asyncio.sleep(delay / 1000)
-        try:
-            async with asyncio.timeout(STOP_DEADLINE_SECONDS):
-                if self.control:
-                    await self.control.close()
-                if self.supervisor:
-                    await self.supervisor.stop()
-                if self.bus:
-                    await self.bus.close()
-                if self.bus_server:
-                    await self.bus_server.stop(grace_seconds=1.0)
-                if self.store:
-                    await self.store.close()  # drains the queue, then the writer task returns
-                if self.web:
-                    self.web.stop()
-        except TimeoutError:
-            log.warning("stop_deadline_exceeded", seconds=STOP_DEADLINE_SECONDS)
-            if self.web:
-                self.web.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_DEADLINE_SECONDS - 0.5
+        for name, step in self._stop_steps():
+            try:
+                async with asyncio.timeout(max(0.05, deadline - loop.time())):
+                    await step()
+            except TimeoutError:
+                log.warning("stop_step_timed_out", step=name, deadline_seconds=STOP_DEADLINE_SECONDS)
+        if self.web:
+            self.web.stop()
+        for task in self._tasks:  # whatever did not stop in time is cancelled, so the TaskGroup can end
+            if not task.done() and task.get_name() != "web":
+                task.cancel()
+
+    def _stop_steps(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if self.control:
+            steps.append(("control", self.control.close))
+        if self.supervisor:
+            steps.append(("collectors", self.supervisor.stop))
+        if self.bus:
+            steps.append(("bus", self.bus.close))
+        if self.bus_server:
+            server = self.bus_server
+            steps.append(("bus_server", lambda: server.stop(grace_seconds=1.0)))
+        if self.store:
+            steps.append(("store", self.store.close))  # drains the queue, then the writer task returns
+        return steps
 
     def _export_cert_expiry(self, creds: ApplianceCredentials) -> None:
         """Expiry of the CA, the bus server and client certificates, and every enrolled agent's."""

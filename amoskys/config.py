@@ -75,6 +75,9 @@ class ApplianceConfig(_Struct, frozen=True):
 class WebConfig(_Struct, frozen=True):
     listen: str = "127.0.0.1:8080"
     metrics_token_file: str = ""
+    tls: Literal["off", "on"] = "off"
+    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 30
+    session_absolute_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 90)] = 12
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -43,7 +44,14 @@ def bind(host: str, port: int) -> socket.socket:
 class WebServer:
     """Serves a Starlette app on one bound socket until stop()."""
 
-    def __init__(self, app: Starlette, sock: socket.socket, *, graceful_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        sock: socket.socket,
+        *,
+        graceful_seconds: float = 2.0,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -54,6 +62,8 @@ class WebServer:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=graceful_seconds,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self._server = _Server(config)
 

@@ -105,7 +105,11 @@ def _harness(
         if loadgen.poll() is None:
             loadgen.kill()
         app.proc.send_signal(signal.SIGTERM)
-        app.proc.wait(timeout=10)
+        try:
+            app.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            app.proc.kill()
+            raise AssertionError(f"appliance did not stop within 10 s of SIGTERM:\n{app.log()}") from None
     return _lines(acked), _export_ids(data, "loadgen-1")
 
 

@@ -1,0 +1,96 @@
+// AMOSKYS dashboard: small progressive enhancements. No inline script anywhere (the CSP forbids it).
+"use strict";
+(function () {
+  const csrf = document.body.dataset.csrf || "";
+  const page = document.body.dataset.page || "";
+
+  async function post(url, body) {
+    const resp = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body || {}),
+    });
+    const data = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    return data;
+  }
+
+  function say(text, bad) {
+    const el = document.getElementById("action-result");
+    if (el) { el.textContent = text; el.className = "small " + (bad ? "bad" : "muted"); }
+  }
+
+  function points(values, width, height) {
+    const top = Math.max(1, ...values);
+    const step = width / Math.max(1, values.length - 1);
+    return values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`).join(" ");
+  }
+
+  // Collector start / stop / restart (admins)
+  document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", async () => {
+    const name = b.dataset.collector, action = b.dataset.action;
+    try {
+      const s = await post(`/api/v1/collectors/${encodeURIComponent(name)}/${action}`);
+      const cell = document.querySelector(`tr[data-name="${CSS.escape(name)}"] .state`);
+      if (cell) { cell.textContent = s.state_text; cell.className = `state state-${s.state}`; }
+      say(`${name}: ${s.state_text}`);
+    } catch (e) { say(`${name}: ${e.message}`, true); }
+  }));
+
+  // Agent revocation (admins)
+  document.querySelectorAll("button[data-revoke]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm(`Revoke agent ${b.dataset.revoke}? It will be refused within a second.`)) return;
+    try { await post(`/api/v1/agents/${encodeURIComponent(b.dataset.revoke)}/revoke`); location.reload(); }
+    catch (e) { say(e.message, true); }
+  }));
+
+  // Users (admins)
+  const addUser = document.getElementById("add-user");
+  if (addUser) addUser.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(addUser);
+    try { await post("/api/v1/users", Object.fromEntries(f.entries())); location.reload(); }
+    catch (e) { say(e.message, true); }
+  });
+  document.querySelectorAll("button[data-delete-user]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm(`Remove user ${b.dataset.deleteUser}?`)) return;
+    try { await post(`/api/v1/users/${encodeURIComponent(b.dataset.deleteUser)}/delete`); location.reload(); }
+    catch (e) { say(e.message, true); }
+  }));
+  const tokenButton = document.getElementById("new-token");
+  if (tokenButton) tokenButton.addEventListener("click", async () => {
+    try { document.getElementById("token-out").textContent = (await post("/api/v1/tokens", { days: 90 })).token; }
+    catch (e) { say(e.message, true); }
+  });
+
+  // SNMP rate charts
+  document.querySelectorAll("svg[data-rates]").forEach(async (svg) => {
+    try {
+      const data = await (await fetch(svg.dataset.rates, { credentials: "same-origin" })).json();
+      const ins = data.points.map((p) => p.in_bps), outs = data.points.map((p) => p.out_bps);
+      svg.querySelector(".in").setAttribute("points", points(ins, 600, 80));
+      svg.querySelector(".out").setAttribute("points", points(outs, 600, 80));
+    } catch (e) { /* the table still shows the counters */ }
+  });
+
+  // Live updates (Server-Sent Events)
+  if (page === "/" || page === "/processes") {
+    const kinds = page === "/processes" ? "process" : "";
+    const es = new EventSource(`/api/v1/stream${kinds ? "?kinds=" + kinds : ""}`);
+    const rates = [];
+    es.addEventListener("tick", (ev) => {
+      const t = JSON.parse(ev.data);
+      const eps = document.getElementById("eps");
+      if (eps) eps.textContent = t.events_per_second;
+      const chart = document.querySelector("#rate-chart polyline");
+      if (chart) { rates.push(t.events_per_second); if (rates.length > 300) rates.shift(); chart.setAttribute("points", points(rates, 600, 80)); }
+    });
+    es.addEventListener("events", (ev) => {
+      const rows = document.getElementById("rows");
+      const list = JSON.parse(ev.data);
+      if (rows) rows.textContent = (parseInt(rows.textContent.replace(/\D/g, ""), 10) + list.length).toLocaleString("en");
+      const live = document.getElementById("exec-live");
+      if (live) live.textContent = `live: ${list.length} new process events — reload to see them`;
+    });
+  }
+})();

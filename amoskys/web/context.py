@@ -1,0 +1,61 @@
+"""What the web layer reads and controls: one object handed to every route."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amoskys.bus.core import Bus
+from amoskys.config import Config
+from amoskys.health import Health
+from amoskys.metrics import Metrics
+from amoskys.store import Store
+from amoskys.supervisor import Supervisor
+from amoskys.web.auth import Auth
+from amoskys.web.reads import WebReads
+
+
+@dataclass
+class RateHistory:
+    """Committed events per second over the last `size` seconds (for the overview chart)."""
+
+    size: int = 300
+    points: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=300))
+    _second: int = 0
+    _count: int = 0
+
+    def add(self, n: int, now: float | None = None) -> None:
+        sec = int(now if now is not None else time.time())
+        if sec != self._second:
+            if self._second:
+                self.points.append((self._second, self._count))
+            self._second, self._count = sec, 0
+        self._count += n
+
+    def series(self, now: float | None = None) -> list[tuple[int, int]]:
+        self.add(0, now)
+        return list(self.points)
+
+
+@dataclass
+class WebContext:
+    config: Config
+    metrics: Metrics
+    health: Health
+    store: Store
+    bus: Bus
+    supervisor: Supervisor
+    auth: Auth
+    pki_dir: Path
+    name: str
+    reads: WebReads
+    secure_cookies: bool = False
+    rates: RateHistory = field(default_factory=RateHistory)
+    clock_ns: Callable[[], int] = time.time_ns
+
+    @property
+    def cookie_name(self) -> str:
+        return "__Host-amoskys_session" if self.secure_cookies else "amoskys_session"

@@ -1,0 +1,53 @@
+"""What the dashboard needs on first start: the first admin (random password in a 0600 file, never
+logged) and the secret that CSRF tokens are derived from."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import structlog
+
+from amoskys.store.state import ApplianceState
+from amoskys.web import passwords
+
+log = structlog.get_logger(__name__)
+
+ADMIN_PASSWORD_FILE = "admin-password"
+SECRET_FILE = "web.secret"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+async def ensure_first_admin(state: ApplianceState, data_dir: Path) -> None:
+    """With no users at all, create `admin` with a random password written to a 0600 file."""
+    if await state.count_users() > 0:
+        return
+    password = passwords.new_password()
+    path = data_dir / ADMIN_PASSWORD_FILE
+    _write_private(path, (password + "\n").encode())
+    await state.create_user("admin", await passwords.hash_password(password), "admin")
+    log.info("first_admin_created", user="admin", password_file=str(path))
+
+
+def load_secret(data_dir: Path) -> bytes:
+    path = data_dir / SECRET_FILE
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    data = secrets.token_bytes(32)
+    _write_private(path, data)
+    return data

@@ -1,0 +1,265 @@
+"""Server-rendered pages (Jinja2). Each page renders the same data its /api/v1 twin returns, so what an
+operator sees and what a script reads never disagree; static/app.js adds live updates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from amoskys import __version__
+from amoskys.web import api
+from amoskys.web.auth import Principal
+from amoskys.web.context import WebContext
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("amoskys", "templates"), autoescape=True)
+    env.filters["ts"] = _fmt_ts
+    env.filters["bytes"] = _fmt_bytes
+    env.filters["num"] = lambda v: f"{v:,.0f}" if isinstance(v, int | float) else v
+    env.filters["spark"] = sparkline
+    return env
+
+
+def _fmt_ts(ns: int | str | None) -> str:
+    if not ns:
+        return "—"
+    return datetime.fromtimestamp(int(ns) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value} B"
+
+
+def sparkline(values: list[float], width: int = 600, height: int = 80) -> str:
+    """SVG polyline points for a series (drawn locally: no chart library, no CDN)."""
+    if not values:
+        return ""
+    top = max(values) or 1.0
+    step = width / max(1, len(values) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - (v / top) * (height - 4) - 2:.1f}" for i, v in enumerate(values)
+    )
+
+
+NAV = [
+    ("/", "Overview"),
+    ("/collectors", "Collectors"),
+    ("/events", "Events"),
+    ("/processes", "Processes"),
+    ("/flows", "Flows"),
+    ("/devices", "Devices"),
+    ("/snmp", "SNMP"),
+    ("/agents", "Agents"),
+    ("/users", "Users"),
+    ("/audit", "Audit"),
+]
+
+PageFn = Callable[[Request, WebContext, Principal], Awaitable[dict[str, Any]]]
+
+
+def _page(ctx: WebContext, env: jinja2.Environment, template: str, fn: PageFn, *, admin: bool = False):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        principal = await ctx.auth.authenticate(request, ctx.cookie_name)
+        if principal is None or principal.via != "cookie":
+            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        if admin and not principal.is_admin:
+            return _render(env, "forbidden.html", request, ctx, principal, {}, status=403)
+        try:
+            data = await fn(request, ctx, principal)
+        except api.ApiError as err:
+            return _render(
+                env, "error.html", request, ctx, principal, {"message": err.message}, status=err.status
+            )
+        return _render(env, template, request, ctx, principal, data)
+
+    return endpoint
+
+
+def _render(
+    env: jinja2.Environment,
+    template: str,
+    request: Request,
+    ctx: WebContext,
+    principal: Principal | None,
+    data: dict[str, Any],
+    status: int = 200,
+) -> HTMLResponse:
+    html = env.get_template(template).render(
+        request=request,
+        nav=NAV,
+        path=request.url.path,
+        user=principal,
+        appliance=ctx.name,
+        version=__version__,
+        csrf=ctx.auth.csrf_token(principal) if principal else "",
+        **data,
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------- page data
+async def overview(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    data = await api.overview(request, ctx, p)
+    return {"o": data, "series": [pt["events"] for pt in data["rate_series"]]}
+
+
+async def collectors(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"collectors": (await api.collectors(request, ctx, p))["items"]}
+
+
+async def events(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    from amoskys.events import KINDS
+
+    return {"page": await api.events(request, ctx, p), "kinds": KINDS, "q": dict(request.query_params)}
+
+
+async def event_detail(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"e": await api.event(request, ctx, p)}
+
+
+async def processes(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {
+        "procs": await api.processes(request, ctx, p),
+        "execs": (await api.execs(request, ctx, p))["items"],
+        "q": dict(request.query_params),
+    }
+
+
+async def flows(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {
+        "page": await api.flows(request, ctx, p),
+        "top": (await api.top_talkers(request, ctx, p))["items"],
+        "q": dict(request.query_params),
+    }
+
+
+async def devices(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"devices": (await api.devices(request, ctx, p))["items"]}
+
+
+async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    targets = (await api.snmp_targets(request, ctx, p))["items"]
+    interfaces = await ctx.store.snmp_interfaces()
+    return {"targets": targets, "interfaces": interfaces}
+
+
+async def agents(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"agents": (await api.agents(request, ctx, p))["items"]}
+
+
+async def users(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"users": (await api.users(request, ctx, p))["items"]}
+
+
+async def audit(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"page": await api.audit(request, ctx, p)}
+
+
+# ---------------------------------------------------------------------- login
+def _safe_next(value: str | None) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") else "/"
+
+
+def login_routes(ctx: WebContext, env: jinja2.Environment) -> list[Route]:
+    async def login_page(request: Request) -> Response:
+        if request.method == "GET":
+            return _render(
+                env,
+                "login.html",
+                request,
+                ctx,
+                None,
+                {"error": "", "next": _safe_next(request.query_params.get("next"))},
+            )
+        if not api.same_origin(request):
+            return _render(
+                env,
+                "login.html",
+                request,
+                ctx,
+                None,
+                {"error": "cross-origin request refused", "next": "/"},
+                status=403,
+            )
+        form = await request.form()
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        nxt = _safe_next(str(form.get("next", "/")))
+        result = await ctx.auth.login(name[:64], password, request.client.host if request.client else "")
+        if result.throttled:
+            return _render(
+                env,
+                "login.html",
+                request,
+                ctx,
+                None,
+                {
+                    "error": f"Too many failed logins. Try again in {math.ceil(result.retry_after_s / 60)} "
+                    "minutes.",
+                    "next": nxt,
+                },
+                status=429,
+            )
+        if not result.ok:
+            return _render(
+                env,
+                "login.html",
+                request,
+                ctx,
+                None,
+                {"error": "Invalid user name or password.", "next": nxt},
+                status=401,
+            )
+        response = RedirectResponse(nxt, status_code=303)
+        api.set_session_cookie(response, ctx, result.token)
+        return response
+
+    async def logout_page(request: Request) -> Response:
+        principal = await ctx.auth.authenticate(request, ctx.cookie_name)
+        form = await request.form()
+        if principal is not None and ctx.auth.csrf_ok(principal, str(form.get("csrf", ""))):
+            await ctx.auth.logout(principal, request.client.host if request.client else "")
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(ctx.cookie_name, path="/")
+        return response
+
+    return [
+        Route("/login", login_page, methods=["GET", "POST"]),
+        Route("/logout", logout_page, methods=["POST"]),
+    ]
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    env = _environment()
+    pages: list[tuple[str, str, PageFn, bool]] = [
+        ("/", "overview.html", overview, False),
+        ("/collectors", "collectors.html", collectors, False),
+        ("/events", "events.html", events, False),
+        ("/events/{seq}", "event.html", event_detail, False),
+        ("/processes", "processes.html", processes, False),
+        ("/flows", "flows.html", flows, False),
+        ("/devices", "devices.html", devices, False),
+        ("/snmp", "snmp.html", snmp, False),
+        ("/agents", "agents.html", agents, False),
+        ("/users", "users.html", users, True),
+        ("/audit", "audit.html", audit, False),
+    ]
+    out = [
+        Route(path, _page(ctx, env, tpl, fn, admin=admin), methods=["GET"]) for path, tpl, fn, admin in pages
+    ]
+    return out + login_routes(ctx, env)
