@@ -112,6 +112,29 @@ async def test_concurrent_submits_are_group_committed(tmp_path: Path) -> None:
     assert count <= 4  # 1000 events in batches of up to 500, not 100 transactions
 
 
+async def test_a_long_queue_is_written_in_chained_transactions_and_every_future_resolves(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    store = await open_store(tmp_path / "events.db", metrics=metrics, config=small_config(max_batch_events=5))
+    stamper = EnvelopeStamper("agent-1")
+    recs = flow_records(stamper, 500)
+    # queued before the writer starts: 100 transactions back to back, planned ahead of each other,
+    # with re-sends mixed in so some transactions take the dedup slow path
+    futures = [store.submit(recs[i : i + 5]) for i in range(0, 500, 5)]
+    resent = [store.submit([recs[i], recs[i + 1]]) for i in range(0, 500, 50)]
+    async with running(store):
+        results = await asyncio.wait_for(asyncio.gather(*futures), 10)
+        dups = await asyncio.wait_for(asyncio.gather(*resent), 10)
+        rows = await store.events(limit=1000)
+        check = await store.verify_chain()
+    assert all(r == [Outcome.COMMITTED] * 5 for r in results)
+    assert all(d == [Outcome.DUPLICATE] * 2 for d in dups)
+    assert [r.store_seq for r in rows] == list(range(1, 501))
+    assert [r.event_id for r in rows] == [r.event_id for r in recs]
+    assert check.ok
+
+
 async def test_chain_digest_verifies_over_store_seq_order(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     store = await open_store(path)
