@@ -29,7 +29,9 @@ def free_port() -> int:
 
 
 def amoskys(*args: str) -> str:
-    return subprocess.run([PY, "-m", "amoskys", *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return subprocess.run(
+        [PY, "-m", "amoskys", *args], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,8 +75,14 @@ def enroll_many(data: Path, out: Path, n: int) -> None:
         store = await Store.open(data / "events.db", StoreConfig(), Metrics())
         try:
             for i in range(n):
-                b = pki.enroll_agent(creds, name=f"pub-{i:03d}", role="agent", trust_domain="amoskys.local",
-                                     bus_address="", out_dir=out / f"pub-{i:03d}")
+                b = pki.enroll_agent(
+                    creds,
+                    name=f"pub-{i:03d}",
+                    role="agent",
+                    trust_domain="amoskys.local",
+                    bus_address="",
+                    out_dir=out / f"pub-{i:03d}",
+                )
                 await store.state.enroll_identity(b.name, "agent", b.public_key_raw, str(b.cert_serial))
         finally:
             await store.close()
@@ -84,19 +92,55 @@ def enroll_many(data: Path, out: Path, n: int) -> None:
 
 def loadgen(bundle: Path, port: int, *args: str) -> dict[str, float]:
     out = subprocess.run(
-        [PY, "-m", "amoskys", "loadgen", "--identity", str(bundle), "--bus", f"127.0.0.1:{port}", "--json", "--quiet",
-         *args], check=True, capture_output=True, text=True, cwd=ROOT,
+        [
+            PY,
+            "-m",
+            "amoskys",
+            "loadgen",
+            "--identity",
+            str(bundle),
+            "--bus",
+            f"127.0.0.1:{port}",
+            "--json",
+            "--quiet",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def baseline(data: Path, bundle: Path, work: Path, n: int) -> float:
     port = free_port()
-    server = subprocess.Popen([PY, str(ROOT / "benchmarks" / "baseline_predecessor.py"), "serve", str(data / "pki"),
-                               str(work / "baseline.db"), str(port)], cwd=ROOT)
+    server = subprocess.Popen(
+        [
+            PY,
+            str(ROOT / "benchmarks" / "baseline_predecessor.py"),
+            "serve",
+            str(data / "pki"),
+            str(work / "baseline.db"),
+            str(port),
+        ],
+        cwd=ROOT,
+    )
     try:
-        out = subprocess.run([PY, str(ROOT / "benchmarks" / "baseline_predecessor.py"), "publish", str(bundle),
-                              str(port), str(n)], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        out = subprocess.run(
+            [
+                PY,
+                str(ROOT / "benchmarks" / "baseline_predecessor.py"),
+                "publish",
+                str(bundle),
+                str(port),
+                str(n),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout
         return float(out.strip())
     finally:
         server.send_signal(signal.SIGTERM)
@@ -116,9 +160,26 @@ def main() -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSKYS_")}
         app = subprocess.Popen(
-            [PY, "-m", "amoskys", "run", "--config", str(config), "--data-dir", str(data), "--bus-listen",
-             f"127.0.0.1:{port}", "--web-listen", "127.0.0.1:0", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                PY,
+                "-m",
+                "amoskys",
+                "run",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data),
+                "--bus-listen",
+                f"127.0.0.1:{port}",
+                "--web-listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         rows = []
         try:
@@ -127,7 +188,10 @@ def main() -> None:
                 ("unary Publish, batch 1", ["--events", "3000", "--batch", "1", "--unary"]),
                 ("batch 100", ["--events", "100000", "--batch", "100"]),
                 ("batch 1000", ["--events", "200000", "--batch", "1000"]),
-                ("5,000 events/s offered, batch 100", ["--events", "50000", "--batch", "100", "--rate", "5000"]),
+                (
+                    "5,000 events/s offered, batch 100",
+                    ["--events", "50000", "--batch", "100", "--rate", "5000"],
+                ),
             ]
             for label, args in runs:
                 c0, t0 = cpu_seconds(app.pid), time.monotonic()
@@ -135,20 +199,25 @@ def main() -> None:
                 cpu = 100 * (cpu_seconds(app.pid) - c0) / (time.monotonic() - t0)
                 rows.append((label, r, cpu, rss_mb(app.pid)))
             rss_before = rss_mb(app.pid)
-            ready, go = work / "ready", work / "go"
             pubs = subprocess.Popen(
-                [PY, str(ROOT / "benchmarks" / "publishers.py"), str(work / "pubs"), f"127.0.0.1:{port}", "20", "10",
-                 str(ready), str(go)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                [
+                    PY,
+                    str(ROOT / "benchmarks" / "publishers.py"),
+                    str(work / "pubs"),
+                    f"127.0.0.1:{port}",
+                    "20",
+                    "10",
+                ],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
-            deadline = time.monotonic() + 300
-            while not ready.exists():
-                if pubs.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("publishers failed to connect")
-                time.sleep(0.1)
+            if pubs.stdout is None or pubs.stdin is None or pubs.stdout.readline().strip() != "connected":
+                raise SystemExit("publishers failed to connect")
             rss_connected = rss_mb(app.pid)
             c0 = cpu_seconds(app.pid)
-            go.write_text("go")
-            out, _ = pubs.communicate(timeout=600)
+            out, _ = pubs.communicate("go\n", timeout=600)
             many = json.loads(out.strip().splitlines()[-1])
             many_cpu = 100 * (cpu_seconds(app.pid) - c0) / many["seconds"]
         finally:
@@ -158,25 +227,39 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print("## EventBus (`amoskys loadgen` in another process → mTLS gRPC → Ed25519-signed batch → SQLite FULL → ack)\n")
+    print(
+        "## EventBus (`amoskys loadgen` in another process → mTLS gRPC → Ed25519-signed batch → SQLite FULL → ack)\n"
+    )
     print("| run | events/s | ack p50 | ack p99 | retries | appliance CPU | appliance RSS | target |")
     print("|---|---|---|---|---|---|---|---|")
-    targets = {"unary Publish, batch 1": "≥ 1,000/s", "batch 100": "≥ 30,000/s", "batch 1000": "≥ 50,000/s",
-               "5,000 events/s offered, batch 100": "ack p99 ≤ 10 ms"}
+    targets = {
+        "unary Publish, batch 1": "≥ 1,000/s",
+        "batch 100": "≥ 30,000/s",
+        "batch 1000": "≥ 50,000/s",
+        "5,000 events/s offered, batch 100": "ack p99 ≤ 10 ms",
+    }
     for label, r, cpu, rss in rows:
-        print(f"| {label} | {r['events_per_second']:,.0f} | {r['ack_p50_ms']:.2f} ms | {r['ack_p99_ms']:.2f} ms | "
-              f"{r['retries']} | {cpu:.0f}% | {rss:.0f} MB | {targets[label]} |")
+        print(
+            f"| {label} | {r['events_per_second']:,.0f} | {r['ack_p50_ms']:.2f} ms | {r['ack_p99_ms']:.2f} ms | "
+            f"{r['retries']} | {cpu:.0f}% | {rss:.0f} MB | {targets[label]} |"
+        )
     batch100 = next(r for label, r, _, _ in rows if label == "batch 100")["events_per_second"]
     unary = rows[0][1]["events_per_second"]
-    print(f"| baseline: the design we replace (RPC + fresh mTLS channel + SQLite connection + fsync per event) | "
-          f"{base_rate:,.0f} | | | | | | |")
-    print(f"\nRatio to the baseline: batch 100 = {batch100 / base_rate:,.0f}×, unary = {unary / base_rate:,.1f}×.\n")
+    print(
+        f"| baseline: the design we replace (RPC + fresh mTLS channel + SQLite connection + fsync per event) | "
+        f"{base_rate:,.0f} | | | | | | |"
+    )
+    print(
+        f"\nRatio to the baseline: batch 100 = {batch100 / base_rate:,.0f}×, unary = {unary / base_rate:,.1f}×.\n"
+    )
     per_conn = (rss_connected - rss_before) * 1024 / max(1, many["publishers"])
-    print(f"**{many['publishers']} concurrent publishers** on long-lived mTLS channels, 20 batches of 10 events each: "
-          f"{many['events'] / many['seconds']:,.0f} events/s aggregate, {many['errors']} errors "
-          f"(error rate {many['errors'] / (many['publishers'] * 20):.2%}), {many['retries']} retries; "
-          f"appliance RSS {rss_before:.0f} → {rss_connected:.0f} MB once all connected "
-          f"(≈ {per_conn:.0f} KiB per connection), appliance CPU {many_cpu:.0f}%.")
+    print(
+        f"**{many['publishers']} concurrent publishers** on long-lived mTLS channels, 20 batches of 10 events each: "
+        f"{many['events'] / many['seconds']:,.0f} events/s aggregate, {many['errors']} errors "
+        f"(error rate {many['errors'] / (many['publishers'] * 20):.2%}), {many['retries']} retries; "
+        f"appliance RSS {rss_before:.0f} → {rss_connected:.0f} MB once all connected "
+        f"(≈ {per_conn:.0f} KiB per connection), appliance CPU {many_cpu:.0f}%."
+    )
 
 
 if __name__ == "__main__":

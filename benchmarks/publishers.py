@@ -1,7 +1,8 @@
 """Many concurrent publishers on long-lived mTLS channels, in one process (used by bench_bus.py).
 
-    python benchmarks/publishers.py BUNDLES_DIR ADDRESS BATCHES_EACH BATCH_SIZE READY_FILE GO_FILE
-Prints one JSON line: publishers, events, seconds, errors.
+    python benchmarks/publishers.py BUNDLES_DIR ADDRESS BATCHES_EACH BATCH_SIZE
+Connects every publisher, prints "connected", waits for a line on stdin, publishes, then prints one
+JSON line: publishers, events, seconds, errors, retries.
 """
 
 import asyncio
@@ -11,18 +12,16 @@ import time
 from pathlib import Path
 
 from amoskys.bus.client import BusClient, PublisherIdentity
+from amoskys.errors import BusError
 from amoskys.loadgen import SyntheticEvents
 
 
-async def main(bundles: Path, address: str, batches: int, size: int, ready: Path, go: Path) -> None:
-    identities = [PublisherIdentity.from_bundle(d) for d in sorted(bundles.iterdir())]
+async def main(identities: list[PublisherIdentity], address: str, batches: int, size: int) -> None:
     clients = [BusClient(i, address) for i in identities]
     gens = [SyntheticEvents(i.name) for i in identities]
-    # connect every channel first (one tiny batch each), then wait for the go signal
     await asyncio.gather(*(c.publish_raw(g.make(1)[1]) for c, g in zip(clients, gens, strict=True)))
-    ready.write_text("connected")
-    while not go.exists():
-        await asyncio.sleep(0.05)
+    print("connected", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     errors = 0
 
     async def run(c: BusClient, g: SyntheticEvents) -> None:
@@ -30,7 +29,7 @@ async def main(bundles: Path, address: str, batches: int, size: int, ready: Path
         for _ in range(batches):
             try:
                 await c.publish_raw(g.make(size)[1])
-            except Exception:  # noqa: BLE001 - a benchmark counts failures, whatever they are
+            except BusError:
                 errors += 1
 
     t0 = time.monotonic()
@@ -39,10 +38,21 @@ async def main(bundles: Path, address: str, batches: int, size: int, ready: Path
     retries = sum(c.stats.retries for c in clients)
     for c in clients:
         await c.close()
-    print(json.dumps({"publishers": len(clients), "events": len(clients) * batches * size, "seconds": took,
-                      "errors": errors, "retries": retries}))
+    print(
+        json.dumps(
+            {
+                "publishers": len(clients),
+                "events": len(clients) * batches * size,
+                "seconds": took,
+                "errors": errors,
+                "retries": retries,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
     a = sys.argv
-    asyncio.run(main(Path(a[1]), a[2], int(a[3]), int(a[4]), Path(a[5]), Path(a[6])))
+    ids = [PublisherIdentity.from_bundle(d) for d in sorted(Path(a[1]).iterdir())]
+    asyncio.run(main(ids, a[2], int(a[3]), int(a[4])))
