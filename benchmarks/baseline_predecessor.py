@@ -30,11 +30,14 @@ def serve(pki: Path, db: str, port: int) -> None:
         c.close()
         return b"OK"
 
-    handler = grpc.method_handlers_generic_handler("baseline.Bus", {"Publish": grpc.unary_unary_rpc_method_handler(publish)})
+    handler = grpc.method_handlers_generic_handler(
+        "baseline.Bus", {"Publish": grpc.unary_unary_rpc_method_handler(publish)}
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=10), handlers=[handler])
     creds = grpc.ssl_server_credentials(
         [((pki / "server.key").read_bytes(), (pki / "server.crt").read_bytes())],
-        root_certificates=(pki / "ca.crt").read_bytes(), require_client_auth=True,
+        root_certificates=(pki / "ca.crt").read_bytes(),
+        require_client_auth=True,
     )
     server.add_secure_port(f"127.0.0.1:{port}", creds)
     server.start()
@@ -43,7 +46,9 @@ def serve(pki: Path, db: str, port: int) -> None:
 
 def publish(bundle: Path, port: int, n: int) -> None:
     creds = grpc.ssl_channel_credentials(
-        (bundle / "ca.crt").read_bytes(), (bundle / "client.key").read_bytes(), (bundle / "client.crt").read_bytes()
+        (bundle / "ca.crt").read_bytes(),
+        (bundle / "client.key").read_bytes(),
+        (bundle / "client.crt").read_bytes(),
     )
     body = b"x" * 200
     t0 = time.monotonic()
