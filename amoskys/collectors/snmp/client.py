@@ -149,6 +149,7 @@ class Session:
     timeout_seconds: float
     retries: int
     context: ContextData
+    timeout_hint: str = ""  # added to "no response" messages: what else goes unanswered
     transport: UdpTransportTarget | Udp6TransportTarget | None = None
     answered: bool = False  # the agent answered at least once during this poll
 
@@ -184,7 +185,7 @@ class SnmpClient:
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
                 waited = session.timeout_seconds * (session.retries + 1)
-                raise session.fail(f"no response after {waited:g} s", "timeout")
+                raise session.fail(f"no response after {waited:g} s{session.timeout_hint}", "timeout")
             for kind, text in _AUTH_FAILURES.items():
                 if isinstance(indication, kind):
                     raise session.fail(text, "auth")
@@ -249,4 +250,9 @@ def session_for(
         timeout_seconds=timeout_seconds,
         retries=retries,
         context=ContextData(contextName=target.context_name.encode()),
+        timeout_hint=(
+            " (a wrong priv key or priv protocol also goes unanswered)"
+            if target.version == "v3" and target.security_level == "auth_priv"
+            else ""
+        ),
     )

@@ -133,7 +133,9 @@ class TargetPoller:
                         f"poll not finished after {deadline:g} s (deadline_seconds)", "deadline"
                     )
                     if self.session.answered
-                    else self.session.fail(f"no response after {deadline:g} s", "timeout")
+                    else self.session.fail(
+                        f"no response after {deadline:g} s{self.session.timeout_hint}", "timeout"
+                    )
                 )
                 return await self._failed(error, clock.monotonic() - started, started_ns)
             except SnmpPollError as err:

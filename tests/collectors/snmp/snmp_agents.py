@@ -187,7 +187,6 @@ class SnmpDaemon:
 
     def config_text(self) -> str:
         lines = [
-            f"agentAddress udp:127.0.0.1:{self.port}",
             f"rocommunity {self.community} 127.0.0.1",
             f"sysName {self.sys_name}",
             "sysLocation lab bench 3",
