@@ -150,7 +150,7 @@ async def test_security_headers_on_every_response(web: Web) -> None:
 
 
 async def test_no_page_or_api_response_contains_a_secret(web: Web) -> None:
-    c, csrf = await web.login("admin", web.admin_password)
+    c, _ = await web.login("admin", web.admin_password)
     token = c.cookies.get("amoskys_session") or ""
     secrets = {
         "admin password": web.admin_password,
