@@ -100,7 +100,7 @@ class RealtimeTracker:
         self._reading = False
         self._failure: BaseException | None = None
         self._last_seq: dict[int, tuple[int, int]] = {}  # cpu → (seq, ts) of its last message
-        self._overrun = False  # ENOBUFS seen since the last loss was queued
+        self._overrun_cpus: set[int] = set()  # CPUs whose next gap an ENOBUFS explains
         self._bad_datagrams = 0
         self._probe_pid = 0
         self._self_test: asyncio.Future[str | None] | None = None
@@ -109,6 +109,8 @@ class RealtimeTracker:
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-read")
         self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-hash")
         self._hash_max_bytes = hashes.max_bytes
+        self._offset = 0
+        self._offset_measured_ns = -(10**18)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> str | None:
@@ -192,10 +194,10 @@ class RealtimeTracker:
             self._pause_reading()
             self._wake.set()
             return
-        if overrun:
-            self._overrun = True
+        if overrun:  # every CPU may have lost messages: each shows its gap at its next message
+            self._overrun_cpus = set(self._last_seq)
             self.stats.count_overrun()
-        loss_count, loss_start, loss_end = 0, 0, 0
+        losses: dict[str, list[int]] = {}  # reason → [count, window start, window end]
         inbox = self._inbox
         for datagram in datagrams:
             try:
@@ -206,9 +208,7 @@ class RealtimeTracker:
             for record in records:
                 gap = self._check_sequence(record)
                 if gap is not None:
-                    loss_count += gap[0]
-                    loss_start = min(loss_start, gap[1]) if loss_start else gap[1]
-                    loss_end = max(loss_end, gap[2])
+                    self._add_loss(losses, record, *gap)
                 if isinstance(record, parse.Exec | parse.Exit | parse.Fork):
                     if self._self_test is not None and isinstance(record, parse.Exec):
                         self._execs_seen.add(record.tgid)
@@ -217,14 +217,26 @@ class RealtimeTracker:
                     inbox.append(record)
                 elif isinstance(record, parse.Ack):
                     self._on_ack(record)
-        if loss_count:
-            reason = "netlink_overrun" if self._overrun else "sequence_gap"
-            self._overrun = False
-            inbox.append(Loss(loss_count, reason, loss_start, loss_end))
+        for reason, (count, start, end) in losses.items():
+            inbox.append(Loss(count, reason, start, end))
         if inbox:
             self._wake.set()
             if len(inbox) >= MAX_PENDING_RECORDS:
                 self._pause_reading()
+
+    def _add_loss(
+        self, losses: dict[str, list[int]], record: parse.Record, count: int, start: int, end: int
+    ) -> None:
+        cpu = getattr(record, "cpu", -1)
+        reason = "netlink_overrun" if cpu in self._overrun_cpus else "sequence_gap"
+        self._overrun_cpus.discard(cpu)
+        total = losses.get(reason)
+        if total is None:
+            losses[reason] = [count, start, end]
+        else:
+            total[0] += count
+            total[1] = min(total[1], start)
+            total[2] = max(total[2], end)
 
     def _check_sequence(self, record: parse.Record) -> tuple[int, int, int] | None:
         """(lost, from, to) when the per-CPU sequence skipped messages before `record`."""
@@ -286,7 +298,7 @@ class RealtimeTracker:
                 hash_max_bytes=self._hash_max_bytes,
             )
             reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
-        offset = time.time_ns() - time.monotonic_ns()  # kernel CLOCK_MONOTONIC → UTC
+        offset = self._wall_offset()
         for record in batch:
             if isinstance(record, parse.Fork):
                 self._on_fork(record, offset)
@@ -297,6 +309,15 @@ class RealtimeTracker:
             elif isinstance(record, Loss):
                 await self._on_loss(record, offset)
         self.ctx.metrics.process_tracked.set(len(self.table))
+
+    def _wall_offset(self) -> int:
+        """UTC ns minus CLOCK_MONOTONIC ns (the kernel's timestamps), re-measured once a second so
+        that the times of one process's exec and exit agree to the nanosecond with its lifetime."""
+        now = time.monotonic_ns()
+        if now - self._offset_measured_ns > 1_000_000_000:
+            self._offset = time.time_ns() - time.monotonic_ns()
+            self._offset_measured_ns = now
+        return self._offset
 
     def _on_fork(self, fork: parse.Fork, offset: int) -> None:
         if fork.child_pid != fork.child_tgid:
