@@ -13,6 +13,7 @@ test_tools=(
   "setpriv util-linux"
   "snmpd snmpd"
   "snmpget snmp"
+  "chromium chromium"
 )
 run_tools=()
 

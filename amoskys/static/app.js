@@ -77,7 +77,8 @@
   if (page === "/" || page === "/processes") {
     const kinds = page === "/processes" ? "process" : "";
     const es = new EventSource(`/api/v1/stream${kinds ? "?kinds=" + kinds : ""}`);
-    const rates = [];
+    const chartEl = document.getElementById("rate-chart");
+    const rates = chartEl ? JSON.parse(chartEl.dataset.series || "[]") : [];
     es.addEventListener("tick", (ev) => {
       const t = JSON.parse(ev.data);
       const eps = document.getElementById("eps");

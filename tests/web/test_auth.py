@@ -146,7 +146,7 @@ async def test_security_headers_on_every_response(web: Web) -> None:
         csp = r.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
 
 
 async def test_no_page_or_api_response_contains_a_secret(web: Web) -> None:
