@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support import ROOT, amoskys, free_port, require_tool
 
 pytestmark = pytest.mark.e2e
