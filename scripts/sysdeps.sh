@@ -14,6 +14,9 @@ test_tools=(
   "snmpd snmpd"
   "snmpget snmp"
   "chromium chromium"
+  "tshark tshark"
+  "softflowd softflowd"
+  "nfdump nfdump"
 )
 run_tools=()
 
@@ -37,6 +40,10 @@ done
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture packets: answer "no" beforehand
+  if command -v debconf-set-selections >/dev/null 2>&1; then
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
