@@ -16,10 +16,14 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
 from amoskys import __version__
+
+# `*_created` series double the exposition for no use on an appliance (Prometheus ignores them)
+disable_created_metrics()
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -105,16 +109,23 @@ class Metrics:
             "amoskys_bus_batch_events", "Events per received batch.", buckets=_BATCH_BUCKETS, registry=r
         )
         self.bus_ack_seconds = Histogram(
-            "amoskys_bus_ack_seconds", "Time from receiving a batch to its ack.", buckets=_LATENCY_BUCKETS, registry=r
+            "amoskys_bus_ack_seconds",
+            "Time from receiving a batch to its ack.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.bus_quota_exceeded = Counter(
-            "amoskys_bus_quota_exceeded_total", "Batches answered RETRY because a source exceeded its quota.", registry=r
+            "amoskys_bus_quota_exceeded_total",
+            "Batches answered RETRY because a source exceeded its quota.",
+            registry=r,
         )
         self.bus_store_failures = Counter(
             "amoskys_bus_store_failures_total", "Batches answered RETRY because the store failed.", registry=r
         )
         self.bus_chain_forks = Counter(
-            "amoskys_bus_chain_forks_total", "Batches whose prev_digest forked the sender's chain.", registry=r
+            "amoskys_bus_chain_forks_total",
+            "Batches whose prev_digest forked the sender's chain.",
+            registry=r,
         )
         self.bus_local_lost = Counter(
             "amoskys_bus_local_events_lost_total", "Local collector events whose commit failed.", registry=r
@@ -169,6 +180,77 @@ class Metrics:
             ["collector"],
             registry=r,
         )
+
+        # -- process
+        self.process_events = Counter(
+            "amoskys_process_events_total",
+            "Process events published, by kind (exec, exit, snapshot) and how they were seen (netlink, polling, snapshot).",
+            ["kind", "via"],
+            registry=r,
+        )
+        self.process_exec_enrichment = Counter(
+            "amoskys_process_exec_enrichment_total",
+            "Exec events by what /proc still held when read: complete (exe and argv), partial, gone.",
+            ["result"],
+            registry=r,
+        )
+        self.process_enrichment_ratio = Gauge(
+            "amoskys_process_enrichment_ratio",
+            "Share of exec events since the collector started whose exe and argv were read from /proc.",
+            registry=r,
+        )
+        self.process_unreadable = Counter(
+            "amoskys_process_unreadable_fields_total",
+            "Fields of published process events that could not be read, by field.",
+            ["field"],
+            registry=r,
+        )
+        self.process_mode = Gauge(
+            "amoskys_process_mode",
+            "1 for the mode the process collector runs in (netlink, polling), 0 for the other.",
+            ["mode"],
+            registry=r,
+        )
+        self.process_lost = Counter(
+            "amoskys_process_events_lost_total",
+            "Proc connector messages lost (gaps in the kernel's per-CPU sequence), by reason.",
+            ["reason"],
+            registry=r,
+        )  # reason: netlink_overrun, sequence_gap
+        self.process_overruns = Counter(
+            "amoskys_process_netlink_overruns_total",
+            "Receive-buffer overruns (ENOBUFS) of the proc connector socket.",
+            registry=r,
+        )
+        self.process_tracked = Gauge(
+            "amoskys_process_tracked_processes", "Live processes in the collector's table.", registry=r
+        )
+        self.process_snapshot_seconds = Gauge(
+            "amoskys_process_snapshot_duration_seconds", "Wall time the last snapshot took.", registry=r
+        )
+        self.process_snapshot_processes = Gauge(
+            "amoskys_process_snapshot_processes", "Processes in the last snapshot.", registry=r
+        )
+        self.process_enrich_delay = Histogram(
+            "amoskys_process_enrich_delay_seconds",
+            "Time from a process's exec (kernel time) to the start of its /proc read.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.process_hash_cache_entries = Gauge(
+            "amoskys_process_hash_cache_entries", "Executables whose SHA-256 is cached.", registry=r
+        )
+        self.process_hashed_bytes = Counter(
+            "amoskys_process_hashed_bytes_total",
+            "Bytes of executables read to compute their SHA-256.",
+            registry=r,
+        )
+
+        # -- host
+        from amoskys.collectors.host.export import HostExporter  # series listed in its docstring
+
+        self.host = HostExporter()
+        r.register(self.host)
 
         # -- snmp (label `target`: configured target names, bounded by the config)
         self.snmp_target_up = Gauge(
@@ -244,77 +326,6 @@ class Metrics:
             ["target", "interface"],
             registry=r,
         )
-
-        # -- process
-        self.process_events = Counter(
-            "amoskys_process_events_total",
-            "Process events published, by kind (exec, exit, snapshot) and how they were seen (netlink, polling, snapshot).",
-            ["kind", "via"],
-            registry=r,
-        )
-        self.process_exec_enrichment = Counter(
-            "amoskys_process_exec_enrichment_total",
-            "Exec events by what /proc still held when read: complete (exe and argv), partial, gone.",
-            ["result"],
-            registry=r,
-        )
-        self.process_enrichment_ratio = Gauge(
-            "amoskys_process_enrichment_ratio",
-            "Share of exec events since the collector started whose exe and argv were read from /proc.",
-            registry=r,
-        )
-        self.process_unreadable = Counter(
-            "amoskys_process_unreadable_fields_total",
-            "Fields of published process events that could not be read, by field.",
-            ["field"],
-            registry=r,
-        )
-        self.process_mode = Gauge(
-            "amoskys_process_mode",
-            "1 for the mode the process collector runs in (netlink, polling), 0 for the other.",
-            ["mode"],
-            registry=r,
-        )
-        self.process_lost = Counter(
-            "amoskys_process_events_lost_total",
-            "Proc connector messages lost (gaps in the kernel's per-CPU sequence), by reason.",
-            ["reason"],
-            registry=r,
-        )  # reason: netlink_overrun, sequence_gap
-        self.process_overruns = Counter(
-            "amoskys_process_netlink_overruns_total",
-            "Receive-buffer overruns (ENOBUFS) of the proc connector socket.",
-            registry=r,
-        )
-        self.process_tracked = Gauge(
-            "amoskys_process_tracked_processes", "Live processes in the collector's table.", registry=r
-        )
-        self.process_snapshot_seconds = Gauge(
-            "amoskys_process_snapshot_duration_seconds", "Wall time the last snapshot took.", registry=r
-        )
-        self.process_snapshot_processes = Gauge(
-            "amoskys_process_snapshot_processes", "Processes in the last snapshot.", registry=r
-        )
-        self.process_enrich_delay = Histogram(
-            "amoskys_process_enrich_delay_seconds",
-            "Time from a process's exec (kernel time) to the start of its /proc read.",
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=r,
-        )
-        self.process_hash_cache_entries = Gauge(
-            "amoskys_process_hash_cache_entries", "Executables whose SHA-256 is cached.", registry=r
-        )
-        self.process_hashed_bytes = Counter(
-            "amoskys_process_hashed_bytes_total",
-            "Bytes of executables read to compute their SHA-256.",
-            registry=r,
-        )
-
-        # -- host
-        from amoskys.collectors.host.export import HostExporter  # series listed in its docstring
-
-        self.host = HostExporter()
-        r.register(self.host)
 
         # -- flow (labels: parse skip reasons and IPFIX end reasons, both fixed lists)
         self.flow_packets = Counter(

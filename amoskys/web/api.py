@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from prometheus_client.metrics import MetricWrapperBase
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -118,11 +119,12 @@ def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": items, "next_before": items[-1]["store_seq"] if more else None}
 
 
-def _counter_totals(ctx: WebContext, metric: str, label: str) -> dict[str, float]:
+def _counter_totals(metric: MetricWrapperBase, label: str) -> dict[str, float]:
+    """Totals of one labelled counter by one label (reads only that metric, not the registry)."""
     out: Counter[str] = Counter()
-    for family in ctx.metrics.registry.collect():
+    for family in metric.collect():
         for sample in family.samples:
-            if sample.name == metric:
+            if sample.name.endswith("_total"):
                 out[sample.labels.get(label, "")] += sample.value
     return dict(out)
 
@@ -228,12 +230,12 @@ async def overview(request: Request, ctx: WebContext, _: Principal) -> Any:
             for s in sinks
         ],
         "losses": {
-            "store_by_reason": _counter_totals(ctx, "amoskys_store_events_lost_total", "reason"),
+            "store_by_reason": _counter_totals(ctx.metrics.store_lost, "reason"),
             "recent_reports": losses,
         },
         "bus": {
-            "batches_by_status": _counter_totals(ctx, "amoskys_bus_batches_total", "status"),
-            "events_by_outcome": _counter_totals(ctx, "amoskys_bus_events_total", "outcome"),
+            "batches_by_status": _counter_totals(ctx.metrics.bus_batches, "status"),
+            "events_by_outcome": _counter_totals(ctx.metrics.bus_events, "outcome"),
         },
         "collectors": [c.to_dict() | {"state_text": c.state_text} for c in ctx.supervisor.status()],
     }
