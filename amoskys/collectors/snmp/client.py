@@ -8,6 +8,7 @@ per-var-bind label lookup costs ~0.25 ms). Values come back as int, bytes, dotte
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import warnings
 from collections.abc import Mapping, Sequence
@@ -166,6 +167,12 @@ class SnmpClient:
     def close(self) -> None:
         """Close the engine's socket and timers."""
         self.engine.close_dispatcher()
+
+    async def aclose(self) -> None:
+        """Let responses already read run their callbacks, then close (pysnmp raises "Unregistered
+        transport" from a callback that runs after its transport closed)."""
+        await asyncio.sleep(0)
+        self.close()
 
     async def _transport(self, session: Session) -> UdpTransportTarget | Udp6TransportTarget:
         if session.transport is None:

@@ -88,4 +88,4 @@ class SnmpCollector:
                     group.create_task(poller.run(self._first_due(index, len(self.pollers), start)))
         finally:
             series.clear()
-            client.close()
+            await client.aclose()
