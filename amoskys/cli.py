@@ -306,6 +306,97 @@ def cmd_certs_renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flows_read(args: argparse.Namespace) -> int:
+    from amoskys.collectors.flow.cli import cmd_flows_read as flows_read
+
+    return flows_read(args.file, args.format, sys.stdout, sys.stderr)
+
+
+def cmd_snmp_poll(args: argparse.Namespace) -> int:
+    from amoskys.collectors.snmp.cli import cmd_snmp_poll as snmp_poll
+
+    return snmp_poll(args)
+
+
+def _read_new_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password (12 characters at least): ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("the two passwords differ", path="password")
+    if len(password) < 12:
+        raise ConfigError("the password needs 12 characters at least", path="password")
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from amoskys.state_access import appliance_state
+    from amoskys.web.passwords import hash_password_sync
+
+    config = _load_config(args)
+    data_dir, _ = _data_dir(args, config)
+    from amoskys.paths import Layout
+
+    layout = Layout(data_dir)
+    layout.ensure()
+    encoded = hash_password_sync(_read_new_password(args))
+
+    async def add() -> None:
+        async with appliance_state(layout.db, config.store) as state:
+            if args.replace and await state.get_user(args.name):
+                await state.set_password(args.name, encoded)
+                await state.set_role(args.name, args.role)
+                await state.revoke_user_sessions(args.name)
+            else:
+                await state.create_user(args.name, encoded, args.role)
+
+    asyncio.run(add())
+    print(f"user {args.name!r} ({args.role}) {'updated' if args.replace else 'added'}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from amoskys.paths import Layout
+    from amoskys.state_access import appliance_state
+
+    config = _load_config(args)
+    data_dir, _ = _data_dir(args, config)
+
+    async def read():  # type: ignore[no-untyped-def]
+        async with appliance_state(Layout(data_dir).db, config.store) as state:
+            return await state.list_users()
+
+    for u in asyncio.run(read()):
+        print(
+            f"{u.name:24} {u.role:7} created {datetime.fromtimestamp(u.created_ns / 1e9, UTC):%Y-%m-%d %H:%M}"
+        )
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from amoskys.paths import Layout
+    from amoskys.state_access import appliance_state
+
+    config = _load_config(args)
+    data_dir, _ = _data_dir(args, config)
+
+    async def remove() -> bool:
+        async with appliance_state(Layout(data_dir).db, config.store) as state:
+            await state.revoke_user_sessions(args.name)
+            return await state.delete_user(args.name)
+
+    if not asyncio.run(remove()):
+        print(f"amoskys: error: no user named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"removed {args.name!r} and ended their sessions")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file (default: embedded defaults)")
@@ -421,6 +512,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     _add_common(p)
     p.set_defaults(func=cmd_agents_revoke)
+
+    flows = sub.add_parser("flows", help="flow metering tools").add_subparsers(
+        dest="flows_command", required=True, metavar="ACTION"
+    )
+    p = flows.add_parser(
+        "read", help="meter a pcap/pcapng file and print one record per flow, then a summary"
+    )
+    p.add_argument("file", metavar="FILE", help="capture file (- for stdin)")
+    p.add_argument("--format", choices=["jsonl", "table"], default="table", help="output format (table)")
+    p.set_defaults(func=cmd_flows_read)
+
+    snmp = sub.add_parser("snmp", help="SNMP tools").add_subparsers(
+        dest="snmp_command", required=True, metavar="ACTION"
+    )
+    p = snmp.add_parser("poll", help="poll one SNMP agent once and print what the collector would publish")
+    from amoskys.collectors.snmp.cli import add_arguments as snmp_arguments
+
+    snmp_arguments(p)
+    p.set_defaults(func=cmd_snmp_poll)
+
+    users = sub.add_parser("users", help="dashboard users").add_subparsers(
+        dest="users_command", required=True, metavar="ACTION"
+    )
+    p = users.add_parser("add", help="add a dashboard user (password from a prompt, or stdin)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--role", choices=["admin", "viewer"], default="viewer")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--replace", action="store_true", help="set a new password and role for an existing user")
+    _add_common(p)
+    p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("list", help="dashboard users and their roles")
+    _add_common(p)
+    p.set_defaults(func=cmd_users_list)
+    p = users.add_parser("remove", help="remove a user and end their sessions")
+    p.add_argument("name", metavar="NAME")
+    _add_common(p)
+    p.set_defaults(func=cmd_users_remove)
 
     certs = sub.add_parser("certs", help="certificates and identities").add_subparsers(
         dest="certs_command", required=True, metavar="ACTION"
