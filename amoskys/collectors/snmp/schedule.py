@@ -86,7 +86,6 @@ class TargetPoller:
         self.all_hc = False
         self.failures = 0
         self.failing_since = 0.0
-        self.polls = 0
 
     async def run(self, first_due: float) -> None:
         """Poll at `first_due` (monotonic) and then on schedule, forever."""
@@ -95,7 +94,7 @@ class TargetPoller:
         while True:
             await clock.sleep(due - clock.monotonic())
             async with self.limiter:
-                sample = await self.poll_once()
+                await self.poll_once()
             wait = backoff_seconds(self.failures, interval, self.config.backoff_max_seconds)
             if wait > interval:
                 skipped = math.ceil(wait / interval) - 1
@@ -107,14 +106,12 @@ class TargetPoller:
                 due += missed * interval
                 self.ctx.count_skipped_ticks(missed)
                 self.ctx.metrics.snmp_polls_skipped.labels(self.target.name, "late").inc(missed)
-            del sample
 
     async def poll_once(self) -> events_pb2.SnmpSample:
         """One poll within the deadline; publishes and returns its SnmpSample."""
         clock, name = self.ctx.clock, self.target.name
         started, started_ns = clock.monotonic(), clock.time_ns()
         self.session.answered = False
-        self.polls += 1
         with self.activity:
             try:
                 async with asyncio.timeout(self.config.deadline_seconds):

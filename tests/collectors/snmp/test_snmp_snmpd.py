@@ -244,3 +244,26 @@ async def test_secrets_never_appear_in_logs_events_or_metrics(
         assert secret not in logs, secret
         assert secret not in metrics, secret
         assert secret not in status, secret
+
+
+async def test_host_resources_profile_matches_the_agent(
+    snmpd: SnmpDaemon, tmp_path: Path, harness: Harness
+) -> None:
+    config = SnmpConfig(profiles=["host_resources"], targets=[v2c(snmpd, tmp_path)])
+    await harness.run(config, seconds=2.5)
+    [sample] = harness.samples()
+    assert sample.reachable and not sample.interfaces
+    storage = parse_net_snmp(
+        net_snmp("snmpbulkwalk", "1.3.6.1.2.1.25.2.3.1", port=snmpd.port, community=snmpd.community)
+    )
+    loads = parse_net_snmp(
+        net_snmp("snmpbulkwalk", "1.3.6.1.2.1.25.3.3.1.2", port=snmpd.port, community=snmpd.community)
+    )
+    loads = {k: v for k, v in loads.items() if not v.startswith("No Such")}  # none inside some containers
+    assert sorted(sample.cpu_load_percent) == sorted(int(v) for v in loads.values())
+    by_descr = {s.descr: s for s in sample.storage}
+    memory = by_descr["Physical memory"]
+    index = memory.index
+    units = int(storage[f"1.3.6.1.2.1.25.2.3.1.4.{index}"].split()[0])
+    assert memory.size_bytes == int(storage[f"1.3.6.1.2.1.25.2.3.1.5.{index}"]) * units > 0
+    assert 0 < memory.used_bytes <= memory.size_bytes

@@ -197,3 +197,37 @@ async def test_unreachable_is_logged_once_and_recovered_once(tmp_path: Path, har
     [recovered] = harness.events("snmp_target_recovered")
     assert recovered["failed_polls"] == reachable.index(True)
     assert harness.ctx is not None and harness.ctx.errors == reachable.count(False)
+
+
+async def test_per_interface_series_only_when_enabled_and_capped(sim: SnmpSim, harness: Harness) -> None:
+    off = SnmpConfig(interval_seconds=1, deadline_seconds=1, targets=[target("sw24", sim.port, "switch24")])
+    running = asyncio.create_task(harness.run(off, seconds=1.5, environ=env("switch24")))
+    await asyncio.sleep(1.2)
+    text = harness.metrics.render().decode()
+    await running
+    assert 'amoskys_snmp_target_interfaces{target="sw24"} 24.0' in text
+    assert "amoskys_snmp_interface_oper_up{" not in text
+
+    on = SnmpConfig(
+        interval_seconds=1,
+        deadline_seconds=1,
+        interface_metrics="on",
+        max_interface_series=10,
+        targets=[target("sw24", sim.port, "switch24")],
+    )
+    capped = Harness(harness.tmp_path)
+    running = asyncio.create_task(capped.run(on, seconds=5, environ=env("switch24")))
+    rate = 'amoskys_snmp_interface_in_bits_per_second{interface="Gi0/3",target="sw24"} 24'
+    for _ in range(90):  # until the second poll brought rates (1 s after the first)
+        text = capped.metrics.render().decode()
+        if rate in text:
+            break
+        await asyncio.sleep(0.05)
+    await running
+    assert text.count("amoskys_snmp_interface_oper_up{") == 10
+    assert 'amoskys_snmp_interface_oper_up{interface="Gi0/5",target="sw24"} 0.0' in text
+    assert rate in text
+    assert len(capped.events("snmp_interface_series_capped")) == 1
+    # a stopped collector leaves no stale gauges behind
+    assert "amoskys_snmp_interface_oper_up{" not in capped.metrics.render().decode()
+    assert 'amoskys_snmp_target_up{target="sw24"}' not in capped.metrics.render().decode()
