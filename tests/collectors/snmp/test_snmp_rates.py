@@ -91,6 +91,6 @@ def test_any_real_32bit_wrap_at_line_rate_gives_the_true_rate(
 def test_a_rate_is_never_negative_nor_beyond_the_counter_range(prev: int, cur: int, width: int) -> None:
     prev, cur = prev % 2**width, cur % 2**width
     rate = counter_rate(Reading(prev, 0, width), Reading(cur, 100, width))
-    assert rate.per_second is None or 0 <= rate.per_second < 2**width
+    assert rate.per_second is None or 0 <= rate.per_second <= 2**width  # float rounding near 2^64
     if cur < prev and rate.per_second is not None:  # a wrap: never more than half the range
         assert width == 32 and rate.per_second < 2**31
