@@ -1,21 +1,22 @@
 """Packet header decoding for the flow meter: bytes in, a flat tuple (or a skip reason) out.
 
-Pure and total: no I/O, no state, and no exception for any input bytes — every read is preceded by a
+Pure and total: no I/O, no state, and no exception for any frame bytes — every read is preceded by a
 length check, so a truncated or hostile frame becomes a *reason code* (an ``int``) instead of an
 error. The caller counts reasons in a list indexed by code (``REASONS`` names them).
 
-Every ``parse_*`` function takes ``(buf, off, end)``: the frame is ``buf[off:end]``, where ``buf`` is
-anything ``struct.unpack_from`` reads (``bytes``, a ``memoryview`` over a file chunk or a TPACKET_V3
-ring block) — nothing is sliced or copied except the two addresses. Result for an IP packet, a plain
-tuple (a NamedTuple costs 2–3x more to build, and this runs once per packet)::
+Every ``parse_*`` function takes ``(buf, off, end)`` with ``0 <= off <= end <= len(buf)``: the frame
+is ``buf[off:end]``, where ``buf`` is anything ``struct.unpack_from`` reads (``bytes``, a
+``memoryview`` over a file chunk or a TPACKET_V3 ring block) and is never sliced. Result for an IP
+packet, a plain tuple (a NamedTuple costs 2-3x more to build, and this runs once per packet)::
 
-    (src, dst, sport, dport, proto, vlan, octets, tcp_flags, frag)
-      0    1    2      3      4      5     6       7          8
+    (key, proto, vlan, octets, tcp_flags, frag)
+      0     1     2      3        4        5
 
-- ``src``/``dst``: the addresses as 4 or 16 raw network-order bytes (so ``len(src)`` is the IP
-  version).
-- ``sport``/``dport``: TCP, UDP and SCTP ports; for ICMP and ICMPv6 the type and the code; 0 for other
-  protocols and for non-first fragments (the flow table finds their ports from the first fragment).
+- ``key``: ``src ‖ dst ‖ sport ‖ dport`` as network-order bytes — 12 long for IPv4, 36 for IPv6 —
+  the packet's *directional* flow key, taken in one slice where the headers allow. Ports are the
+  TCP, UDP or SCTP ports; for ICMP and ICMPv6 the type and the code (16 bits each); zero for other
+  protocols and for non-first fragments (the flow table finds those from the first fragment).
+  ``split_key`` turns it back into addresses and ports.
 - ``vlan``: ``outer << 12 | inner`` 802.1Q ids (0 when untagged).
 - ``octets``: the IP packet length from its header (IPv4 total length, IPv6 40 + payload length), as
   NetFlow and IPFIX count it — also when the capture was cut short by a snap length.
@@ -34,7 +35,7 @@ from struct import Struct
 from typing import Any, TypeAlias
 
 #: One parsed IP packet (see the module docstring for the fields).
-Packet: TypeAlias = tuple[bytes, bytes, int, int, int, int, int, int, int]
+Packet: TypeAlias = tuple[bytes, int, int, int, int, int]
 #: A parse function: ``(buf, off, end) -> Packet | reason``.
 ParseFn: TypeAlias = Callable[[Any, int, int], "Packet | int"]
 
@@ -56,12 +57,9 @@ REASONS: tuple[str, ...] = (
 )
 
 # Result tuple indexes (for readers of the tuple outside the hot path).
-SRC, DST, SPORT, DPORT, PROTO, VLAN, OCTETS, TCP_FLAGS, FRAG = range(9)
+KEY, PROTO, VLAN, OCTETS, TCP_FLAGS, FRAG = range(6)
 FRAG_FIRST = 1
 FRAG_LATER = 2
-
-# IANA protocol numbers the meter looks into.
-ICMP, TCP, UDP, ICMPV6, SCTP = 1, 6, 17, 58, 132
 
 # pcap LINKTYPE_* values decoded here.
 LINKTYPE_NULL = 0
@@ -73,13 +71,26 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 
+# Fast paths: Ethernet + IPv4 (no options) + ports and TCP flags, in one read; the same for IPv6
+# without extension headers. Fields: ethertype, version/IHL, total length, flags/fragment offset,
+# protocol, then the 12 (36) key bytes, then the TCP flags byte.
+_FAST_V4 = Struct("!12xHBxH2xHxB2x12s9xB")  # 48 bytes
+_FAST_V6 = Struct("!12xHB3xHB1x36s9xB")  # 68 bytes: ethertype, version, payload length, next header
+_FAST_V4_LEN = _FAST_V4.size
+_FAST_V6_LEN = _FAST_V6.size
+_fast_v4 = _FAST_V4.unpack_from
+_fast_v6 = _FAST_V6.unpack_from
+
 _ETYPE = Struct("!H").unpack_from
 _TAG = Struct("!HH").unpack_from  # TCI, next ethertype
-_V4 = Struct("!BxHHHxB2x4s4s").unpack_from  # ver/ihl, total length, id, flags/offset, proto, src, dst
-_V6 = Struct("!B3xHB1x16s16s").unpack_from  # version/class, payload length, next header, src, dst
+_V4 = Struct("!BxHHHxB2x8s").unpack_from  # ver/ihl, total length, id, flags/offset, proto, src+dst
+_V6 = Struct("!B3xHB1x32s").unpack_from  # version/class, payload length, next header, src+dst
 _FRAG6 = Struct("!BxHI").unpack_from  # next header, offset/flags, identification
-_PORTS = Struct("!HH").unpack_from
-_TCP = Struct("!HH9xB").unpack_from  # ports, flags byte (offset 13)
+_PORTS = Struct("!4s").unpack_from
+_TCP = Struct("!4s9xB").unpack_from  # ports, flags byte (offset 13)
+_ICMP = Struct("!BB").unpack_from
+_ICMP_PORTS = Struct("!HH").pack
+_NO_PORTS = bytes(4)
 
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 # IPv6 extension headers that may precede the transport header (RFC 8200 §4, RFC 7045).
@@ -92,12 +103,38 @@ def parse_ethernet(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
 
     `vlan`: an outer VLAN id the capture already removed from the frame (the kernel's metadata);
     a tag still in the frame then counts as the inner one.
+
+    Untagged TCP and UDP over IPv4 without options or fragmentation, or over IPv6 without extension
+    headers — most packets of any link — take a fast path that reads all it needs with one
+    ``unpack_from``; it returns exactly what the general path (``_parse_ethernet``) would (a
+    property test checks it).
     """
+    n = end - off
+    if n >= _FAST_V4_LEN:
+        etype, vihl, total, frag, proto, key, flags = _fast_v4(buf, off)
+        if etype == 0x0800:
+            if vihl == 0x45 and not frag & 0x3FFF:
+                if proto == 6:
+                    if total >= 34:
+                        return (key, 6, vlan << 12, total, flags, 0)
+                elif proto == 17 and total >= 24:
+                    return (key, 17, vlan << 12, total, 0, 0)
+        elif etype == 0x86DD and n >= _FAST_V6_LEN:
+            etype, vtc, plen, nxt, key, flags = _fast_v6(buf, off)
+            if vtc >> 4 == 6:
+                if nxt == 6:
+                    if plen >= 14:
+                        return (key, 6, vlan << 12, 40 + plen, flags, 0)
+                elif nxt == 17 and plen >= 4:
+                    return (key, 17, vlan << 12, 40 + plen, 0, 0)
+    return _parse_ethernet(buf, off, end, vlan)
+
+
+def _parse_ethernet(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
+    """The general Ethernet path (every frame the fast path does not take)."""
     if end - off < 14:
         return TRUNCATED_LINK
     etype = _ETYPE(buf, off + 12)[0]
-    if etype == 0x0800:  # the common case first: untagged IPv4
-        return _ipv4(buf, off + 14, end, vlan << 12)
     o = off + 14
     if etype in _VLAN_TPIDS:
         outer = vlan
@@ -185,6 +222,12 @@ def parser_for(linktype: int) -> ParseFn:
     return PARSERS.get(linktype, parse_unsupported)
 
 
+def split_key(key: bytes) -> tuple[bytes, bytes, int, int]:
+    """``(src, dst, sport, dport)`` of a flow key (addresses as raw bytes)."""
+    a = (len(key) - 4) >> 1
+    return key[:a], key[a : 2 * a], key[-4] << 8 | key[-3], key[-2] << 8 | key[-1]
+
+
 def link_payload(buf: Any, off: int, end: int) -> tuple[int, int, int] | int:
     """``(ethertype, payload_offset, vlan)`` of an Ethernet frame (VLAN tags skipped), or a reason.
 
@@ -227,7 +270,7 @@ def _after_ethertype(buf: Any, o: int, end: int, etype: int) -> Packet | int:
 def _ipv4(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
     if end - o < 20:
         return TRUNCATED_IP
-    vihl, total, ident, frag, proto, src, dst = _V4(buf, o)
+    vihl, total, ident, frag, proto, addrs = _V4(buf, o)
     ihl = (vihl & 15) << 2
     if vihl >> 4 != 4 or ihl < 20 or total < ihl:
         return BAD_IP_HEADER
@@ -240,29 +283,15 @@ def _ipv4(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
     fk = 0
     if frag & 0x3FFF:  # more fragments, or an offset
         if frag & 0x1FFF:  # a later fragment: no transport header
-            return (src, dst, 0, 0, proto, vlan, total, 0, ident << 2 | FRAG_LATER)
+            return (addrs + _NO_PORTS, proto, vlan, total, 0, ident << 2 | FRAG_LATER)
         fk = ident << 2 | FRAG_FIRST
-    if proto == 6:
-        if lim - t < 14:
-            return TRUNCATED_TRANSPORT
-        sport, dport, flags = _TCP(buf, t)
-        return (src, dst, sport, dport, 6, vlan, total, flags, fk)
-    if proto == 17 or proto == 132:
-        if lim - t < 4:
-            return TRUNCATED_TRANSPORT
-        sport, dport = _PORTS(buf, t)
-        return (src, dst, sport, dport, proto, vlan, total, 0, fk)
-    if proto == 1:
-        if lim - t < 2:
-            return TRUNCATED_TRANSPORT
-        return (src, dst, buf[t], buf[t + 1], 1, vlan, total, 0, fk)
-    return (src, dst, 0, 0, proto, vlan, total, 0, fk)
+    return _transport(buf, t, lim, addrs, proto, vlan, total, fk)
 
 
 def _ipv6(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
     if end - o < 40:
         return TRUNCATED_IP
-    vtc, plen, nxt, src, dst = _V6(buf, o)
+    vtc, plen, nxt, addrs = _V6(buf, o)
     if vtc >> 4 != 6:
         return BAD_IP_HEADER
     octets = 40 + plen
@@ -281,7 +310,7 @@ def _ipv6(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
             nh, offset_flags, ident = _FRAG6(buf, t)
             t += 8
             if offset_flags >> 3:  # a later fragment: no transport header
-                return (src, dst, 0, 0, nh, vlan, octets, 0, ident << 2 | FRAG_LATER)
+                return (addrs + _NO_PORTS, nh, vlan, octets, 0, ident << 2 | FRAG_LATER)
             if offset_flags & 1:  # first of several (an atomic fragment is a whole packet)
                 fk = ident << 2 | FRAG_FIRST
         elif nxt == 51:  # AH counts its length in 4-byte units, minus 2
@@ -291,18 +320,25 @@ def _ipv6(buf: Any, o: int, end: int, vlan: int) -> Packet | int:
             nh = buf[t]
             t += (buf[t + 1] + 1) << 3
         nxt = nh
-    if nxt == 6:
+    return _transport(buf, t, lim, addrs, nxt, vlan, octets, fk)
+
+
+def _transport(
+    buf: Any, t: int, lim: int, addrs: bytes, proto: int, vlan: int, octets: int, fk: int
+) -> Packet | int:
+    """Ports (and TCP flags) of the transport header at ``t``; ``lim``: where the IP payload or the
+    capture ends, whichever comes first."""
+    if proto == 6:
         if lim - t < 14:
             return TRUNCATED_TRANSPORT
-        sport, dport, flags = _TCP(buf, t)
-        return (src, dst, sport, dport, 6, vlan, octets, flags, fk)
-    if nxt == 17 or nxt == 132:
+        ports, flags = _TCP(buf, t)
+        return (addrs + ports, 6, vlan, octets, flags, fk)
+    if proto == 17 or proto == 132:
         if lim - t < 4:
             return TRUNCATED_TRANSPORT
-        sport, dport = _PORTS(buf, t)
-        return (src, dst, sport, dport, nxt, vlan, octets, 0, fk)
-    if nxt == 58:
+        return (addrs + _PORTS(buf, t)[0], proto, vlan, octets, 0, fk)
+    if proto == 1 or proto == 58:
         if lim - t < 2:
             return TRUNCATED_TRANSPORT
-        return (src, dst, buf[t], buf[t + 1], 58, vlan, octets, 0, fk)
-    return (src, dst, 0, 0, nxt, vlan, octets, 0, fk)
+        return (addrs + _ICMP_PORTS(*_ICMP(buf, t)), proto, vlan, octets, 0, fk)
+    return (addrs + _NO_PORTS, proto, vlan, octets, 0, fk)

@@ -7,13 +7,15 @@ in ``records`` and ``losses`` until the owner takes them with :meth:`drain`.
 
 How it works, in the order a packet meets it:
 
-- **Key**: the 5-tuple + VLANs in canonical order (lower address, then port, first), so both
-  directions find the same flow; the flow remembers which side sent its first packet (forward).
-  ICMP uses the Community ID port mapping (echo request 8 and reply 0 key alike; error messages are
-  one-way flows of their own).
-- **Fragments**: the first fragment of an IP packet registers its ports under (src, dst, proto, IP id,
-  VLAN); later fragments take them from there (they carry no transport header). A later fragment
-  seen without its first joins a port-0 flow and counts in ``fragments_unmatched``.
+- **Key**: the parser's directional key (source and destination address and port, as bytes) in a
+  dictionary per (protocol, VLANs). A new flow enters under its key *and* under the reverse key,
+  each pointing at one direction's counters, so a packet of either direction finds its counters
+  with one lookup and no reordering; forward is the direction of the first packet. ICMP request
+  types enter their partner (echo 8 ↔ reply 0, ...) as the reverse, as the Community ID pairs them;
+  other ICMP messages (unreachable, time exceeded) are one-way flows of their own.
+- **Fragments**: the first fragment of an IP packet registers its ports under (addresses, proto,
+  VLAN, IP id); later fragments take them from there (they carry no transport header). A later
+  fragment seen without its first joins a port-0 flow and counts in ``fragments_unmatched``.
 - **Counters** per direction: packets, octets (IP length), TCP flags OR-ed — all deltas since the
   flow's previous record.
 - **Timeouts** (IPFIX end reasons): a flow ends after ``idle`` without packets (TCP has its own
@@ -35,6 +37,7 @@ How it works, in the order a packet meets it:
 from __future__ import annotations
 
 import heapq
+import struct
 from typing import Any, Protocol
 
 from amoskys.collectors.flow import parse as P
@@ -55,22 +58,29 @@ LOSS_REPORT_SECONDS = 10
 FRAGMENT_TIMEOUT_SECONDS = 30  # as Linux's ipfrag_time: a first fragment's ports are kept this long
 MAX_FRAGMENTS = 65_536
 
-# Slots of a flow (a list: the cheapest mutable record to index once per packet).
-_KEY = 0  # the table key
-_LOW = 1  # True when the forward direction is the key's first endpoint
-_FP, _FO, _FF, _RP, _RO, _RF = 2, 3, 4, 5, 6, 7  # forward/reverse packets, octets, tcp flags
-_FIRST = 8  # first packet time counted in the current record, None after an interim record
-_LAST = 9  # last packet time of the flow
-_DUE = 10  # min(interim deadline, close deadline), checked on each packet; 0 while _FIRST is None
-_IDLE = 11  # this flow's idle timeout (ns)
-_STATE = 12  # FIN seen per direction, CLOSED
-_SCHED = 13  # the bucket (second) the flow is scheduled in, -1 once it has ended
-_CLOSE = 14  # the deadline after RST or both FINs (INF while open)
-_INFO = 15  # (src, dst, sport, dport, macs) of the first packet: the record's orientation
-_CID = 16  # Community ID, computed at the first record
+# A direction's counters ("half"): [packets, octets, tcp flags, the flow]. Lists: the cheapest
+# mutable records to index once per packet.
+_PACKETS, _OCTETS, _FLAGS, _FLOW = 0, 1, 2, 3
+# Slots of a flow.
+_FWD = 0  # the forward half
+_REV = 1  # the reverse half; None for one-way flows (ICMP errors, a host talking to its own port)
+_FIRST = 2  # first packet time counted in the current record, None after an interim record
+_LAST = 3  # last packet time of the flow
+_DUE = 4  # min(interim deadline, close deadline), checked on each packet; 0 while _FIRST is None
+_IDLE = 5  # this flow's idle timeout (ns)
+_STATE = 6  # FIN seen per direction, CLOSED
+_SCHED = 7  # the bucket (second) the flow is scheduled in, -1 once it has ended
+_CLOSE = 8  # the deadline after RST or both FINs (INF while open)
+_KEY = 9  # forward key
+_RKEY = 10  # reverse key (None for one-way flows)
+_FLOWS = 11  # the dictionary holding the keys
+_INFO = 12  # (proto, vlan, macs of the first packet)
+_CID = 13  # Community ID, computed at the first record
+_SERIAL = 14  # creation order (flush ends flows in this order)
 
 _FIN_FWD, _FIN_REV, _CLOSED = 1, 2, 4
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_ICMP_PORTS = struct.Struct("!HH").pack
 
 
 class PacketObserver(Protocol):
@@ -86,6 +96,21 @@ class PacketObserver(Protocol):
     udp_ports: frozenset[int]
 
     def observe(self, ts_ns: int, frame: bytes, packet: P.Packet | None) -> None: ...
+
+
+def reverse_key(key: bytes, proto: int) -> bytes | None:
+    """The key of the other direction of a flow; None when the flow is one-way (an ICMP type that
+    has no response type)."""
+    if len(key) == 12:
+        addrs = key[4:8] + key[0:4]
+    else:
+        addrs = key[16:32] + key[0:16]
+    if proto == 1 or proto == 58:
+        partner = (ICMP4_PAIRS if proto == 1 else ICMP6_PAIRS).get(key[-3])
+        if partner is None or key[-4]:
+            return None
+        return addrs + _ICMP_PORTS(partner, key[-2] << 8 | key[-1])
+    return addrs + key[-2:] + key[-4:-2]
 
 
 class FlowTable:
@@ -128,11 +153,12 @@ class FlowTable:
         self.flows_created = 0
         self.evicted = 0
         self.fragments_unmatched = 0
-        self._flows: dict[tuple[Any, ...], list[Any]] = {}
+        self._count = 0  # flows held
+        self._tables: dict[int, dict[bytes, list[Any]]] = {}  # proto << 24 | vlan -> key -> half
         self._buckets: dict[int, list[list[Any]]] = {}
         self._heap: list[int] = []
         self._next_sweep = 0
-        self._frags: dict[tuple[Any, ...], tuple[int, int, int]] = {}
+        self._frags: dict[tuple[Any, ...], tuple[bytes, int]] = {}
         self._loss_count = 0
         self._loss_start = 0
         self._loss_end = 0
@@ -142,7 +168,7 @@ class FlowTable:
 
     def __len__(self) -> int:
         """Flows in the table now."""
-        return len(self._flows)
+        return self._count
 
     # ------------------------------------------------------------------ the packet path
     def packet(self, ts: int, buf: Any, off: int, end: int, parse: P.ParseFn = P.parse_ethernet) -> None:
@@ -155,42 +181,34 @@ class FlowTable:
             if p == P.NOT_IP and self._link_watch:
                 self._observe_link(ts, buf, off, end, parse)
             return
-        src, dst, sp, dp, proto, vlan, octets, flags, frag = p  # type: ignore[misc]
+        key, proto, vlan, octets, flags, frag = p  # type: ignore[misc]
         if frag:
-            sp, dp = self._fragment_ports(src, dst, sp, dp, proto, vlan, frag, ts)
-        kd = dp
-        if proto == 17:
-            if self._udp_watch and (sp in self._udp_watch or dp in self._udp_watch):
-                self._observe_udp(ts, buf, off, end, p)  # type: ignore[arg-type]
-        elif proto == 1:
-            kd = ICMP4_PAIRS.get(sp, dp | 0x10000)  # one-way types never pair with a reverse
-        elif proto == 58:
-            kd = ICMP6_PAIRS.get(sp, dp | 0x10000)
-        if src < dst or (src == dst and sp <= kd):
-            key = (src, dst, sp, kd, proto, vlan)
-            low = True
+            key = self._fragment_key(key, proto, vlan, frag, ts)
+        flows = self._tables.get(proto << 24 | vlan)
+        if flows is None:
+            flows = self._tables[proto << 24 | vlan] = {}
+        h = flows.get(key)
+        if h is None:
+            h = self._new(key, proto, vlan, flows, ts, buf, off, parse)
+            f = h[_FLOW]
         else:
-            key = (dst, src, kd, sp, proto, vlan)
-            low = False
-        f = self._flows.get(key)
-        if f is None:
-            f = self._new(key, low, src, dst, sp, dp, ts, buf, off, parse)
-        elif ts >= f[_DUE] or ts - f[_LAST] >= f[_IDLE]:
-            f = self._due(f, ts, key, low, src, dst, sp, dp, buf, off, parse)
-        if flags & 0x07:  # FIN, SYN or RST
-            f = self._tcp_control(f, key, low, src, dst, sp, dp, flags, ts, buf, off, parse)
-        if f[_LOW] is low:
-            f[2] += 1
-            f[3] += octets
-            f[4] |= flags
-        else:
-            f[5] += 1
-            f[6] += octets
-            f[7] |= flags
+            f = h[_FLOW]
+            if ts >= f[_DUE] or ts - f[_LAST] >= f[_IDLE]:
+                h = self._due(h, ts, key, proto, vlan, flows, buf, off, parse)
+                f = h[_FLOW]
+        if flags:
+            if flags & 0x07:  # FIN, SYN or RST
+                h = self._tcp_control(h, flags, ts, key, proto, vlan, flows, buf, off, parse)
+                f = h[_FLOW]
+            h[_FLAGS] |= flags
+        h[_PACKETS] += 1
+        h[_OCTETS] += octets
         if ts > f[_LAST]:
             f[_LAST] = ts
         elif ts < f[_FIRST]:
             f[_FIRST] = ts
+        if self._udp_watch and proto == 17:
+            self._observe_udp(ts, buf, off, end, p)  # type: ignore[arg-type]
 
     def advance(self, now_ns: int) -> None:
         """Apply every timeout due by ``now_ns`` (live capture calls this with the wall clock while
@@ -203,8 +221,11 @@ class FlowTable:
         the file, or the collector stopping). Apply due timeouts first when ``now_ns`` is given."""
         if now_ns is not None:
             self.advance(now_ns)
-        for f in list(self._flows.values()):
+        live = [h[_FLOW] for flows in self._tables.values() for h in flows.values() if h is h[_FLOW][_FWD]]
+        live.sort(key=lambda f: f[_SERIAL])
+        for f in live:
             self._end(f, END_OF_FLOW if f[_STATE] & _CLOSED else FORCED_END)
+        self._tables.clear()
         self._buckets.clear()
         self._heap.clear()
         self._frags.clear()
@@ -225,80 +246,83 @@ class FlowTable:
     # ------------------------------------------------------------------ flows
     def _new(
         self,
-        key: tuple[Any, ...],
-        low: bool,
-        src: bytes,
-        dst: bytes,
-        sp: int,
-        dp: int,
+        key: bytes,
+        proto: int,
+        vlan: int,
+        flows: dict[bytes, list[Any]],
         ts: int,
         buf: Any,
         off: int,
         parse: P.ParseFn,
     ) -> list[Any]:
-        if len(self._flows) >= self.max_flows:
+        """Start a flow whose first packet has ``key``; returns its forward half."""
+        if self._count >= self.max_flows:
             self._evict(ts)
-        idle = self.tcp_idle_ns if key[4] == 6 else self.idle_ns
-        macs = b""
-        if parse is P.parse_ethernet and len(buf) - off >= 12:
-            macs = bytes(buf[off : off + 12])
-        f = [key, low, 0, 0, 0, 0, 0, 0, ts, ts, ts + self.active_ns, idle, 0, -1, INF, None, None]
-        f[_INFO] = (src, dst, sp, dp, macs)
-        self._flows[key] = f
+        idle = self.tcp_idle_ns if proto == 6 else self.idle_ns
+        macs = bytes(buf[off : off + 12]) if parse is P.parse_ethernet else b""
+        rkey = reverse_key(key, proto)
+        if rkey == key:  # a host talking to its own port: one direction
+            rkey = None
+        f = [None, None, ts, ts, ts + self.active_ns, idle, 0, -1, INF, key, rkey, flows, None, None, 0]
+        f[_INFO] = (proto, vlan, macs)
+        f[_SERIAL] = self.flows_created
+        fwd = f[_FWD] = [0, 0, 0, f]
+        flows[key] = fwd
+        if rkey is not None:
+            flows[rkey] = f[_REV] = [0, 0, 0, f]
+        self._count += 1
         self.flows_created += 1
         self._schedule(f, ts + min(idle, self.active_ns))
-        return f
+        return fwd
 
     def _due(
         self,
-        f: list[Any],
+        h: list[Any],
         ts: int,
-        key: tuple[Any, ...],
-        low: bool,
-        src: bytes,
-        dst: bytes,
-        sp: int,
-        dp: int,
+        key: bytes,
+        proto: int,
+        vlan: int,
+        flows: dict[bytes, list[Any]],
         buf: Any,
         off: int,
         parse: P.ParseFn,
     ) -> list[Any]:
-        """A packet of ``f`` arrived past one of its deadlines (or after an interim record)."""
+        """A packet arrived past one of its flow's deadlines (or after an interim record)."""
+        f = h[_FLOW]
         if self._expire(f, ts):
-            return self._new(key, low, src, dst, sp, dp, ts, buf, off, parse)
+            return self._new(key, proto, vlan, flows, ts, buf, off, parse)
         if f[_FIRST] is None:  # the first packet after an interim record opens the next period
             f[_FIRST] = ts
             due = ts + self.active_ns
             f[_DUE] = due if due < f[_CLOSE] else f[_CLOSE]
             if due < f[_SCHED] * NS:
                 self._schedule(f, due)
-        return f
+        return h
 
     def _tcp_control(
         self,
-        f: list[Any],
-        key: tuple[Any, ...],
-        low: bool,
-        src: bytes,
-        dst: bytes,
-        sp: int,
-        dp: int,
+        h: list[Any],
         flags: int,
         ts: int,
+        key: bytes,
+        proto: int,
+        vlan: int,
+        flows: dict[bytes, list[Any]],
         buf: Any,
         off: int,
         parse: P.ParseFn,
     ) -> list[Any]:
+        f = h[_FLOW]
         state = f[_STATE]
         if state & _CLOSED:
             if flags & _SYN and not flags & _ACK:  # a new connection on the same ports
                 self._end(f, END_OF_FLOW)
-                return self._new(key, low, src, dst, sp, dp, ts, buf, off, parse)
-            return f
+                return self._new(key, proto, vlan, flows, ts, buf, off, parse)
+            return h
         if flags & _RST:
             state |= _CLOSED
         elif flags & _FIN:
-            state |= _FIN_FWD if f[_LOW] is low else _FIN_REV
+            state |= _FIN_FWD if h is f[_FWD] else _FIN_REV
             if state & 3 == 3:
                 state |= _CLOSED
         if state & _CLOSED:
@@ -309,7 +333,7 @@ class FlowTable:
             if close < f[_SCHED] * NS:
                 self._schedule(f, close)
         f[_STATE] = state
-        return f
+        return h
 
     def _expire(self, f: list[Any], now: int) -> bool:
         """Apply what is due for ``f`` at ``now``; True when the flow ended."""
@@ -321,47 +345,48 @@ class FlowTable:
             return True
         if f[_FIRST] is not None and now >= f[_DUE]:
             self._emit(f, ACTIVE_TIMEOUT, False)
-            f[_FP] = f[_FO] = f[_FF] = f[_RP] = f[_RO] = f[_RF] = 0
+            for h in (f[_FWD], f[_REV]):
+                if h is not None:
+                    h[_PACKETS] = h[_OCTETS] = h[_FLAGS] = 0
             f[_FIRST] = None
             f[_DUE] = 0  # the next packet takes the slow path and opens the next period
         return False
 
-    @staticmethod
-    def _deadline(f: list[Any]) -> int:
-        """The soonest time at which something can happen to ``f`` without a packet."""
-        deadline = f[_LAST] + f[_IDLE]
-        due = f[_CLOSE] if f[_FIRST] is None else f[_DUE]
-        return due if due < deadline else deadline
-
     def _end(self, f: list[Any], reason: int) -> None:
         self._emit(f, reason, True)
         f[_SCHED] = -1
-        del self._flows[f[_KEY]]
+        flows = f[_FLOWS]
+        del flows[f[_KEY]]
+        if f[_RKEY] is not None:
+            del flows[f[_RKEY]]
+        self._count -= 1
 
     def _emit(self, f: list[Any], reason: int, final: bool) -> None:
-        src, dst, sp, dp, macs = f[_INFO]
+        src, dst, sp, dp = P.split_key(f[_KEY])
+        proto, vlan, macs = f[_INFO]
         cid = f[_CID]
         if cid is None:
-            cid = f[_CID] = community_id(src, dst, f[_KEY][4], sp, dp, self.seed)
-        vlan = f[_KEY][5]
+            cid = f[_CID] = community_id(src, dst, proto, sp, dp, self.seed)
         first = f[_FIRST]
         if first is None:  # a final record that counts no packet
             first = f[_LAST]
+        fwd = f[_FWD]
+        rev = f[_REV] or (0, 0, 0)
         self.records.append(
             FlowRecordData(
                 src,
                 dst,
                 sp,
                 dp,
-                f[_KEY][4],
+                proto,
                 vlan >> 12,
                 vlan & 0xFFF,
-                f[_FP],
-                f[_FO],
-                f[_FF],
-                f[_RP],
-                f[_RO],
-                f[_RF],
+                fwd[_PACKETS],
+                fwd[_OCTETS],
+                fwd[_FLAGS],
+                rev[_PACKETS],
+                rev[_OCTETS],
+                rev[_FLAGS],
                 first,
                 f[_LAST],
                 final,
@@ -417,9 +442,16 @@ class FlowTable:
                     self._schedule(f, self._deadline(f))
         if self._frags:
             cutoff = now - FRAGMENT_TIMEOUT_SECONDS * NS
-            self._frags = {k: v for k, v in self._frags.items() if v[2] >= cutoff}
+            self._frags = {k: v for k, v in self._frags.items() if v[1] >= cutoff}
         if self._loss_count and now - self._loss_start >= LOSS_REPORT_SECONDS * NS:
             self._report_loss()
+
+    @staticmethod
+    def _deadline(f: list[Any]) -> int:
+        """The soonest time at which something can happen to ``f`` without a packet."""
+        deadline = f[_LAST] + f[_IDLE]
+        due = f[_CLOSE] if f[_FIRST] is None else f[_DUE]
+        return due if due < deadline else deadline
 
     def _report_loss(self) -> None:
         if self._loss_count:
@@ -427,20 +459,19 @@ class FlowTable:
             self._loss_count = 0
 
     # ------------------------------------------------------------------ rare packets
-    def _fragment_ports(
-        self, src: bytes, dst: bytes, sp: int, dp: int, proto: int, vlan: int, frag: int, ts: int
-    ) -> tuple[int, int]:
-        key = (src, dst, proto, frag >> 2, vlan)
+    def _fragment_key(self, key: bytes, proto: int, vlan: int, frag: int, ts: int) -> bytes:
+        addrs = key[:-4]
+        fkey = (addrs, proto, vlan, frag >> 2)
         if frag & 3 == P.FRAG_FIRST:
             if len(self._frags) >= MAX_FRAGMENTS:
                 self._frags.pop(next(iter(self._frags)))
-            self._frags[key] = (sp, dp, ts)
-            return sp, dp
-        known = self._frags.get(key)
+            self._frags[fkey] = (key[-4:], ts)
+            return key
+        known = self._frags.get(fkey)
         if known is None:
             self.fragments_unmatched += 1
-            return 0, 0
-        return known[0], known[1]
+            return key
+        return addrs + known[0]
 
     def _observe_link(self, ts: int, buf: Any, off: int, end: int, parse: P.ParseFn) -> None:
         if parse is not P.parse_ethernet:
@@ -454,7 +485,12 @@ class FlowTable:
                 obs.observe(ts, frame, None)
 
     def _observe_udp(self, ts: int, buf: Any, off: int, end: int, p: P.Packet) -> None:
+        key = p[P.KEY]
+        sport = key[-4] << 8 | key[-3]
+        dport = key[-2] << 8 | key[-1]
+        if sport not in self._udp_watch and dport not in self._udp_watch:
+            return
         frame = bytes(buf[off:end])
         for obs in self._observers:
-            if p[P.SPORT] in obs.udp_ports or p[P.DPORT] in obs.udp_ports:
+            if sport in obs.udp_ports or dport in obs.udp_ports:
                 obs.observe(ts, frame, p)

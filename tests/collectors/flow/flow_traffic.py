@@ -6,7 +6,7 @@ RST close), UDP request/response, ICMP echo, over IPv4 and IPv6, some 802.1Q-tag
 cut at ``snaplen`` (as ``tcpdump -s``), while their IP headers carry the full length: the meter must
 count the IP length, not the captured bytes. Same seed, same bytes.
 
-    python tests/collectors/flow/traffic.py OUT.pcap --packets 1000000
+    python tests/collectors/flow/flow_traffic.py OUT.pcap --packets 1000000
 """
 
 from __future__ import annotations
