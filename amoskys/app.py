@@ -30,6 +30,7 @@ from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
 from amoskys.errors import ConfigError, PkiError
 from amoskys.events import EnvelopeStamper
+from amoskys.files import write_atomic
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
@@ -63,15 +64,15 @@ def appliance_name(config: Config) -> str:
     return config.appliance.name or socket.gethostname().split(".")[0] or "appliance"
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def appliance_credentials(config: Config, layout: Layout) -> ApplianceCredentials:
+    """The appliance's CA, bus server certificate and identity in the data dir, made when missing."""
+    return ensure_appliance_pki(
+        layout.pki,
+        name=appliance_name(config),
+        trust_domain=config.bus.trust_domain,
+        dns_names=config.bus.server_dns_names,
+        ip_addresses=config.bus.server_ip_addresses,
+    )
 
 
 class Appliance:
@@ -328,13 +329,7 @@ class Appliance:
             await asyncio.to_thread(self._export_cert_expiry, creds)
 
     def _ensure_pki(self) -> ApplianceCredentials:
-        creds = ensure_appliance_pki(
-            self.layout.pki,
-            name=self.name,
-            trust_domain=self.config.bus.trust_domain,
-            dns_names=self.config.bus.server_dns_names,
-            ip_addresses=self.config.bus.server_ip_addresses,
-        )
+        creds = appliance_credentials(self.config, self.layout)
         if creds.created:
             log.info("pki_created", dir=str(self.layout.pki), created=list(creds.created))
         else:
@@ -370,4 +365,4 @@ class Appliance:
             "control_socket": str(self.layout.control_socket),
             "started_ns": self.started_ns,
         }
-        _write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o644)
+        write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o644)

@@ -73,21 +73,7 @@ def cmd_config_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_init(args: argparse.Namespace) -> int:
-    from amoskys.app import appliance_name
-    from amoskys.paths import Layout
-    from amoskys.pki import ensure_appliance_pki
-
-    config = _load_config(args)
-    data_dir, _ = _data_dir(args, config)
-    layout = Layout(data_dir)
-    layout.ensure()
-    creds = ensure_appliance_pki(
-        layout.pki,
-        name=appliance_name(config),
-        trust_domain=config.bus.trust_domain,
-        dns_names=config.bus.server_dns_names,
-        ip_addresses=config.bus.server_ip_addresses,
-    )
+    _, layout, creds = _credentials(args)
     if creds.created:
         print(f"created in {layout.pki}: {', '.join(creds.created)}")
     else:
@@ -174,23 +160,22 @@ def _parse_since(text: str) -> int:
     return int(when.timestamp() * 1_000_000_000)
 
 
-def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from amoskys.app import appliance_name
+def _layout(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The loaded config and the data dir's layout (created if missing)."""
     from amoskys.paths import Layout
-    from amoskys.pki import ensure_appliance_pki
 
     config = _load_config(args)
     data_dir, _ = _data_dir(args, config)
     layout = Layout(data_dir)
     layout.ensure()
-    creds = ensure_appliance_pki(
-        layout.pki,
-        name=appliance_name(config),
-        trust_domain=config.bus.trust_domain,
-        dns_names=config.bus.server_dns_names,
-        ip_addresses=config.bus.server_ip_addresses,
-    )
-    return config, layout, creds
+    return config, layout
+
+
+def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from amoskys.app import appliance_credentials
+
+    config, layout = _layout(args)
+    return config, layout, appliance_credentials(config, layout)
 
 
 def cmd_agents_enroll(args: argparse.Namespace) -> int:
@@ -336,12 +321,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     from amoskys.state_access import appliance_state
     from amoskys.web.passwords import hash_password_sync
 
-    config = _load_config(args)
-    data_dir, _ = _data_dir(args, config)
-    from amoskys.paths import Layout
-
-    layout = Layout(data_dir)
-    layout.ensure()
+    config, layout = _layout(args)
     encoded = hash_password_sync(_read_new_password(args))
 
     async def add() -> None:
@@ -361,14 +341,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 def cmd_users_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from amoskys.paths import Layout
     from amoskys.state_access import appliance_state
 
-    config = _load_config(args)
-    data_dir, _ = _data_dir(args, config)
+    config, layout = _layout(args)
 
     async def read():  # type: ignore[no-untyped-def]
-        async with appliance_state(Layout(data_dir).db, config.store) as state:
+        async with appliance_state(layout.db, config.store) as state:
             return await state.list_users()
 
     for u in asyncio.run(read()):
@@ -379,14 +357,12 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from amoskys.paths import Layout
     from amoskys.state_access import appliance_state
 
-    config = _load_config(args)
-    data_dir, _ = _data_dir(args, config)
+    config, layout = _layout(args)
 
     async def remove() -> bool:
-        async with appliance_state(Layout(data_dir).db, config.store) as state:
+        async with appliance_state(layout.db, config.store) as state:
             await state.revoke_user_sessions(args.name)
             return await state.delete_user(args.name)
 

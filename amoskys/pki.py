@@ -50,9 +50,7 @@ import functools
 import hashlib
 import ipaddress
 import json
-import os
 import re
-import secrets
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from amoskys.errors import PkiError
+from amoskys.files import write_atomic
 
 IDENTITY_URI = "spiffe://{trust_domain}/agent/{name}"
 """Template of an identity URI; it is carried in the URI SAN of every client certificate."""
@@ -244,26 +243,9 @@ def verify_batch(
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically with exactly `mode` (temp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            os.fchmod(fd, mode)  # the umask may have narrowed it; make it exact
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data, mode)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise PkiError(f"{path}: cannot write: {err.strerror or err}", path=str(path)) from err
 
 

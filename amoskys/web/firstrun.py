@@ -3,12 +3,12 @@ logged) and the secret that CSRF tokens are derived from."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 import structlog
 
+from amoskys.files import write_atomic
 from amoskys.store.state import ApplianceState
 from amoskys.web import passwords
 
@@ -18,24 +18,13 @@ ADMIN_PASSWORD_FILE = "admin-password"
 SECRET_FILE = "web.secret"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 async def ensure_first_admin(state: ApplianceState, data_dir: Path) -> None:
     """With no users at all, create `admin` with a random password written to a 0600 file."""
     if await state.count_users() > 0:
         return
     password = passwords.new_password()
     path = data_dir / ADMIN_PASSWORD_FILE
-    _write_private(path, (password + "\n").encode())
+    write_atomic(path, (password + "\n").encode(), 0o600)
     await state.create_user("admin", await passwords.hash_password(password), "admin")
     log.info("first_admin_created", user="admin", password_file=str(path))
 
@@ -49,5 +38,5 @@ def load_secret(data_dir: Path) -> bytes:
     except FileNotFoundError:
         pass
     data = secrets.token_bytes(32)
-    _write_private(path, data)
+    write_atomic(path, data, 0o600)
     return data
