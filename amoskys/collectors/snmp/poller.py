@@ -1,8 +1,9 @@
 """Fetching one target once: the system group by GET, then the profiles' table columns by GETBULK.
 
-The 32-bit counters are skipped for devices whose every interface has its 64-bit twin (ifXTable):
-after the first poll only the columns the sample needs are walked, which on an HC device is 23 of
-the 31 (fewer var-binds: pysnmp's cost is per var-bind).
+The 32-bit counters are walked only where needed: a poll expects every interface to have its 64-bit
+twin (ifXTable) and walks the 23 columns a sample needs of an HC device; if some interface lacks
+them, the 32-bit columns follow in a second walk of the same poll, and the next poll of that device
+walks all 31 at once (fewer var-binds: pysnmp's cost is per var-bind).
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ async def fetch(
     profiles: Sequence[str],
     max_repetitions: int,
     clock: Clock,
-    all_hc: bool = False,
+    expect_hc: bool = True,
 ) -> PollData:
-    """Everything one poll of `session` asks for. `all_hc`: the previous poll found 64-bit counters
-    on every interface, so the 32-bit ones are walked only if that changed."""
+    """Everything one poll of `session` asks for. `expect_hc`: walk the 32-bit counters only if some
+    interface turns out to lack its 64-bit ones (False: walk them at once, as for a device known to)."""
     system = await client.get(session, list(SYSTEM_SCALARS.values()))
     seen = clock.monotonic()
     uptime = number(system.get(SYS_UPTIME))
@@ -87,12 +88,12 @@ async def fetch(
     interfaces: Columns = {}
     if "interfaces" in profiles:
         columns = (
-            {**IF_COLUMNS, **IFX_COLUMNS} if all_hc else {**IF_COLUMNS, **IFX_COLUMNS, **COUNTER32_COLUMNS}
+            {**IF_COLUMNS, **IFX_COLUMNS} if expect_hc else {**IF_COLUMNS, **IFX_COLUMNS, **COUNTER32_COLUMNS}
         )
         walk = await walk_columns(client, session, columns, max_repetitions)
         interfaces = walk.cells
         requests, varbinds = requests + walk.requests, varbinds + walk.varbinds
-        if all_hc and lacks_hc(interfaces):
+        if expect_hc and lacks_hc(interfaces):
             extra = await walk_columns(client, session, COUNTER32_COLUMNS, max_repetitions)
             interfaces.update(extra.cells)
             requests, varbinds = requests + extra.requests, varbinds + extra.varbinds

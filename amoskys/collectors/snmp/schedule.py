@@ -83,7 +83,7 @@ class TargetPoller:
         self.series = series
         self.profiles = config.profiles_of(target)
         self.state: TargetState | None = None
-        self.all_hc = False
+        self.expect_hc = True
         self.failures = 0
         self.failing_since = 0.0
 
@@ -121,7 +121,7 @@ class TargetPoller:
                         profiles=self.profiles,
                         max_repetitions=self.config.max_repetitions,
                         clock=clock,
-                        all_hc=self.all_hc,
+                        expect_hc=self.expect_hc,
                     )
             except TimeoutError:
                 deadline = self.config.deadline_seconds
@@ -140,7 +140,7 @@ class TargetPoller:
         elapsed = clock.monotonic() - started
         done = assemble(name, self.target.endpoint, data, self.state, poll_seconds=round(elapsed, 6))
         self.state = done.state
-        self.all_hc = "interfaces" in self.profiles and not lacks_hc(data.interfaces)
+        self.expect_hc = not lacks_hc(data.interfaces)
         m = self.ctx.metrics
         m.snmp_polls.labels(name, "ok").inc()
         m.snmp_poll_seconds.observe(elapsed)
