@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RPS = 200
 SECONDS = 15
-ENDPOINTS = ["/api/v1/overview", "/api/v1/events?limit=50", "/api/v1/collectors", "/api/v1/flows?limit=50",
-             "/api/v1/events?kind=flow&limit=50", "/api/v1/audit?limit=50"]
+ENDPOINTS = [
+    "/api/v1/overview",
+    "/api/v1/events?limit=50",
+    "/api/v1/collectors",
+    "/api/v1/flows?limit=50",
+    "/api/v1/events?kind=flow&limit=50",
+    "/api/v1/audit?limit=50",
+]
 
 
 def free_port() -> int:
@@ -34,7 +40,9 @@ def free_port() -> int:
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    )
 
 
 def wait_ready(proc: subprocess.Popen[bytes], data: Path) -> dict:
@@ -66,7 +74,9 @@ async def open_loop(base: str, cookies: dict[str, str]) -> tuple[list[float], in
                     errors += 1
             except httpx.HTTPError:
                 errors += 1
-            latencies.append(time.perf_counter() - scheduled)  # from the scheduled time: no coordinated omission
+            latencies.append(
+                time.perf_counter() - scheduled
+            )  # from the scheduled time: no coordinated omission
 
         tasks = []
         t0 = time.perf_counter()
@@ -86,9 +96,17 @@ def first_paint(base: str, cookies: dict[str, str]) -> list[float]:
     host = base.split("//")[1].split(":")[0]
     out = []
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        b = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         ctx = b.new_context()
         ctx.add_cookies([{"name": k, "value": v, "domain": host, "path": "/"} for k, v in cookies.items()])
         page = ctx.new_page()
@@ -111,22 +129,73 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSKYS_")}
     try:
         data = work / "data"
-        subprocess.run([PY, "-m", "amoskys", "agents", "enroll", "lg", "--out", str(work / "lg"), "--data-dir",
-                        str(data)], check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "amoskys",
+                "agents",
+                "enroll",
+                "lg",
+                "--out",
+                str(work / "lg"),
+                "--data-dir",
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
         bus_port = free_port()
-        app = subprocess.Popen([PY, "-m", "amoskys", "run", "--data-dir", str(data), "--web-listen", "127.0.0.1:0",
-                                "--bus-listen", f"127.0.0.1:{bus_port}", "--log-level", "warning"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "amoskys",
+                "run",
+                "--data-dir",
+                str(data),
+                "--web-listen",
+                "127.0.0.1:0",
+                "--bus-listen",
+                f"127.0.0.1:{bus_port}",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             info = wait_ready(app, data)
             base = f"http://127.0.0.1:{info['web']['port']}"
             password = (data / "admin-password").read_text().strip()
             r = httpx.post(base + "/api/v1/login", json={"name": "admin", "password": password})
             cookies = dict(r.cookies)
-            load = subprocess.Popen([PY, "-m", "amoskys", "loadgen", "--identity", str(work / "lg"), "--bus",
-                                     f"127.0.0.1:{bus_port}", "--events", str(10_000 * (SECONDS + 10)), "--batch",
-                                     "100", "--rate", "10000", "--quiet", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
-                                    text=True)
+            load = subprocess.Popen(
+                [
+                    PY,
+                    "-m",
+                    "amoskys",
+                    "loadgen",
+                    "--identity",
+                    str(work / "lg"),
+                    "--bus",
+                    f"127.0.0.1:{bus_port}",
+                    "--events",
+                    str(10_000 * (SECONDS + 10)),
+                    "--batch",
+                    "100",
+                    "--rate",
+                    "10000",
+                    "--quiet",
+                    "--json",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(3)  # let ingestion reach its rate first
             latencies, errors = asyncio.run(open_loop(base, cookies))
             scrape = []
@@ -146,14 +215,22 @@ def main() -> None:
     print("## Dashboard and API (while the bus ingests ~10,000 events/s)\n")
     print("| measure | result | target |")
     print("|---|---|---|")
-    print(f"| API, open loop {RPS} req/s for {SECONDS} s over {len(ENDPOINTS)} endpoints: p50 / p99 | "
-          f"{pct(ms, 50):.1f} ms / {pct(ms, 99):.1f} ms ({errors} errors of {len(ms)}) | p99 < 50 ms |")
-    print(f"| bus ingest during the run (offered 10,000/s) | {ingest['events_per_second']:,.0f} events/s, ack p99 "
-          f"{ingest['ack_p99_ms']:.1f} ms | |")
-    print(f"| overview first contentful paint (chromium, median of 5) | {statistics.median(fcp):.0f} ms | < 300 ms |")
+    print(
+        f"| API, open loop {RPS} req/s for {SECONDS} s over {len(ENDPOINTS)} endpoints: p50 / p99 | "
+        f"{pct(ms, 50):.1f} ms / {pct(ms, 99):.1f} ms ({errors} errors of {len(ms)}) | p99 < 50 ms |"
+    )
+    print(
+        f"| bus ingest during the run (offered 10,000/s) | {ingest['events_per_second']:,.0f} events/s, ack p99 "
+        f"{ingest['ack_p99_ms']:.1f} ms | |"
+    )
+    print(
+        f"| overview first contentful paint (chromium, median of 5) | {statistics.median(fcp):.0f} ms | < 300 ms |"
+    )
     sm = [x * 1000 for x in scrape]
-    print(f"| /metrics scrape, default collectors (50 scrapes): p50 / max | {statistics.median(sm):.1f} ms / "
-          f"{max(sm):.1f} ms | < 25 ms |")
+    print(
+        f"| /metrics scrape, default collectors (50 scrapes): p50 / max | {statistics.median(sm):.1f} ms / "
+        f"{max(sm):.1f} ms | < 25 ms |"
+    )
 
 
 if __name__ == "__main__":
