@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,17 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed, as `amoskys run` uses it (the collector's CPU is measured on it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 if __name__ == "__main__":
     arguments = parse_args(sys.argv[1:])
     logs.setup(arguments.log_level, "json")
-    sys.exit(asyncio.run(main(arguments)))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        sys.exit(runner.run(main(arguments)))

@@ -47,6 +47,9 @@ _ACK = struct.Struct("=I")
 _ERRNO = struct.Struct("=i")
 _HEADERS = _NLMSGHDR.size + _CN_MSG.size
 _NLMSG_ALIGN = 4
+#: The whole of the usual datagram in one unpack: nlmsghdr, cn_msg, proc_event head, 6 union words.
+_USUAL = struct.Struct("=IHHIIIIIIHHIIQiiiiii")
+_USUAL_EVENT_BYTES = _EVENT_HEAD.size + 24
 
 
 class ParseError(ValueError):
@@ -130,6 +133,10 @@ def parse_datagram(data: bytes | bytearray | memoryview) -> list[Record]:
     Raises ParseError when a length field points outside the datagram or a message is too short for
     what it claims to be.
     """
+    if len(data) == _USUAL.size:
+        record = _parse_usual(data)
+        if record is not None:
+            return [record]
     view = memoryview(data)
     records: list[Record] = []
     offset = 0
@@ -154,6 +161,31 @@ def parse_datagram(data: bytes | bytearray | memoryview) -> list[Record]:
                 records.append(record)
         offset += (length + _NLMSG_ALIGN - 1) & ~(_NLMSG_ALIGN - 1)
     return records
+
+
+def _parse_usual(data: bytes | bytearray | memoryview) -> Record | None:
+    """The fast path: one datagram holding one whole proc event, as the kernel sends it (76 bytes).
+    None when it is anything else (the general path then decides)."""
+    (length, msg_type, _f, _s, _p, idx, val, seq, ack, cn_len, _cf, what, cpu, ts, a, b, c, d, _e, f) = (
+        _USUAL.unpack_from(data)
+    )
+    if (
+        length != _USUAL.size
+        or msg_type != NLMSG_DONE
+        or idx != CN_IDX_PROC
+        or val != CN_VAL_PROC
+        or cn_len != _USUAL_EVENT_BYTES
+    ):
+        return None
+    if what == PROC_EVENT_FORK:
+        return Fork(cpu, seq, ts, b, c, d)
+    if what == PROC_EVENT_EXEC:
+        return Exec(cpu, seq, ts, a, b)
+    if what == PROC_EVENT_EXIT:
+        return Exit(cpu, seq, ts, a, b, c & 0xFFFFFFFF, f)
+    if what == PROC_EVENT_NONE:
+        return Ack(cpu, seq, ack, a & 0xFFFFFFFF)
+    return Other(cpu, seq, ts, what)
 
 
 def _parse_cn_msg(view: memoryview) -> Record | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.process import events, procfs
@@ -47,6 +48,7 @@ class PollingTracker:
         current, reads = await asyncio.to_thread(self._scan, known)
         now_ns = time.time_ns()
         envelopes: list[events_pb2.Envelope] = []
+        enrichment: Counter[str] = Counter()
         for pid, ticks in known.items():
             if current.get(pid) != ticks:  # gone, or its pid now belongs to another process
                 proc = self.table.pop(pid)
@@ -68,9 +70,11 @@ class PollingTracker:
                 continue  # ended before it could be read: as if never seen
             proc = proc_from_read(read, self.redactor, self.boot_ns)
             self.table.put(proc)
-            self.stats.count_enrichment("partial" if {"exe", "argv"} & set(proc.unreadable) else "complete")
+            enrichment["partial" if {"exe", "argv"} & set(proc.unreadable) else "complete"] += 1
             envelopes.append(events.exec_event(proc, proc.start_time_ns or now_ns))
         self.ctx.metrics.process_tracked.set(len(self.table))
+        if enrichment:
+            self.stats.count_enrichment(enrichment)
         if envelopes:
             await self.ctx.publish_many(envelopes)
             self.stats.count_published(envelopes, "polling")

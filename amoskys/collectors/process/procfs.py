@@ -78,11 +78,11 @@ def parse_stat(text: str) -> Stat:
 
 def parse_status_uid(text: str) -> int | None:
     """The real uid from the ``Uid:`` line of /proc/<pid>/status."""
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            parts = line.split()
-            return int(parts[1]) if len(parts) > 1 else None
-    return None
+    at = text.find("\nUid:")
+    if at < 0:
+        return None
+    parts = text[at + 5 : text.find("\n", at + 5)].split()
+    return int(parts[0]) if parts else None
 
 
 def parse_cgroup(text: str) -> tuple[str, str]:
@@ -247,23 +247,28 @@ def _open_exe(
     result: ProcRead, dir_fd: int, cached_sha256: Callable[[ExeKey], bytes | None], hash_max_bytes: int
 ) -> None:
     try:
-        fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        st = os.stat("exe", dir_fd=dir_fd)  # follows the link: the executable itself
     except OSError:
-        result.missing.append("exe_sha256")
-        return
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        os.close(fd)
         result.missing.append("exe_sha256")
         return
     key: ExeKey = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     result.exe_key = key
     digest = cached_sha256(key)
     if digest is not None or st.st_size > hash_max_bytes:
-        os.close(fd)  # known already, or too large to hash (then left empty, as documented)
-        result.sha256 = digest
+        result.sha256 = digest  # known already, or too large to hash (then left empty, as documented)
         return
+    try:
+        fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        result.missing.append("exe_sha256")
+        return
+    try:
+        st = os.fstat(fd)  # the file now open may differ from the one stat'ed (replaced, or pid gone)
+    except OSError:
+        os.close(fd)
+        result.missing.append("exe_sha256")
+        return
+    result.exe_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     result.exe_fd = fd
 
 

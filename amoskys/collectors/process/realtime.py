@@ -7,7 +7,9 @@
   one hop to a dedicated worker thread, updates the process table in kernel order and queues the
   envelopes. Executables not yet hashed go to a second worker thread, so hashing never delays the
   /proc reads of the next batch.
-- The **publisher** hands the envelopes to ``ctx.publish_many`` in order, once their hash is known.
+- The enricher publishes each batch itself (``ctx.publish_many``) unless an envelope waits for its
+  executable's hash: then that batch, and every one after it until the queue is empty, goes through
+  the **publisher**, which publishes in order once the hash is known.
 
 When the queues are full the reader stops reading: the kernel then drops messages (ENOBUFS) and the
 gaps become LossReports — one accounting path for every kind of loss.
@@ -16,13 +18,12 @@ gaps become LossReports — one accounting path for every kind of loss.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import os
 import shutil
 import subprocess
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -36,7 +37,13 @@ from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.collectors.process.netlink import ConnectorUnavailableError, ProcConnector, describe_ack_error
 from amoskys.collectors.process.redact import Redactor
 from amoskys.collectors.process.stats import ProcessStats
-from amoskys.collectors.process.table import Proc, ProcessTable, mark_unreadable, proc_from_read
+from amoskys.collectors.process.table import (
+    Proc,
+    ProcessTable,
+    inherit_program,
+    mark_unreadable,
+    proc_from_read,
+)
 from amoskys.errors import CollectorError
 from amoskys.proto import events_pb2
 
@@ -50,6 +57,12 @@ MAX_PENDING_RECORDS = 50_000
 MAX_PENDING_ENVELOPES = 20_000
 #: Envelopes per publish_many call.
 PUBLISH_BATCH = 1000
+#: Forks and exits wait up to this long for company (an exec, or more records) before they are
+#: handled: fewer wake-ups of the enricher; only execs need /proc read at once. (The timer is left to
+#: fire even when an exec took them first: at most one per interval.)
+FLUSH_DELAY_SECONDS = 0.05
+#: ... or until this many records are waiting.
+FLUSH_RECORDS = 256
 
 #: What an exit event of a process never seen before cannot say.
 _UNKNOWN_PROCESS = ["exe", "argv", "user", "uid", "start_time_ns", "cgroup"]
@@ -96,7 +109,9 @@ class RealtimeTracker:
         self.connector = ProcConnector(config.receive_buffer_bytes)
         self._inbox: deque[parse.Record | Loss] = deque()
         self._wake = asyncio.Event()
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(MAX_PENDING_ENVELOPES)
+        self._publishing = False  # the publisher holds envelopes taken from the outbox
         self._reading = False
         self._failure: BaseException | None = None
         self._last_seq: dict[int, tuple[int, int]] = {}  # cpu → (seq, ts) of its last message
@@ -199,6 +214,7 @@ class RealtimeTracker:
             self.stats.count_overrun()
         losses: dict[str, list[int]] = {}  # reason → [count, window start, window end]
         inbox = self._inbox
+        urgent = False
         for datagram in datagrams:
             try:
                 records = parse.parse_datagram(datagram)
@@ -209,20 +225,30 @@ class RealtimeTracker:
                 gap = self._check_sequence(record)
                 if gap is not None:
                     self._add_loss(losses, record, *gap)
-                if isinstance(record, parse.Exec | parse.Exit | parse.Fork):
-                    if self._self_test is not None and isinstance(record, parse.Exec):
+                if isinstance(record, parse.Exec):
+                    urgent = True
+                    if self._self_test is not None:
                         self._execs_seen.add(record.tgid)
                         if record.tgid == self._probe_pid:
                             self._finish_self_test(None)
+                    inbox.append(record)
+                elif isinstance(record, parse.Exit | parse.Fork):
                     inbox.append(record)
                 elif isinstance(record, parse.Ack):
                     self._on_ack(record)
         for reason, (count, start, end) in losses.items():
             inbox.append(Loss(count, reason, start, end))
-        if inbox:
+            urgent = True
+        if urgent or len(inbox) >= FLUSH_RECORDS:
             self._wake.set()
             if len(inbox) >= MAX_PENDING_RECORDS:
                 self._pause_reading()
+        elif inbox and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        self._wake.set()
 
     def _add_loss(
         self, losses: dict[str, list[int]], record: parse.Record, count: int, start: int, end: int
@@ -299,16 +325,28 @@ class RealtimeTracker:
             )
             reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
         offset = self._wall_offset()
+        out: list[_Outgoing] = []
+        enrichment: Counter[str] = Counter()
         for record in batch:
             if isinstance(record, parse.Fork):
                 self._on_fork(record, offset)
             elif isinstance(record, parse.Exec):
-                await self._on_exec(record, reads[record.tgid], offset)
+                out.append(self._on_exec(record, reads[record.tgid], offset, enrichment))
             elif isinstance(record, parse.Exit):
-                await self._on_exit(record, offset)
+                if record.pid == record.tgid:  # else a thread ended, not the process
+                    out.append(self._on_exit(record, offset))
             elif isinstance(record, Loss):
-                await self._on_loss(record, offset)
+                out.append(self._on_loss(record, offset))
         self.ctx.metrics.process_tracked.set(len(self.table))
+        if enrichment:
+            self.stats.count_enrichment(enrichment)
+        if not out:
+            return
+        if self._outbox.empty() and not self._publishing and all(item.digest is None for item in out):
+            await self._publish([item.envelope for item in out])  # the common case: no queue hop
+        else:  # behind envelopes that wait for a hash: keep the order
+            for item in out:
+                await self._outbox.put(item)
 
     def _wall_offset(self) -> int:
         """UTC ns minus CLOCK_MONOTONIC ns (the kernel's timestamps), re-measured once a second so
@@ -323,29 +361,20 @@ class RealtimeTracker:
         if fork.child_pid != fork.child_tgid:
             return  # a new thread, not a new process
         parent = self.table.get(fork.parent_tgid)
-        start_ns = fork.ts_ns + offset
-        if parent is not None:  # until it execs, a child runs its parent's program
-            child = dataclasses.replace(
-                parent,
-                pid=fork.child_tgid,
-                ppid=fork.parent_tgid,
-                start_ticks=None,
-                start_time_ns=start_ns,
-                exec_mono_ns=0,
-                fork_mono_ns=fork.ts_ns,
-                unreadable=list(parent.unreadable),
-            )
-        else:
-            child = Proc(
-                fork.child_tgid,
-                ppid=fork.parent_tgid,
-                start_time_ns=start_ns,
-                fork_mono_ns=fork.ts_ns,
-                unreadable=[f for f in _UNKNOWN_PROCESS if f != "start_time_ns"],
-            )
+        if parent is not None and not parent.exec_mono_ns and parent.program is not None:
+            parent = parent.program  # a fork of a fork: both run the same program
+        child = Proc(
+            fork.child_tgid,
+            ppid=fork.parent_tgid,
+            start_time_ns=fork.ts_ns + offset,
+            fork_mono_ns=fork.ts_ns,
+            program=parent,
+        )
         self.table.put(child)
 
-    async def _on_exec(self, record: parse.Exec, read: procfs.ProcRead, offset: int) -> None:
+    def _on_exec(
+        self, record: parse.Exec, read: procfs.ProcRead, offset: int, enrichment: Counter[str]
+    ) -> _Outgoing:
         forked = self.table.get(record.tgid)
         proc = proc_from_read(read, self.redactor, self.boot_ns, ppid=forked.ppid if forked else 0)
         proc.exec_mono_ns = record.ts_ns
@@ -358,23 +387,23 @@ class RealtimeTracker:
         if read.read_mono_ns >= record.ts_ns:
             self.ctx.metrics.process_enrich_delay.observe((read.read_mono_ns - record.ts_ns) / 1e9)
         if read.gone:
-            self.stats.count_enrichment("gone")
+            enrichment["gone"] += 1
         elif "exe" in proc.unreadable or "argv" in proc.unreadable:
-            self.stats.count_enrichment("partial")
+            enrichment["partial"] += 1
         else:
-            self.stats.count_enrichment("complete")
+            enrichment["complete"] += 1
         digest = None
         if read.exe_fd is not None and read.exe_key is not None:
             digest = self._digest(read.exe_fd, read.exe_key)
-        await self._outbox.put(_Outgoing(events.exec_event(proc, record.ts_ns + offset), digest, proc))
+        return _Outgoing(events.exec_event(proc, record.ts_ns + offset), digest, proc)
 
-    async def _on_exit(self, record: parse.Exit, offset: int) -> None:
-        if record.pid != record.tgid:
-            return  # a thread ended, not the process
+    def _on_exit(self, record: parse.Exit, offset: int) -> _Outgoing:
         proc = self.table.pop(record.tgid)
         if proc is None:
             proc = Proc(record.tgid, ppid=record.parent_tgid)
             unreadable = list(_UNKNOWN_PROCESS)
+        elif not proc.exec_mono_ns and proc.fork_mono_ns:  # forked, never exec'd
+            unreadable = inherit_program(proc)
         else:
             unreadable = list(proc.unreadable)
         if record.parent_tgid:
@@ -395,9 +424,9 @@ class RealtimeTracker:
             lifetime_ns=lifetime,
             unreadable=unreadable,
         )
-        await self._outbox.put(_Outgoing(envelope, None, None))
+        return _Outgoing(envelope, None, None)
 
-    async def _on_loss(self, loss: Loss, offset: int) -> None:
+    def _on_loss(self, loss: Loss, offset: int) -> _Outgoing:
         self.stats.count_lost(loss.count, loss.reason)
         log.warning(
             "process_events_lost",
@@ -411,8 +440,8 @@ class RealtimeTracker:
             window_start_ns=loss.start_mono_ns + offset,
             window_end_ns=loss.end_mono_ns + offset,
         )
-        await self._outbox.put(_Outgoing(envelope, None, None))
         self.on_loss()
+        return _Outgoing(envelope, None, None)
 
     def _digest(self, fd: int, key: procfs.ExeKey) -> asyncio.Future[bytes | None]:
         """The future sha256 of an executable: one hashing job per (dev, inode, size, mtime)."""
@@ -428,19 +457,28 @@ class RealtimeTracker:
 
     # ------------------------------------------------------------------ publisher
     async def _publish_loop(self) -> None:
+        """Publishes what the enricher queued (envelopes waiting for their exe's hash, and all
+        after them), in order."""
         outbox = self._outbox
         while True:
             items = [await outbox.get()]
-            while len(items) < PUBLISH_BATCH and not outbox.empty():
-                items.append(outbox.get_nowait())
-            envelopes = []
-            for envelope, digest, proc in items:
-                if digest is not None:
-                    await self._apply_digest(envelope, digest, proc)
-                envelopes.append(envelope)
-            await self.ctx.publish_many(envelopes)
-            self.stats.count_published(envelopes, "netlink")
-            self.stats.count_hashes(self.hashes)
+            self._publishing = True
+            try:
+                while len(items) < PUBLISH_BATCH and not outbox.empty():
+                    items.append(outbox.get_nowait())
+                envelopes = []
+                for envelope, digest, proc in items:
+                    if digest is not None:
+                        await self._apply_digest(envelope, digest, proc)
+                    envelopes.append(envelope)
+                await self._publish(envelopes)
+            finally:
+                self._publishing = False
+
+    async def _publish(self, envelopes: list[events_pb2.Envelope]) -> None:
+        await self.ctx.publish_many(envelopes)
+        self.stats.count_published(envelopes, "netlink")
+        self.stats.count_hashes(self.hashes)
 
     async def _apply_digest(
         self, envelope: events_pb2.Envelope, digest: asyncio.Future[bytes | None], proc: Proc | None

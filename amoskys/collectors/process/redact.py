@@ -15,27 +15,49 @@ from collections.abc import Sequence
 MASK = "********"
 
 
+#: A value: quoted, or up to white space, "&", ";" or a quote.
+_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'|[^\s&;\"']+")
+#: "NAME=" or "NAME:" anywhere in an argument (group 1 is the option name); the value follows.
+_ASSIGN = re.compile(r"(?<![\w.-])-{0,2}([\w.-]+)\s*[=:]\s*")
+#: "--NAME " inside one argument (a shell script); the value follows unless it is an option.
+_SPACED = re.compile(r"(?<![\w.-])-{1,2}([\w.-]+)\s+(?!-)")
+#: --NAME as a whole argument: the next argument is its value.
+_FLAG = re.compile(r"-{1,2}([\w.-]+)")
+_URL = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)", re.IGNORECASE)
+
+
 class Redactor:
-    """Masks secret values in an argv; ``redact()`` says whether anything was masked."""
+    """Masks secret values in an argv; ``redact()`` says whether anything was masked.
+
+    Candidate ``name=value`` pairs are found by one linear scan; only their (short) names are then
+    tested against the patterns, so long arguments cost no backtracking.
+    """
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
-        if not self.patterns:
-            self._inline = self._spaced = self._flag = None
-        else:
-            names = "|".join(f"(?:{p})" for p in self.patterns)
-            name = rf"[\w.-]*(?:{names})"
-            # NAME=value or NAME:value, anywhere in an argument
-            self._inline = re.compile(
-                rf"(?<![\w.-])(-{{0,2}}{name}\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;\"']+)", re.IGNORECASE
-            )
-            # --NAME value, inside one argument (a shell script)
-            self._spaced = re.compile(
-                rf"(?<![\w.-])(-{{1,2}}{name}\s+)(?!-)(\"[^\"]*\"|'[^']*'|[^\s&;\"']+)", re.IGNORECASE
-            )
-            # --NAME as a whole argument: the next argument is its value
-            self._flag = re.compile(rf"-{{1,2}}{name}", re.IGNORECASE)
-        self._url = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)", re.IGNORECASE)
+        names = "|".join(f"(?:{p})" for p in self.patterns)
+        self._secret_name = re.compile(rf"(?:{names})\Z", re.IGNORECASE) if self.patterns else None
+
+    def _is_secret(self, name: str) -> bool:
+        return self._secret_name is not None and self._secret_name.search(name) is not None
+
+    def _mask_values(self, names: re.Pattern[str], arg: str) -> str:
+        """Mask the value after every `names` match whose option name is secret."""
+        out: list[str] = []
+        done = 0
+        for m in names.finditer(arg):
+            if m.start() < done or not self._is_secret(m.group(1)):
+                continue
+            value = _VALUE.match(arg, m.end())
+            if value is None:
+                continue
+            out.append(arg[done : m.end()])
+            out.append(MASK)
+            done = value.end()
+        if not out:
+            return arg
+        out.append(arg[done:])
+        return "".join(out)
 
     def redact(self, argv: Sequence[str]) -> tuple[list[str], bool]:
         """(the redacted argv, True when any value was masked)."""
@@ -52,15 +74,19 @@ class Redactor:
             new = self._redact_one(arg)
             if new != arg:
                 changed = True
-            elif self._flag is not None and self._flag.fullmatch(arg):
-                mask_next = True
+            elif arg.startswith("-"):
+                flag = _FLAG.fullmatch(arg)
+                mask_next = flag is not None and self._is_secret(flag.group(1))
             out.append(new)
         return out, changed
 
     def _redact_one(self, arg: str) -> str:
-        if self._inline is not None and self._spaced is not None:
-            arg = self._inline.sub(rf"\g<1>{MASK}", arg)
-            arg = self._spaced.sub(rf"\g<1>{MASK}", arg)
+        # cheap tests first: most arguments hold neither "=", ":" nor an option with a value
+        if self._secret_name is not None:
+            if "=" in arg or ":" in arg:
+                arg = self._mask_values(_ASSIGN, arg)
+            if "-" in arg and " " in arg:
+                arg = self._mask_values(_SPACED, arg)
         if "://" in arg:
-            arg = self._url.sub(rf"\g<1>{MASK}\g<3>", arg)
+            arg = _URL.sub(rf"\g<1>{MASK}\g<3>", arg)
         return arg

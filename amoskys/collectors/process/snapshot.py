@@ -11,7 +11,7 @@ from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.collectors.process.redact import Redactor
 from amoskys.collectors.process.table import Proc, user_name
 
-_ATTRS = ("ppid", "exe", "cmdline", "username", "uids", "cpu_times", "memory_info", "cpu_percent")
+_ATTRS = ("exe", "cmdline", "uids", "cpu_times", "memory_info", "cpu_percent")  # user: our cached lookup
 
 
 @dataclass(slots=True)
@@ -83,7 +83,7 @@ class Snapshotter:
         uids = info["uids"]
         if uids is not None:
             proc.uid = uids.real
-            proc.user = info["username"] or user_name(uids.real)
+            proc.user = user_name(uids.real)
         else:
             unreadable.extend(("user", "uid"))
         if exe and self.hashes.max_bytes > 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.metrics import Metrics
@@ -30,29 +31,50 @@ class ProcessStats:
         self.snapshots = 0
         self.last_snapshot_seconds = 0.0
         self._hashed_bytes = 0
+        self._children: dict[tuple[str, ...], Any] = {}  # label values → metric child (labels() locks)
 
     def set_mode(self, mode: str) -> None:
         for m in MODES:
             self.metrics.process_mode.labels(m).set(1 if m == mode else 0)
 
     def count_published(self, envelopes: Iterable[events_pb2.Envelope], via: str) -> None:
-        """Count published envelopes by kind and the fields they could not read."""
+        """Count published envelopes by kind and the fields they could not read (one metric update
+        per label set and call: a Prometheus inc takes a lock)."""
+        kinds: dict[int, int] = {}
+        fields: dict[str, int] = {}
         for envelope in envelopes:
-            if envelope.WhichOneof("body") != "process":
+            if not envelope.HasField("process"):
                 continue
             body = envelope.process
-            kind = _KINDS.get(body.kind, "unknown")
-            self.published[kind, via] += 1
-            self.metrics.process_events.labels(kind, via).inc()
+            kinds[body.kind] = kinds.get(body.kind, 0) + 1
             for name in body.unreadable:
-                self.unreadable[name] += 1
-                self.metrics.process_unreadable.labels(name).inc()
+                fields[name] = fields.get(name, 0) + 1
+        for kind_number, n in kinds.items():
+            kind = _KINDS.get(kind_number, "unknown")
+            self.published[kind, via] += n
+            self._child("events", kind, via).inc(n)
+        for name, n in fields.items():
+            self.unreadable[name] += n
+            self._child("unreadable", name).inc(n)
 
-    def count_enrichment(self, result: str) -> None:
-        """One exec event read from /proc: ``complete`` (exe and argv), ``partial`` or ``gone``."""
-        self.enrichment[result] += 1
-        self.metrics.process_exec_enrichment.labels(result).inc()
+    def count_enrichment(self, results: Counter[str]) -> None:
+        """Exec events by what /proc held when read: ``complete`` (exe and argv), ``partial``, ``gone``."""
+        for result, n in results.items():
+            self.enrichment[result] += n
+            self._child("enrichment", result).inc(n)
         self.metrics.process_enrichment_ratio.set(self.enrichment_ratio)
+
+    def _child(self, metric: str, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            family = {
+                "events": self.metrics.process_events,
+                "unreadable": self.metrics.process_unreadable,
+                "enrichment": self.metrics.process_exec_enrichment,
+            }[metric]
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     @property
     def enrichment_ratio(self) -> float:
@@ -76,9 +98,10 @@ class ProcessStats:
     def count_hashes(self, hashes: ExeHashes) -> None:
         """Bring the hashing metrics up to date with the cache's own counts."""
         hashed = hashes.hashed_bytes
-        if hashed > self._hashed_bytes:
-            self.metrics.process_hashed_bytes.inc(hashed - self._hashed_bytes)
-            self._hashed_bytes = hashed
+        if hashed == self._hashed_bytes:
+            return  # nothing hashed since: the cache did not grow either
+        self.metrics.process_hashed_bytes.inc(hashed - self._hashed_bytes)
+        self._hashed_bytes = hashed
         self.metrics.process_hash_cache_entries.set(len(hashes))
 
     def summary(self) -> dict[str, object]:

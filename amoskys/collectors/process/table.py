@@ -31,6 +31,7 @@ class Proc:
     fork_mono_ns: int = 0  # ... of its fork
     unreadable: list[str] = field(default_factory=list)
     epoch: int = 0  # the table's epoch when it was added (see ProcessTable.begin_sync)
+    program: Proc | None = None  # forked and not exec'd (yet): whose program it runs
 
 
 @lru_cache(maxsize=4096)
@@ -64,6 +65,22 @@ def proc_from_read(read: ProcRead, redactor: Redactor, boot_ns: int, *, ppid: in
     if read.sha256 is not None:
         proc.sha256 = read.sha256
     return proc
+
+
+#: What a process that was only seen forking (never exec'ing, parent unknown) cannot say.
+_UNKNOWN_PROGRAM = ["exe", "argv", "user", "uid", "cgroup"]
+
+
+def inherit_program(proc: Proc) -> list[str]:
+    """Fill a forked, never exec'd process with its parent's program (exe, argv, user, cgroup,
+    sha256): that is what it ran. Returns what stays unknown."""
+    source = proc.program
+    if source is None:
+        return list(_UNKNOWN_PROGRAM)
+    proc.exe, proc.argv, proc.argv_redacted = source.exe, source.argv, source.argv_redacted
+    proc.uid, proc.user, proc.sha256 = source.uid, source.user, source.sha256
+    proc.cgroup, proc.container_id = source.cgroup, source.container_id
+    return [name for name in source.unreadable if name not in ("ppid", "start_time_ns")]
 
 
 def mark_unreadable(proc: Proc, name: str) -> None:

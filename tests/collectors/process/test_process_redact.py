@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from amoskys.collectors.process.config import DEFAULT_REDACT_PATTERNS
 from amoskys.collectors.process.redact import MASK, Redactor
@@ -62,3 +64,20 @@ def test_an_invalid_pattern_is_a_config_error_naming_it() -> None:
     ) as info:
         from_mapping({"collectors": {"process": {"redact_patterns": ["(unclosed"]}}})
     assert info.value.path == "collectors.process.redact_patterns"
+
+
+def test_a_huge_argument_is_redacted_in_linear_time() -> None:
+    import time
+
+    arg = "a" * 200_000 + " --password hunter2 " + "b=" * 50_000 + " token=x"
+    started = time.process_time()
+    redacted, changed = R.redact(["sh", "-c", arg])
+    assert time.process_time() - started < 1.0
+    assert changed and "hunter2" not in redacted[2] and "token=x" not in redacted[2]
+
+
+@given(st.lists(st.text(max_size=40), max_size=6))
+def test_redaction_never_crashes_and_is_idempotent(argv: list[str]) -> None:
+    once, _ = R.redact(argv)
+    assert len(once) == len(argv)
+    assert R.redact(once)[0] == once
