@@ -74,28 +74,32 @@ class ProcConnector:
             raise RuntimeError("the proc connector socket is not open")
         return self._sock.fileno()
 
-    def receive(self, max_datagrams: int) -> tuple[list[bytes], bool]:
-        """(datagrams read now, True when the kernel reported an overrun since the last call).
+    def receive(self, max_datagrams: int) -> tuple[list[bytes], bool, bool]:
+        """(datagrams read now, whether the kernel reported an overrun, whether the socket is empty).
 
-        Reads until the socket is empty or `max_datagrams` were read.
+        Reads until the socket is empty or `max_datagrams` were read. After an overrun the kernel
+        reports no further one until its queue was once drained empty (NETLINK_S_CONGESTED), though
+        it may keep dropping: the caller must treat gaps until then as part of the same overrun.
         """
         sock = self._sock
         if sock is None:
-            return [], False
+            return [], False, True
         out: list[bytes] = []
         overrun = False
+        drained = False
         recv = sock.recv
         while len(out) < max_datagrams:
             try:
                 out.append(recv(_RECV_BYTES))
             except BlockingIOError:
+                drained = True
                 break
             except OSError as err:
                 if err.errno != errno.ENOBUFS:
                     raise
                 overrun = True  # the kernel dropped messages; the socket goes on working
                 self.overruns += 1
-        return out, overrun
+        return out, overrun, drained
 
     @property
     def buffer_bytes(self) -> int:

@@ -57,6 +57,8 @@ MAX_PENDING_RECORDS = 50_000
 MAX_PENDING_ENVELOPES = 20_000
 #: Envelopes per publish_many call.
 PUBLISH_BATCH = 1000
+#: After an overrun, how long a CPU's first gap is still put down to it.
+OVERRUN_ATTRIBUTION_SECONDS = 10.0
 #: Forks and exits wait up to this long for company (an exec, or more records) before they are
 #: handled: fewer wake-ups of the enricher; only execs need /proc read at once. (The timer is left to
 #: fire even when an exec took them first: at most one per interval.)
@@ -115,7 +117,11 @@ class RealtimeTracker:
         self._reading = False
         self._failure: BaseException | None = None
         self._last_seq: dict[int, tuple[int, int]] = {}  # cpu → (seq, ts) of its last message
-        self._overrun_cpus: set[int] = set()  # CPUs whose next gap an ENOBUFS explains
+        # After an ENOBUFS, each CPU's next gap is that overrun's (until the kernel's queue was once
+        # drained, every gap is): see ProcConnector.receive.
+        self._overrun_mono = -1e9
+        self._explained_cpus: set[int] = set()
+        self._congested = False
         self._bad_datagrams = 0
         self._probe_pid = 0
         self._self_test: asyncio.Future[str | None] | None = None
@@ -203,14 +209,16 @@ class RealtimeTracker:
 
     def _on_readable(self) -> None:
         try:
-            datagrams, overrun = self.connector.receive(MAX_DATAGRAMS_PER_WAKEUP)
+            datagrams, overrun, drained = self.connector.receive(MAX_DATAGRAMS_PER_WAKEUP)
         except OSError as err:  # the socket broke: let the enricher raise it (a callback cannot)
             self._failure = CollectorError(f"proc connector socket failed: {err.strerror or err}")
             self._pause_reading()
             self._wake.set()
             return
         if overrun:  # every CPU may have lost messages: each shows its gap at its next message
-            self._overrun_cpus = set(self._last_seq)
+            self._explained_cpus = set()
+            self._overrun_mono = time.monotonic()
+            self._congested = True
             self.stats.count_overrun()
         losses: dict[str, list[int]] = {}  # reason → [count, window start, window end]
         inbox = self._inbox
@@ -236,6 +244,8 @@ class RealtimeTracker:
                     inbox.append(record)
                 elif isinstance(record, parse.Ack):
                     self._on_ack(record)
+        if drained:  # the kernel reports the next overrun again
+            self._congested = False
         for reason, (count, start, end) in losses.items():
             inbox.append(Loss(count, reason, start, end))
             urgent = True
@@ -254,8 +264,10 @@ class RealtimeTracker:
         self, losses: dict[str, list[int]], record: parse.Record, count: int, start: int, end: int
     ) -> None:
         cpu = getattr(record, "cpu", -1)
-        reason = "netlink_overrun" if cpu in self._overrun_cpus else "sequence_gap"
-        self._overrun_cpus.discard(cpu)
+        recent = time.monotonic() - self._overrun_mono < OVERRUN_ATTRIBUTION_SECONDS
+        overrun = self._congested or (recent and cpu not in self._explained_cpus)
+        reason = "netlink_overrun" if overrun else "sequence_gap"
+        self._explained_cpus.add(cpu)
         total = losses.get(reason)
         if total is None:
             losses[reason] = [count, start, end]

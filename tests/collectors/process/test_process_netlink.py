@@ -23,6 +23,13 @@ SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 SH = os.path.realpath("/bin/sh")
 
 
+def run_on_cpu(cpu: int) -> int:
+    """Run `true` pinned to one CPU (so that the kernel's next message on that CPU is sent); its pid."""
+    child = subprocess.Popen([TRUE], preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    child.wait()
+    return child.pid
+
+
 def burst(count: int) -> list[tuple[int, list[str], int]]:
     """Start `count` short-lived children at once, wait for all: (pid, argv, expected exit code).
 
@@ -148,6 +155,11 @@ async def test_overrun_becomes_a_loss_report_and_a_resync(tmp_path: Path) -> Non
         # Stall the event loop on purpose: nothing drains the 128 KiB socket buffer meanwhile.
         children = burst(300)
         stats = h.collector.stats
+        # A gap shows at the next message of its CPU: exec something on every CPU, wait for them all
+        markers = [await asyncio.to_thread(run_on_cpu, cpu) for cpu in sorted(os.sched_getaffinity(0))]
+        await h.eventually(
+            lambda: set(markers) <= {p.pid for p in h.processes(EXIT)}, what="the exits on every CPU"
+        )
 
         def reported() -> list[events_pb2.LossReport]:
             losses = [e.loss for e in h.sink if e.WhichOneof("body") == "loss"]
