@@ -122,6 +122,11 @@ class Metrics:
         self.bus_store_failures = Counter(
             "amoskys_bus_store_failures_total", "Batches answered RETRY because the store failed.", registry=r
         )
+        self.bus_events_skewed = Counter(
+            "amoskys_bus_events_skewed_total",
+            "Accepted events whose ts_ns is more than 5 minutes ahead of this appliance's clock.",
+            registry=r,
+        )
         self.bus_chain_forks = Counter(
             "amoskys_bus_chain_forks_total",
             "Batches whose prev_digest forked the sender's chain.",
@@ -351,6 +356,16 @@ class Metrics:
         self.flow_table_evictions = Counter(
             "amoskys_flow_table_evictions_total",
             "Flows ended early because the flow table was full (max_flows); each is in a LossReport.",
+            registry=r,
+        )
+        self.flow_kernel_packets = Counter(
+            "amoskys_flow_kernel_packets_total",
+            "Frames the kernel passed the capture filter on the capture interface, dropped ones included.",
+            registry=r,
+        )
+        self.flow_kernel_drops = Counter(
+            "amoskys_flow_kernel_drops_total",
+            "Frames the kernel dropped because the capture ring was full (each window is in a LossReport).",
             registry=r,
         )
         self.flow_fragments_unmatched = Counter(

@@ -16,7 +16,7 @@ import structlog
 
 from amoskys.bus.fanout import Fanout, Subscription
 from amoskys.bus.quota import TokenBuckets
-from amoskys.bus.validate import Rejection, check, parse_event
+from amoskys.bus.validate import MAX_FUTURE_SKEW_NS, Rejection, check, parse_event
 from amoskys.errors import BusError, StoreError
 from amoskys.metrics import Metrics
 from amoskys.proto import bus_pb2, events_pb2
@@ -105,6 +105,8 @@ class Bus:
             return retry(1000, "closing", "appliance is shutting down")
         records: list[Record] = []
         rejected: list[Rejection] = []
+        future_limit = time.time_ns() + MAX_FUTURE_SKEW_NS
+        skewed = 0
         for i, raw in enumerate(raws):
             env = parse_event(raw)
             reason = "malformed_envelope" if env is None else check(env, sender=None if relay else sender)
@@ -114,7 +116,11 @@ class Bus:
                     outcome="rejected", reason=reason or "malformed_envelope"
                 ).inc()
                 continue
+            if env.ts_ns > future_limit:
+                skewed += 1  # accepted and flagged, never rejected: the publisher's clock is off
             records.append(Record.from_envelope(env, raw))
+        if skewed:
+            self.metrics.bus_events_skewed.inc(skewed)
         result = IngestResult(status=bus_pb2.OK, rejected=rejected)
         if not records:
             if on_submit is not None:

@@ -24,6 +24,7 @@ REASONS = (
     "bad_ts",
 )
 
+INT64_MAX = 2**63 - 1
 MAX_FUTURE_SKEW_NS = 300 * 1_000_000_000  # flag (not reject) events more than 5 min in the future
 
 
@@ -56,7 +57,7 @@ def check(envelope: events_pb2.Envelope, *, sender: str | None) -> str | None:
         return "source_not_sender"
     if not envelope.boot_id:
         return "missing_boot_id"
-    if envelope.source_seq < 1:
+    if not 1 <= envelope.source_seq <= INT64_MAX:  # the store keeps it in a signed 64-bit column
         return "bad_source_seq"
     if envelope.WhichOneof("body") is None:
         return "missing_body"

@@ -184,10 +184,17 @@ async def test_a_malformed_event_costs_only_itself(bus_env: BusEnv) -> None:
     no_id = events_pb2.Envelope.FromString(raws[4])
     no_id.ClearField("event_id")
     raws[4] = no_id.SerializeToString()
+    huge_seq = events_pb2.Envelope.FromString(raws[5])
+    huge_seq.source_seq = 2**64 - 1  # valid protobuf, but no SQLite integer holds it
+    raws[5] = huge_seq.SerializeToString()
     ack = await bus_env.client(agent).publish_raw(raws)
-    assert ack.status == bus_pb2.OK and ack.accepted == 4
-    assert [(r.index, r.reason) for r in ack.rejected] == [(2, "malformed_envelope"), (4, "missing_event_id")]
-    assert await bus_env.stored_ids("agent-1") == [ids[i] for i in (0, 1, 3, 5)]
+    assert ack.status == bus_pb2.OK and ack.accepted == 3
+    assert [(r.index, r.reason) for r in ack.rejected] == [
+        (2, "malformed_envelope"),
+        (4, "missing_event_id"),
+        (5, "bad_source_seq"),
+    ]
+    assert await bus_env.stored_ids("agent-1") == [ids[i] for i in (0, 1, 3)]
     assert bus_env.counter("amoskys_bus_events_total", outcome="rejected", reason="malformed_envelope") == 1
 
 
@@ -350,3 +357,15 @@ async def test_bit_flipped_batches_are_refused_and_never_stored(bus_env: BusEnv,
         else:
             assert ack.status in (bus_pb2.UNAUTHORIZED, bus_pb2.INVALID), ack
     assert (await bus_env.store.stats()).rows == 0
+
+
+async def test_an_event_from_a_skewed_clock_is_accepted_and_flagged(bus_env: BusEnv) -> None:
+    agent = await bus_env.enroll("agent-1")
+    ids, raws = events_for(agent, 2)
+    future = events_pb2.Envelope.FromString(raws[1])
+    future.ts_ns += 3600 * 10**9  # an hour ahead
+    raws[1] = future.SerializeToString()
+    ack = await bus_env.client(agent).publish_raw(raws)
+    assert ack.accepted == 2 and not ack.rejected
+    assert bus_env.counter("amoskys_bus_events_skewed_total") == 1
+    assert await bus_env.stored_ids("agent-1") == ids
