@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from support import amoskys, http_get, require_tool, wait_for
+from support import ROOT, amoskys, http_get, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -118,11 +120,31 @@ def test_unprivileged_run_uses_per_user_data_dir(appliance_factory) -> None:
         expected = home / ".local" / "state" / "amoskys"
         env = {"HOME": str(home), "XDG_STATE_HOME": "", "STATE_DIRECTORY": ""}
         prefix = (setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all")
-        app = appliance_factory(data_dir=expected, env=env, prefix=prefix, pass_data_dir=False)
+        cfg = home / "amoskys.toml"
+        cfg.write_text('[collectors.flow]\ninterface = "lo"\n')  # capture needs CAP_NET_RAW
+        app = appliance_factory(
+            "--config", str(cfg), data_dir=expected, env=env, prefix=prefix, pass_data_dir=False
+        )
         app.wait_ready()
         assert expected.stat().st_uid != 0
         assert (expected / "pki" / "identity.ed25519").exists()
         assert "per-user default" in app.log()
+        status = subprocess.run(
+            [*prefix, sys.executable, "-m", "amoskys", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **env},
+            cwd=ROOT,
+        )
+        assert status.returncode == 0, status.stderr
+        collectors = {c["name"]: c for c in json.loads(status.stdout)["collectors"]}
+        assert collectors["flow"]["state"] == "disabled"
+        assert collectors["flow"]["reason"] == "needs CAP_NET_RAW"
+        assert collectors["heartbeat"]["state"] == "running"
+        assert collectors["process"]["state"] == "running" and collectors["process"]["mode"].startswith(
+            "polling"
+        )
         app.signal(signal.SIGTERM)
         assert app.wait_exit(timeout=5) == 0
     finally:
