@@ -214,7 +214,7 @@ class SnmpClient:
                 *(_NumericVarBind(n) for n in names),
                 lookupMib=False,
             )
-        except (PySnmpError, PyAsn1Error) as err:
+        except (PySnmpError, PyAsn1Error, OSError) as err:  # OSError: the send itself failed
             raise session.fail(f"GET failed: {err}", "error") from None
         self._check(session, indication, status, index, len(names))
         return {tuple(name): python_value(value) for name, value in varbinds}
@@ -235,7 +235,7 @@ class SnmpClient:
                 *(_NumericVarBind(n) for n in (*non_repeaters, *repeaters)),
                 lookupMib=False,
             )
-        except (PySnmpError, PyAsn1Error) as err:
+        except (PySnmpError, PyAsn1Error, OSError) as err:  # OSError: the send itself failed
             raise session.fail(f"GETBULK failed: {err}", "error") from None
         self._check(session, indication, status, index, len(non_repeaters) + len(repeaters))
         return [(tuple(name), python_value(value)) for name, value in varbinds]
