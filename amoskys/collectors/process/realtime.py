@@ -405,8 +405,9 @@ class RealtimeTracker:
         else:
             enrichment["complete"] += 1
         digest = None
-        if read.exe_fd is not None and read.exe_key is not None:
-            digest = self._digest(read.exe_fd, read.exe_key)
+        if read.exe_key is not None and read.sha256 is None:
+            fd, read.exe_fd = read.exe_fd, None  # one read may serve two execs of one pid: once only
+            digest = self._digest(fd, read.exe_key)
         return _Outgoing(events.exec_event(proc, record.ts_ns + offset), digest, proc)
 
     def _on_exit(self, record: parse.Exit, offset: int) -> _Outgoing:
@@ -455,12 +456,18 @@ class RealtimeTracker:
         self.on_loss()
         return _Outgoing(envelope, None, None)
 
-    def _digest(self, fd: int, key: procfs.ExeKey) -> asyncio.Future[bytes | None]:
-        """The future sha256 of an executable: one hashing job per (dev, inode, size, mtime)."""
+    def _digest(self, fd: int | None, key: procfs.ExeKey) -> asyncio.Future[bytes | None] | None:
+        """The future sha256 of an executable: one hashing job per (dev, inode, size, mtime).
+
+        `fd` (closed here or by the hasher) starts the job unless one runs already; without it, only
+        a running job can answer (None otherwise: the hash is left empty)."""
         pending = self._pending_digests.get(key)
         if pending is not None:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             return pending
+        if fd is None:
+            return None
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._hash_pool, self.hashes.digest_fd, fd, key)
         self._pending_digests[key] = future

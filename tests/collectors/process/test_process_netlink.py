@@ -16,7 +16,7 @@ from process_harness import EXEC, EXIT, SNAPSHOT, Harness, require_root, spawn
 
 from amoskys.proto import events_pb2
 
-from support import ROOT, require_tool
+from support import ROOT, require_tool, wait_for
 
 TRUE = os.path.realpath(shutil.which("true") or "/bin/true")
 SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
@@ -198,3 +198,20 @@ def test_in_a_pid_namespace_the_self_test_falls_back_to_polling() -> None:
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith('{"mode":"polling (netlink self-test saw no exec event within 1 s'), first
+
+
+async def test_a_process_that_execs_twice_has_two_exec_events(tmp_path: Path) -> None:
+    require_root()
+    async with Harness(tmp_path, mode="netlink") as h:
+        children = [spawn([SH, "-c", f"exec {SLEEP} 0.5"]) for _ in range(20)]
+        # Block the loop until every child runs sleep: both execs of each pid land in one batch
+        for child in children:
+            wait_for(lambda c=child: Path(f"/proc/{c.pid}/cmdline").read_bytes().startswith(SLEEP.encode()))
+        pids = {c.pid for c in children}
+        await asyncio.to_thread(lambda: [c.wait() for c in children])
+        await h.eventually(lambda: pids <= {p.pid for p in h.processes(EXIT)}, what="every exit")
+    for pid in pids:
+        execs = h.processes(EXEC, pid)
+        assert len(execs) == 2 and len(h.processes(EXIT, pid)) == 1
+        for ex in execs:  # read after both execs: both show what /proc held then
+            assert ex.exe == SLEEP and list(ex.argv) == [SLEEP, "0.5"] and len(ex.exe_sha256) == 32
