@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -24,8 +24,15 @@ class FlowConfig(CollectorConfig, frozen=True):
     """
 
     enabled: bool = True
-    # The network interface to capture on; empty: none (live capture lands in a later release).
+    # The network interface to capture on (AF_PACKET, needs CAP_NET_RAW); empty: none.
     interface: str = ""
+    # A tcpdump-style capture filter compiled by libpcap into a kernel BPF filter; empty: every frame.
+    filter: str = ""
+    # "on": the interface receives frames for every MAC address (a SPAN or mirror port needs it).
+    promiscuous: Literal["on", "off"] = "on"
+    # Size of the kernel's capture ring (mmap'ed, TPACKET_V3): what absorbs bursts the loop cannot
+    # take at once; a ring too small shows as kernel drops.
+    ring_size_mib: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
     tcp_idle_timeout_seconds: Seconds = 300.0
     idle_timeout_seconds: Seconds = 60.0
     active_timeout_seconds: Seconds = 60.0

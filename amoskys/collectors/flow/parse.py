@@ -36,8 +36,9 @@ from typing import Any, TypeAlias
 
 #: One parsed IP packet (see the module docstring for the fields).
 Packet: TypeAlias = tuple[bytes, int, int, int, int, int]
-#: A parse function: ``(buf, off, end) -> Packet | reason``.
-ParseFn: TypeAlias = Callable[[Any, int, int], "Packet | int"]
+#: A parse function: ``(buf, off, end, vlan) -> Packet | reason`` (``vlan``: an outer VLAN id from the
+#: capture's metadata, 0 for none).
+ParseFn: TypeAlias = Callable[[Any, int, int, int], "Packet | int"]
 
 # -- skip reasons (indexes into a list of counters; names in REASONS)
 TRUNCATED_LINK = 0  # the frame ends inside its link header (Ethernet, VLAN tags, SLL, loopback)
@@ -160,33 +161,33 @@ def _parse_ethernet(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int
     return NOT_IP
 
 
-def parse_raw(buf: Any, off: int, end: int) -> Packet | int:
+def parse_raw(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
     """A bare IP packet (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6): the version nibble decides."""
     if end <= off:
         return TRUNCATED_IP
     version = buf[off] >> 4
     if version == 4:
-        return _ipv4(buf, off, end, 0)
+        return _ipv4(buf, off, end, vlan << 12)
     if version == 6:
-        return _ipv6(buf, off, end, 0)
+        return _ipv6(buf, off, end, vlan << 12)
     return BAD_IP_HEADER
 
 
-def parse_linux_sll(buf: Any, off: int, end: int) -> Packet | int:
+def parse_linux_sll(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
     """Linux "cooked" capture v1 (``tcpdump -i any``): a 16-byte header ending in the ethertype."""
     if end - off < 16:
         return TRUNCATED_LINK
-    return _after_ethertype(buf, off + 16, end, _ETYPE(buf, off + 14)[0])
+    return _after_ethertype(buf, off + 16, end, _ETYPE(buf, off + 14)[0], vlan)
 
 
-def parse_linux_sll2(buf: Any, off: int, end: int) -> Packet | int:
+def parse_linux_sll2(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
     """Linux "cooked" capture v2: a 20-byte header starting with the ethertype."""
     if end - off < 20:
         return TRUNCATED_LINK
-    return _after_ethertype(buf, off + 20, end, _ETYPE(buf, off)[0])
+    return _after_ethertype(buf, off + 20, end, _ETYPE(buf, off)[0], vlan)
 
 
-def parse_null(buf: Any, off: int, end: int) -> Packet | int:
+def parse_null(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
     """BSD loopback (LINKTYPE_NULL, LINKTYPE_LOOP): a 4-byte address family, then IP."""
     if end - off < 4:
         return TRUNCATED_LINK
@@ -194,13 +195,13 @@ def parse_null(buf: Any, off: int, end: int) -> Packet | int:
         return TRUNCATED_IP
     version = buf[off + 4] >> 4
     if version == 4:
-        return _ipv4(buf, off + 4, end, 0)
+        return _ipv4(buf, off + 4, end, vlan << 12)
     if version == 6:
-        return _ipv6(buf, off + 4, end, 0)
+        return _ipv6(buf, off + 4, end, vlan << 12)
     return NOT_IP
 
 
-def parse_unsupported(buf: Any, off: int, end: int) -> Packet | int:
+def parse_unsupported(buf: Any, off: int, end: int, vlan: int = 0) -> Packet | int:
     """Every frame of a link type this module does not decode."""
     return UNSUPPORTED_LINK_TYPE
 
@@ -248,8 +249,8 @@ def link_payload(buf: Any, off: int, end: int) -> tuple[int, int, int] | int:
     return etype, o, vlan
 
 
-def _after_ethertype(buf: Any, o: int, end: int, etype: int) -> Packet | int:
-    outer = inner = tagged = 0
+def _after_ethertype(buf: Any, o: int, end: int, etype: int, vlan: int) -> Packet | int:
+    outer, inner, tagged = vlan, 0, 1 if vlan else 0
     while etype in _VLAN_TPIDS:
         if end - o < 4:
             return TRUNCATED_LINK

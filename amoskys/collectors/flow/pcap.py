@@ -51,9 +51,12 @@ class CaptureFileError(AmoskysError):
 
 
 class PacketSink(Protocol):
-    """Where a reader puts packets: ``buf[off:end]`` is the frame, ``parse`` its link type's parser."""
+    """Where a reader puts packets: ``buf[off:end]`` is the frame, ``parse`` its link type's parser,
+    ``vlan`` an outer VLAN id the capture took out of the frame (live capture; files leave it 0)."""
 
-    def packet(self, ts: int, buf: Any, off: int, end: int, parse: P.ParseFn = ...) -> None: ...
+    def packet(
+        self, ts: int, buf: Any, off: int, end: int, parse: P.ParseFn = ..., vlan: int = 0
+    ) -> None: ...
 
 
 class CaptureReader:
@@ -138,7 +141,7 @@ class PcapReader(CaptureReader):
         self.linktypes = [self.linktype]
         self._parse = P.parser_for(self.linktype)
         self._max_record = max(snaplen, MAX_RECORD_BYTES)
-        self._hdr = struct.Struct(order + "IIII").unpack_from
+        self._hdr = struct.Struct(order + "III4x").unpack_from  # seconds, fraction, captured length
         self._pos = 24
 
     def feed(self, sink: PacketSink, max_packets: int = 1 << 62) -> int:
@@ -147,19 +150,20 @@ class PcapReader(CaptureReader):
         hdr = self._hdr
         mult = self._ts_mult
         limit = self._max_record
+        ns = NS
         count = 0
         while count < max_packets:
             buf = self._buf
             pos = self._pos
             n = len(buf)
             while count < max_packets and n - pos >= 16:
-                sec, frac, caplen, _orig = hdr(buf, pos)
+                sec, frac, caplen = hdr(buf, pos)
                 end = pos + 16 + caplen
                 if end > n:
                     if caplen > limit:
                         raise self._error(f"packet record claims {caplen} captured bytes", pos)
                     break
-                packet(sec * NS + frac * mult, buf, pos + 16, end, parse)
+                packet(sec * ns + frac * mult, buf, pos + 16, end, parse)
                 pos = end
                 count += 1
             self._pos = pos

@@ -178,3 +178,19 @@ def loss_envelope(loss: FlowLoss, *, where: str = "flow.table") -> events_pb2.En
             window_end_ns=loss.window_end_ns,
         ),
     )
+
+
+def kernel_loss_envelope(drops: int, window_start_ns: int, window_end_ns: int) -> events_pb2.Envelope:
+    """A LossReport envelope (not yet stamped) for frames the kernel dropped because the capture
+    ring was full (PACKET_STATISTICS), in a wall-clock window."""
+    return events_pb2.Envelope(
+        ts_ns=window_end_ns,
+        loss=events_pb2.LossReport(
+            what="packets",
+            where="flow.capture",
+            count=drops,
+            reason="kernel_drop",
+            window_start_ns=window_start_ns,
+            window_end_ns=window_end_ns,
+        ),
+    )

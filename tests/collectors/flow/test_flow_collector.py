@@ -55,9 +55,10 @@ def test_without_an_interface_it_says_it_has_nothing_to_read(tmp_path: Path) -> 
     assert collector.self_check() == NO_INTERFACE
     assert "use `amoskys flows read FILE`" in NO_INTERFACE
     configured, _, _ = make(tmp_path, FlowConfig(interface="eth0"))
-    assert configured.self_check() == (
-        "live capture on interface 'eth0' lands in a later release (use `amoskys flows read FILE` for capture files)"
-    )
+    configured.ctx.has_capability = lambda name: name != "CAP_NET_RAW"
+    assert configured.self_check() == "needs CAP_NET_RAW"
+    configured.ctx.has_capability = lambda name: True
+    assert configured.self_check() is None
     offline, _, _ = make(tmp_path, source=FileSource(case_input("udp")))
     assert offline.self_check() is None and offline.mode == "offline"
 

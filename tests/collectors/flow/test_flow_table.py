@@ -152,6 +152,16 @@ def test_a_syn_after_the_close_starts_a_new_flow_at_once() -> None:
     assert (new.fwd_packets, new.fwd_flags, new.first_ts_ns) == (1, SYN, T0 + NS // 5)
 
 
+def test_a_vlan_id_from_capture_metadata_keys_the_flow() -> None:
+    """The live capture hands the VLAN the kernel stripped; the same 5-tuple on two VLANs is two flows."""
+    table = FlowTable()
+    raw = frame(0, 1, 1, 2, proto=17)
+    table.packet(T0, raw, 0, len(raw), P.parse_ethernet, 10)
+    table.packet(T0 + 1, raw, 0, len(raw), P.parse_ethernet, 20)
+    table.packet(T0 + 2, raw, 0, len(raw), P.parse_ethernet, 10)
+    assert [(r.vlan, r.fwd_packets) for r in end_all(table)] == [(10, 2), (20, 1)]
+
+
 def test_icmp_echo_pairs_and_errors_stand_alone() -> None:
     table = FlowTable()
     feed(
