@@ -175,7 +175,7 @@ async def test_a_large_file_is_read_in_batches_that_let_the_loop_run(tmp_path: P
         await collector.run()
     finally:
         task.cancel()
-    assert ticks >= 40_000 // 8192 and len(sink) > 500
+    assert ticks >= 40_000 // 2048 and len(sink) > 500
 
 
 class QueueSource:
