@@ -21,6 +21,8 @@ from pyasn1.type import univ
 with warnings.catch_warnings():
     # pysnmp imports pysmi's old names when pysmi is installed (snmpsim brings it into dev venvs)
     warnings.filterwarnings("ignore", r"(getReadersFromUrls|smiV1Relaxed) is deprecated", DeprecationWarning)
+    from pysnmp.carrier.asyncio.dgram import udp, udp6
+    from pysnmp.carrier.error import CarrierError
     from pysnmp.error import PySnmpError
     from pysnmp.hlapi.v3arch.asyncio import (
         CommunityData,
@@ -169,9 +171,18 @@ class SnmpClient:
         self.engine.close_dispatcher()
 
     async def aclose(self) -> None:
-        """Let responses already read run their callbacks, then close (pysnmp raises "Unregistered
-        transport" from a callback that runs after its transport closed)."""
-        await asyncio.sleep(0)
+        """Stop reading, let the responses already read run their callbacks, then close: pysnmp raises
+        "Unregistered transport" from a callback that runs after its dispatcher closed."""
+        dispatcher = self.engine.transport_dispatcher
+        for domain in (udp.DOMAIN_NAME, udp6.DOMAIN_NAME):
+            try:
+                carrier = dispatcher.get_transport(domain) if dispatcher is not None else None
+            except CarrierError:  # that transport was never opened
+                continue
+            if carrier is not None and carrier.transport is not None:
+                carrier.transport.close()  # asyncio stops reading the socket at once
+        for _ in range(3):
+            await asyncio.sleep(0)
         self.close()
 
     async def _transport(self, session: Session) -> UdpTransportTarget | Udp6TransportTarget:
