@@ -12,8 +12,8 @@ protocol — so no unfiltered frame is ever queued. Promiscuous mode is a ``PACK
 dropped by the kernel when the socket closes.
 
 The kernel strips the outermost VLAN tag of a received frame into the ring's metadata
-(``tp_vlan_tci`` with ``TP_STATUS_VLAN_VALID``); such frames are rebuilt with their tag (a copy, for
-tagged frames only) so they parse exactly as they would from a capture file.
+(``tp_vlan_tci`` with ``TP_STATUS_VLAN_VALID``); its id goes to the table as the frame's outer VLAN
+(a tag still in the frame is then the inner one), so tagged and QinQ traffic meters as from a file.
 
 ``kernel_stats()`` reads ``PACKET_STATISTICS`` (``tpacket_stats_v3``; reading resets it): frames the
 kernel saw for this socket, and the ones it dropped because the ring was full.
@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass
 
 from amoskys.collectors.flow import bpf
+from amoskys.collectors.flow.parse import parse_ethernet
 from amoskys.collectors.flow.pcap import PacketSink
 from amoskys.errors import CollectorError, StartupError
 
@@ -44,8 +45,6 @@ ETH_P_ALL = 0x0003
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
-TP_STATUS_VLAN_TPID_VALID = 1 << 6
-ETH_P_8021Q = 0x8100
 
 MIB = 1 << 20
 #: A block goes to user space when full or this long after its first frame (bounds the latency).
@@ -56,11 +55,10 @@ FRAME_BYTES = 2048
 _REQ3 = struct.Struct("=7I")  # block_size, block_nr, frame_size, frame_nr, retire_blk_tov, priv, feature
 _BLOCK = struct.Struct("=8xIII")  # tpacket_block_desc: (version, priv offset,) status, num_pkts, first offset
 _BLOCK_STATUS = struct.Struct("=I")
-# tpacket3_hdr: next_offset, sec, nsec, snaplen, (len,) status, mac, (net, rxhash,) vlan_tci, vlan_tpid
-_HDR = struct.Struct("=IIII4xIH6xIH")
+# tpacket3_hdr: next_offset, sec, nsec, snaplen, (len,) status, mac, (net, rxhash,) vlan_tci, (vlan_tpid)
+_HDR = struct.Struct("=IIII4xIH6xI2x")
 _STATS = struct.Struct("=III")  # tpacket_stats_v3: packets (drops included), drops, freeze_q_cnt
 _MREQ = struct.Struct("=iHH8s")  # packet_mreq: ifindex, type, alen, address
-_TAG = struct.Struct("!HH").pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +175,7 @@ class LiveCapture:
         if ring is None:
             raise CollectorError(f"capture on {self.interface!r} is not open")
         packet = sink.packet
+        parse = parse_ethernet
         hdr = _HDR.unpack_from
         blocks = self.block_count
         size = self.block_bytes
@@ -190,12 +189,10 @@ class LiveCapture:
                     break
                 left, pos = num, base + first
             while left and count < max_packets:
-                nxt, sec, nsec, snaplen, status, mac, tci, tpid = hdr(ring, pos)
+                nxt, sec, nsec, snaplen, status, mac, tci = hdr(ring, pos)
                 start = pos + mac
                 if status & TP_STATUS_VLAN_VALID:
-                    tag = _TAG(tpid if status & TP_STATUS_VLAN_TPID_VALID else ETH_P_8021Q, tci)
-                    frame = ring[start : start + 12] + tag + ring[start + 12 : start + snaplen]
-                    packet(sec * 1_000_000_000 + nsec, frame, 0, len(frame))
+                    packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen, parse, tci & 0xFFF)
                 else:
                     packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen)
                 pos += nxt

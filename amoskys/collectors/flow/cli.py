@@ -8,6 +8,7 @@ written as the table emits them (a large file streams), then a summary: JSON Lin
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +52,15 @@ def cmd_flows_read(
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        return _read(path, fmt, out, err, config)
+    except BrokenPipeError:  # `amoskys flows read big.pcap | head`: the reader left, stop quietly
+        if out is sys.stdout:  # Python would complain again flushing stdout at exit (its docs' remedy)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+
+
+def _read(path: Path | str, fmt: str, out: IO[str], err: IO[str], config: FlowConfig | None) -> int:
     table = table_for(config or FlowConfig())
     reader = open_stream(sys.stdin.buffer, "<stdin>") if str(path) == "-" else open_capture(path)
     write = _write_jsonl if fmt == "jsonl" else _write_row

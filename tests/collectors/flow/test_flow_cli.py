@@ -70,3 +70,21 @@ def test_stdin_is_read_when_the_file_is_a_dash() -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert lines[-1]["summary"]["file"] == "<stdin>" and lines[-1]["summary"]["flows"] == 4
+
+
+def test_a_reader_that_leaves_early_stops_it_quietly(tmp_path: Path) -> None:
+    """`amoskys flows read big.pcap | head -1`: no traceback, exit 141 (SIGPIPE's)."""
+    from flow_traffic import write
+
+    path = tmp_path / "t.pcap"
+    write(path, 20_000, seed=2, concurrent=500)
+    code = f"import sys; from amoskys.collectors.flow.cli import cmd_flows_read as r; sys.exit(r({str(path)!r}, 'jsonl', sys.stdout, sys.stderr))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141 and json.loads(first)["community_id"].startswith("1:")
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
