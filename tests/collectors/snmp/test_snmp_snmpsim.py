@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Harness
 from snmp_agents import SnmpSim, device_snmprec, free_udp_port, net_snmp, parse_net_snmp
+from snmp_harness import Harness
 
 from amoskys.collectors.snmp.config import SnmpConfig, SnmpTargetConfig
 
@@ -156,9 +156,11 @@ async def test_a_dead_device_does_not_delay_the_live_ones(sim: SnmpSim, harness:
         # due at 0, 2, 4, 6 s: even those that waited for a slot the dead device held made every tick
         assert len(samples) == 4, (name, len(samples), elapsed)
         assert max(s.poll_seconds for s in samples) < 1.0
+    # one poll per tick: a poll may wait for a slot the dead device holds (at most its 1.5 s
+    # deadline), so consecutive polls are between 2 - 1.5 and 2 + 1.5 s apart, never a tick skipped
     stamps = [e.ts_ns for e in harness.sink if e.snmp.target == "live3"]
     gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
-    assert all(1.5 < g < 2.5 for g in gaps), gaps
+    assert all(0.5 < g < 3.5 for g in gaps), gaps
     # backoff: the dead device was tried at 0 and 2 s, then not at 4 s (2 × interval), again at 6 s
     # (that poll was still waiting out its deadline when the collector stopped)
     assert len(dead) == 2
