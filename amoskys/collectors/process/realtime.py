@@ -57,6 +57,9 @@ MAX_PENDING_RECORDS = 50_000
 MAX_PENDING_ENVELOPES = 20_000
 #: Envelopes per publish_many call.
 PUBLISH_BATCH = 1000
+#: A batch of /proc reads that takes longer than this is stuck: the collector fails (and is
+#: restarted by the supervisor with a fresh worker thread).
+READ_TIMEOUT_SECONDS = 10.0
 #: After an overrun, how long a CPU's first gap is still put down to it.
 OVERRUN_ATTRIBUTION_SECONDS = 10.0
 #: Forks and exits wait up to this long for company (an exec, or more records) before they are
@@ -335,7 +338,13 @@ class RealtimeTracker:
                 cached_sha256=self.hashes.get,
                 hash_max_bytes=self._hash_max_bytes,
             )
-            reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                    reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
+            except TimeoutError:  # a /proc read blocked (a process stuck in D state): start afresh
+                raise CollectorError(
+                    f"reading /proc for pids {exec_pids[:5]} took longer than {READ_TIMEOUT_SECONDS:g} s"
+                ) from None
         offset = self._wall_offset()
         out: list[_Outgoing] = []
         enrichment: Counter[str] = Counter()
