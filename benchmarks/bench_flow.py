@@ -14,6 +14,7 @@ import argparse
 import gc
 import io
 import os
+import re
 import shutil
 import socket
 import struct
@@ -86,9 +87,8 @@ def softflowd_rate(path: Path, packets: int) -> tuple[float | None, str]:
     exe = shutil.which("softflowd")
     if exe is None:
         return None, "not installed (apt-get install softflowd)"
-    version = (
-        subprocess.run([exe, "-h"], capture_output=True, text=True).stdout.split("version ")[-1].split(".")
-    )
+    help_text = subprocess.run([exe, "-h"], capture_output=True, text=True)
+    found = re.search(r"softflowd version (\d+(?:\.\d+)*)", help_text.stdout + help_text.stderr)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, tempfile.TemporaryDirectory() as tmp:
         sink.bind(("127.0.0.1", 0))  # a collector that never reads: softflowd's exports cost it the same
         port = sink.getsockname()[1]
@@ -98,7 +98,7 @@ def softflowd_rate(path: Path, packets: int) -> tuple[float | None, str]:
         def run() -> None:
             subprocess.run(cmd, capture_output=True, check=True, timeout=600)
 
-        return best_rate(packets, run), ".".join(version[:3]).strip()
+        return best_rate(packets, run), found.group(1) if found else "(version unknown)"
 
 
 def rss_bytes() -> int:
