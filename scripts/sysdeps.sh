@@ -17,14 +17,19 @@ test_tools=(
   "tshark tshark"
   "softflowd softflowd"
   "nfdump nfdump"
+  "tcpreplay tcpreplay"
+  "ip iproute2"
 )
 run_tools=()
+# shared-library-soname  Debian-package (found with ldconfig -p); the flow collector's capture
+# filters are compiled by libpcap
+libs=("libpcap.so.0.8 libpcap0.8")
 
 declare -a tools
 case "$want" in
   test) tools=("${test_tools[@]}") ;;
   run) tools=("${run_tools[@]}") ;;
-  venv) tools=() ;;
+  venv) tools=(); libs=() ;;
   *) echo "usage: $0 venv|run|test" >&2; exit 2 ;;
 esac
 
@@ -34,6 +39,10 @@ missing=()
 for entry in "${tools[@]+"${tools[@]}"}"; do
   read -r cmd pkg <<<"$entry"
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+for entry in "${libs[@]+"${libs[@]}"}"; do
+  read -r soname pkg <<<"$entry"
+  /sbin/ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$soname " || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

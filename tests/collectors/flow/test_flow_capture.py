@@ -1,0 +1,296 @@
+"""Live capture (AF_PACKET, TPACKET_V3): golden pcaps replayed by tcpreplay over a veth pair give the
+flows `amoskys flows read` gives on the same files; the kernel BPF filter drops what it should; an
+overflowing ring shows as kernel drops (metrics and a LossReport); without CAP_NET_RAW it says so."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flow_veth import Veth, require_capture_rig, veth_pair
+
+from amoskys import __version__
+from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.flow import bpf
+from amoskys.collectors.flow.cli import cmd_flows_read
+from amoskys.collectors.flow.collector import NEEDS_CAP_NET_RAW, FlowCollector
+from amoskys.collectors.flow.config import FlowConfig
+from amoskys.collectors.flow.pcap import open_capture
+from amoskys.errors import FatalCollectorError, StartupError
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+from amoskys.proto import events_pb2
+
+from flow_golden import case_input
+from support import ROOT, require_tool
+
+# Every golden case on Ethernet. linux_sll is a cooked capture (no Ethernet header to send), pcapng
+# has a raw-IP interface beside its Ethernet one, truncated_and_garbage holds frames shorter than an
+# Ethernet header: an Ethernet interface cannot send those as they are.
+REPLAYED = (
+    "fragments",
+    "icmp",
+    "interim",
+    "ipv6",
+    "misc_protocols",
+    "qinq",
+    "table_full",
+    "tcp_fin",
+    "tcp_half_open",
+    "tcp_port_reuse",
+    "tcp_rst",
+    "udp",
+    "vlan",
+)
+
+
+@pytest.fixture
+def veth() -> Iterator[Veth]:
+    require_capture_rig()
+    with veth_pair() as pair:
+        yield pair
+
+
+def frames_in(path: Path) -> int:
+    with open_capture(path) as reader:
+        return sum(1 for _ in reader.frames())
+
+
+def make(config: FlowConfig) -> tuple[FlowCollector, list[events_pb2.Envelope], Metrics]:
+    sink: list[events_pb2.Envelope] = []
+
+    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
+        sink.extend(envelopes)
+
+    metrics = Metrics()
+    ctx = CollectorContext(
+        "flow",
+        publish=publish,
+        stamper=EnvelopeStamper("box"),
+        metrics=metrics,
+        data_dir=Path("/nonexistent"),
+        appliance=ApplianceInfo("box", __version__, "host", "appliance", 0),
+    )
+    return FlowCollector(config, ctx), sink, metrics
+
+
+async def until(predicate: Any, what: str, within: float = 15.0) -> None:
+    """Poll ``predicate()`` on the loop (the collector runs meanwhile) until true or ``within`` s."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(collector: FlowCollector) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the collector until the block ends, then stop it (its flows end as forced_end)."""
+    task = asyncio.create_task(collector.run())
+    try:
+        await until(lambda: task.done() or collector.capture.sock is not None, "the capture to open")  # type: ignore[union-attr]
+        if task.done():
+            task.result()
+        yield task
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+def totals(flows: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[int]]:
+    """Per flow key: packets and octets per direction and the OR of TCP flags over all its records
+    (record boundaries depend on timing: replay time is not the file's time)."""
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for r in flows:
+        key = (
+            r["community_id"],
+            r["src_addr"],
+            r["src_port"],
+            r["dst_addr"],
+            r["dst_port"],
+            r["protocol"],
+            r["vlan"],
+            r["inner_vlan"],
+            r["src_mac"],
+            r["dst_mac"],
+        )
+        t = out.setdefault(key, [0, 0, 0, 0, 0, 0])
+        f, v = r["forward"], r["reverse"]
+        t[0] += f["packets"]
+        t[1] += f["octets"]
+        t[2] |= f["tcp_flags"]
+        t[3] += v["packets"]
+        t[4] += v["octets"]
+        t[5] |= v["tcp_flags"]
+    return out
+
+
+def read_flows(path: Path) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    assert cmd_flows_read(path, "jsonl", out, io.StringIO(), config=FlowConfig()) == 0
+    return [o for o in map(json.loads, out.getvalue().splitlines()) if "summary" not in o]
+
+
+def as_json(envelopes: list[events_pb2.Envelope]) -> list[dict[str, Any]]:
+    def mac(raw: bytes) -> str | None:
+        return ":".join(f"{b:02x}" for b in raw) if raw else None
+
+    out = []
+    for e in envelopes:
+        if e.WhichOneof("body") != "flow":
+            continue
+        f = e.flow
+        out.append(
+            {
+                "community_id": f.community_id,
+                "src_addr": f.src_addr,
+                "src_port": f.src_port,
+                "dst_addr": f.dst_addr,
+                "dst_port": f.dst_port,
+                "protocol": f.protocol,
+                "vlan": f.vlan,
+                "inner_vlan": f.inner_vlan,
+                "src_mac": mac(f.src_mac),
+                "dst_mac": mac(f.dst_mac),
+                "interface": f.interface,
+                "forward": {
+                    "packets": f.forward.packets,
+                    "octets": f.forward.octets,
+                    "tcp_flags": f.forward.tcp_flags,
+                },
+                "reverse": {
+                    "packets": f.reverse.packets,
+                    "octets": f.reverse.octets,
+                    "tcp_flags": f.reverse.tcp_flags,
+                },
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("case", REPLAYED)
+async def test_replayed_golden_pcap_gives_the_flows_of_flows_read(veth: Veth, case: str) -> None:
+    pcap = case_input(case)
+    collector, sink, _ = make(FlowConfig(interface=veth.capture))
+    expected = frames_in(pcap)
+    async with running(collector):
+        await asyncio.to_thread(veth.replay, pcap)
+        await until(lambda: collector.packets >= expected, f"{expected} frames of {case}")
+    live = as_json(sink)
+    assert {r["interface"] for r in live} == {veth.capture}
+    assert totals(live) == totals(read_flows(pcap))
+    assert collector.packets == expected  # nothing else crossed the pair
+    assert collector.kernel_drops == 0
+
+
+async def test_kernel_filter_drops_what_it_should(veth: Veth) -> None:
+    pcaps = [case_input("tcp_fin"), case_input("udp"), case_input("icmp")]
+    wanted = [
+        r
+        for p in pcaps
+        for r in read_flows(p)
+        if r["protocol"] == 17 and 53 not in (r["src_port"], r["dst_port"])
+    ]
+    expected = sum(r["forward"]["packets"] + r["reverse"]["packets"] for r in wanted)
+    collector, sink, _ = make(FlowConfig(interface=veth.capture, filter="udp and not port 53"))
+    async with running(collector):
+        for pcap in pcaps:
+            await asyncio.to_thread(veth.replay, pcap)
+        await until(lambda: collector.packets >= expected, f"{expected} UDP frames")
+        # the kernel counts what passed its filter: the other frames never reach the ring
+        await until(lambda: collector.kernel_packets >= expected, "the kernel's count", within=5)
+    live = as_json(sink)
+    assert wanted and totals(live) == totals(wanted)
+    assert collector.packets == collector.kernel_packets == expected
+    assert sum(frames_in(p) for p in pcaps) > expected
+
+
+async def test_overflowing_ring_shows_kernel_drops_on_metrics_and_as_a_loss_report(veth: Veth) -> None:
+    collector, sink, metrics = make(FlowConfig(interface=veth.capture, ring_size_mib=1))
+    async with running(collector):
+        # The replay runs on the loop's own thread on purpose: nobody empties the 1 MiB ring while
+        # ~70,000 frames arrive, so the kernel must drop.
+        veth.replay(case_input("udp"), "--loop=10000")
+        await until(lambda: any(e.WhichOneof("body") == "loss" for e in sink), "a LossReport")
+    losses = [e.loss for e in sink if e.WhichOneof("body") == "loss"]
+    dropped = sum(loss.count for loss in losses)
+    assert dropped > 0 and {(x.what, x.where, x.reason) for x in losses} == {
+        ("packets", "flow.capture", "kernel_drop")
+    }
+    assert all(x.window_start_ns < x.window_end_ns for x in losses)
+    assert dropped == collector.kernel_drops
+    assert collector.packets + dropped == collector.kernel_packets == 70_000
+    text = metrics.render().decode()
+    assert f"amoskys_flow_kernel_drops_total {float(dropped)}" in text
+    assert "amoskys_flow_kernel_packets_total 70000.0" in text
+
+
+def test_invalid_filter_is_fatal_and_quotes_libpcap() -> None:
+    collector, _, _ = make(FlowConfig(interface="lo", filter="port http-ish"))
+    with pytest.raises(FatalCollectorError, match=r"capture on 'lo': capture filter 'port http-ish': "):
+        asyncio.run(collector.run())
+
+
+def test_filters_are_compiled_by_libpcap() -> None:
+    program = bpf.compile_filter("udp port 53")
+    assert bpf.instructions(program)[0] == (0x28, 0, 0, 12)  # ldh [12]: the ethertype first
+    assert len(program) % 8 == 0 and len(program) > 8
+
+
+def test_missing_interface_is_named() -> None:
+    collector, _, _ = make(FlowConfig(interface="amoskys-none0"))
+    with pytest.raises(StartupError, match=r"capture interface 'amoskys-none0': no such interface"):
+        asyncio.run(collector.run())
+
+
+def test_unprivileged_capture_is_disabled_needing_cap_net_raw() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("runs as root to drop to `nobody` with setpriv")
+    setpriv = require_tool("setpriv", "util-linux")
+    script = (
+        "import asyncio, sys\n"
+        "sys.path.insert(0, 'tests/collectors/flow'); sys.path.insert(0, 'tests')\n"
+        "from test_flow_capture import make\n"
+        "from amoskys.collectors.flow.config import FlowConfig\n"
+        "from amoskys.collectors.flow.capture import LiveCapture\n"
+        "from amoskys.errors import StartupError\n"
+        "c, _, _ = make(FlowConfig(interface='lo'))\n"
+        "print(c.self_check())\n"
+        "try:\n"
+        "    LiveCapture('lo').open()\n"
+        "except StartupError as err:\n"
+        "    print(err, err.retry)\n"
+    )
+    result = subprocess.run(
+        [
+            setpriv,
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    check, opened = result.stdout.splitlines()
+    assert check == NEEDS_CAP_NET_RAW
+    assert opened.startswith("capture on 'lo': needs CAP_NET_RAW") and opened.endswith("False")
