@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import secret_file
 from snmp_agents import SnmpDaemon, SnmpSim
+from snmp_harness import secret_file
 
 from amoskys.collectors.snmp.cli import parse_host_port
 from amoskys.errors import ConfigError

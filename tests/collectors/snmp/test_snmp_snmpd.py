@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Harness, secret_file
 from snmp_agents import SnmpDaemon, net_snmp, parse_net_snmp
+from snmp_harness import Harness, secret_file
 
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.snmp.client import SnmpClient, auth_data, session_for
