@@ -294,7 +294,8 @@ def cmd_certs_renew(args: argparse.Namespace) -> int:
 def cmd_flows_read(args: argparse.Namespace) -> int:
     from amoskys.collectors.flow.cli import cmd_flows_read as flows_read
 
-    return flows_read(args.file, args.format, sys.stdout, sys.stderr)
+    config = _load_config(args)
+    return flows_read(args.file, args.format, sys.stdout, sys.stderr, config=config.collectors.flow)
 
 
 def cmd_snmp_poll(args: argparse.Namespace) -> int:
