@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = flows.add_parser(
         "read", help="meter a pcap/pcapng file and print one record per flow, then a summary"
     )
-    p.add_argument("file", metavar="FILE", help="capture file (- for stdin)")
-    p.add_argument("--format", choices=["jsonl", "table"], default="table", help="output format (table)")
+    p.add_argument("file", metavar="FILE", help="pcap or pcapng file; - reads standard input")
+    p.add_argument("--format", choices=["jsonl", "table"], default="jsonl", help="output format (jsonl)")
+    p.add_argument("--config", metavar="FILE", help="TOML config whose [collectors.flow] timeouts apply")
     p.set_defaults(func=cmd_flows_read)
 
     snmp = sub.add_parser("snmp", help="SNMP tools").add_subparsers(
