@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from amoskys.collectors.discovery.config import DiscoveryConfig
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.heartbeat.config import HeartbeatConfig
 from amoskys.collectors.host.config import HostConfig
@@ -132,6 +133,7 @@ class CollectorsConfig(_Struct, frozen=True):
     restart_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
     healthy_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     max_fast_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    discovery: DiscoveryConfig = DiscoveryConfig()
     flow: FlowConfig = FlowConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     host: HostConfig = HostConfig()

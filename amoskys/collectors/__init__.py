@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 def registry() -> dict[str, type[Collector]]:
     """Every collector class, by name (the name of its folder and of its config section)."""
+    from amoskys.collectors.discovery.collector import DiscoveryCollector
     from amoskys.collectors.flow.collector import FlowCollector
     from amoskys.collectors.heartbeat.collector import HeartbeatCollector
     from amoskys.collectors.host.collector import HostCollector
@@ -21,6 +22,7 @@ def registry() -> dict[str, type[Collector]]:
     from amoskys.collectors.snmp.collector import SnmpCollector
 
     classes: list[type[Collector]] = [
+        DiscoveryCollector,
         FlowCollector,
         HeartbeatCollector,
         HostCollector,
