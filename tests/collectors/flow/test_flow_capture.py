@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from amoskys.collectors.flow.cli import cmd_flows_read
 from amoskys.collectors.flow.collector import NEEDS_CAP_NET_RAW, FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.flow.pcap import open_capture
-from amoskys.errors import FatalCollectorError, StartupError
+from amoskys.errors import CollectorError, FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
@@ -294,3 +295,63 @@ def test_unprivileged_capture_is_disabled_needing_cap_net_raw() -> None:
     check, opened = result.stdout.splitlines()
     assert check == NEEDS_CAP_NET_RAW
     assert opened.startswith("capture on 'lo': needs CAP_NET_RAW") and opened.endswith("False")
+
+
+class Watcher:
+    """A passive observer as discovery registers one: ARP frames and DHCP packets."""
+
+    ethertypes = frozenset({0x0806})
+    udp_ports = frozenset({67, 68})
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, bytes, bool]] = []
+
+    def observe(self, ts_ns: int, frame: bytes, packet: Any) -> None:
+        self.seen.append((ts_ns, frame, packet is not None))
+
+
+def arp_and_dhcp_pcap(path: Path) -> tuple[bytes, bytes]:
+    """A pcap with one ARP request and one DHCP discover; returns both frames."""
+    mac = bytes.fromhex("020000000001")
+    arp = (
+        b"\xff" * 6
+        + mac
+        + b"\x08\x06"
+        + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+        + mac
+        + bytes((10, 0, 0, 1))
+        + bytes(6)
+        + bytes((10, 0, 0, 2))
+    ).ljust(60, b"\0")
+    udp = struct.pack("!HHHH", 68, 67, 8 + 240, 0) + bytes(240)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
+    dhcp = b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
+    data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, frame in enumerate((arp, dhcp)):
+        data += struct.pack("<IIII", 1_767_225_600, i, len(frame), len(frame)) + frame
+    path.write_bytes(data)
+    return arp, dhcp
+
+
+async def test_passive_observers_get_arp_and_dhcp_frames_from_the_wire(veth: Veth, tmp_path: Path) -> None:
+    arp, dhcp = arp_and_dhcp_pcap(tmp_path / "arp_dhcp.pcap")
+    collector, _, _ = make(FlowConfig(interface=veth.capture))
+    watcher = Watcher()
+    collector.add_observer(watcher)
+    started = time.time_ns()
+    async with running(collector):
+        await asyncio.to_thread(veth.replay, tmp_path / "arp_dhcp.pcap")
+        await until(lambda: len(watcher.seen) >= 2, "the ARP and DHCP frames")
+    assert [(frame, parsed) for _, frame, parsed in watcher.seen] == [(arp, False), (dhcp, True)]
+    assert all(started <= ts <= time.time_ns() for ts, _, _ in watcher.seen)  # the kernel's receive time
+    assert collector.interface == veth.capture
+
+
+async def test_interface_removed_while_capturing_is_an_error_naming_it(veth: Veth) -> None:
+    collector, _, _ = make(FlowConfig(interface=veth.capture))
+    task = asyncio.create_task(collector.run())
+    await until(lambda: collector.capture is not None and collector.capture.sock is not None, "the capture")
+    await asyncio.to_thread(subprocess.run, ["ip", "link", "del", veth.capture], check=True, timeout=30)
+    with pytest.raises(CollectorError, match=rf"capture on '{veth.capture}': Network is down"):
+        async with asyncio.timeout(10):
+            await task
