@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from amoskys.collectors.base import CollectorConfig
+from amoskys.collectors.flow.bpf import BpfError, compile_filter
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
@@ -46,3 +47,9 @@ class FlowConfig(CollectorConfig, frozen=True):
                 f"`interface`: expected a network interface name (1-15 letters, digits, '_', '.', "
                 f"':', '@' or '-'), got {self.interface!r}"
             )
+        if self.filter:
+            try:
+                compile_filter(self.filter)
+            except BpfError as err:
+                if not err.missing_library:  # without libpcap the collector says so when it starts
+                    raise ValueError(f"`filter`: {err}") from err

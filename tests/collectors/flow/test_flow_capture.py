@@ -27,7 +27,8 @@ from amoskys.collectors.flow.cli import cmd_flows_read
 from amoskys.collectors.flow.collector import NEEDS_CAP_NET_RAW, FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.flow.pcap import open_capture
-from amoskys.errors import CollectorError, FatalCollectorError, StartupError
+from amoskys.config import from_mapping
+from amoskys.errors import CollectorError, ConfigError, FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
@@ -239,8 +240,16 @@ async def test_overflowing_ring_shows_kernel_drops_on_metrics_and_as_a_loss_repo
     assert "amoskys_flow_kernel_packets_total 70000.0" in text
 
 
-def test_invalid_filter_is_fatal_and_quotes_libpcap() -> None:
-    collector, _, _ = make(FlowConfig(interface="lo", filter="port http-ish"))
+def test_invalid_filter_is_a_config_error_quoting_libpcap() -> None:
+    with pytest.raises(
+        ConfigError, match=r"collectors.flow.filter: capture filter 'port http-ish': unknown port"
+    ):
+        from_mapping({"collectors": {"flow": {"interface": "lo", "filter": "port http-ish"}}}, source="test")
+
+
+def test_filter_libpcap_rejects_at_start_is_fatal() -> None:
+    collector, _, _ = make(FlowConfig(interface="lo"))
+    collector.capture.filter_expression = "port http-ish"  # type: ignore[union-attr]  (a libpcap that disagrees)
     with pytest.raises(FatalCollectorError, match=r"capture on 'lo': capture filter 'port http-ish': "):
         asyncio.run(collector.run())
 
