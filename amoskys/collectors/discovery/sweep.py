@@ -132,6 +132,7 @@ class ArpPort:
                     del pending[packet.sender_ip]
                     if not pending and self._all_answered is not None:
                         self._all_answered.set()
+                    continue  # the sweep's result reports it
             if self.on_arp is not None:
                 self.on_arp(self._clock(), packet)
 

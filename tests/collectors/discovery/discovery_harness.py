@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from amoskys import __version__
@@ -42,3 +43,17 @@ def make(
 
 def devices(sink: list[events_pb2.Envelope], change: int | None = None) -> list[events_pb2.DeviceEvent]:
     return [e.device for e in sink if e.HasField("device") and (change is None or e.device.change == change)]
+
+
+async def eventually(
+    predicate: Callable[[], object], *, within_seconds: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` on the loop until it is truthy; fail after `within_seconds`."""
+    try:
+        async with asyncio.timeout(within_seconds):
+            while True:
+                if predicate():
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within_seconds} s waiting for {what}") from None
