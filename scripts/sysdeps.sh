@@ -19,17 +19,20 @@ test_tools=(
   "nfdump nfdump"
   "tcpreplay tcpreplay"
   "ip iproute2"
+  "arp-scan arp-scan"
 )
 run_tools=()
 # shared-library-soname  Debian-package (found with ldconfig -p); the flow collector's capture
 # filters are compiled by libpcap
 libs=("libpcap.so.0.8 libpcap0.8")
+# data-file  Debian-package (no command to look for); the discovery collector's MAC vendors
+files=("/usr/share/ieee-data/oui.csv ieee-data")
 
 declare -a tools
 case "$want" in
   test) tools=("${test_tools[@]}") ;;
   run) tools=("${run_tools[@]}") ;;
-  venv) tools=(); libs=() ;;
+  venv) tools=(); libs=(); files=() ;;
   *) echo "usage: $0 venv|run|test" >&2; exit 2 ;;
 esac
 
@@ -43,6 +46,10 @@ done
 for entry in "${libs[@]+"${libs[@]}"}"; do
   read -r soname pkg <<<"$entry"
   /sbin/ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$soname " || missing+=("$pkg")
+done
+for entry in "${files[@]+"${files[@]}"}"; do
+  read -r file pkg <<<"$entry"
+  [ -f "$file" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
