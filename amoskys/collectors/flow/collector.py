@@ -138,8 +138,13 @@ class FlowCollector:
         source = self.source
         if source is None:
             raise FatalCollectorError(self.self_check() or NO_INTERFACE)
+        disconnect = None
         if self.capture is not None:
             self._open_capture(self.capture)
+            # passive watchers (discovery) registered with the appliance's PacketTaps, when it has one
+            taps = getattr(self.ctx, "packet_taps", None)
+            if taps is not None:
+                disconnect = taps.connect(self.add_observer)
         table = self.table
         clock = self.ctx.clock
         try:
@@ -171,6 +176,8 @@ class FlowCollector:
             await self._publish_at_stop()
             raise
         finally:
+            if disconnect is not None:
+                disconnect()
             source.close()
 
     async def _publish(

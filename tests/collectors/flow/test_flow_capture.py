@@ -364,3 +364,36 @@ async def test_interface_removed_while_capturing_is_an_error_naming_it(veth: Vet
     with pytest.raises(CollectorError, match=rf"capture on '{veth.capture}': Network is down"):
         async with asyncio.timeout(10):
             await task
+
+
+class Taps:
+    """The appliance's packet taps as the flow collector sees them (discovery's ``PacketTaps``):
+    ``connect(add_observer)`` hands over every watcher and returns the disconnect."""
+
+    def __init__(self, *watchers: Any) -> None:
+        self.watchers = watchers
+        self.captures = 0
+
+    def connect(self, add_observer: Any) -> Any:
+        self.captures += 1
+        for watcher in self.watchers:
+            add_observer(watcher)
+
+        def disconnect() -> None:
+            self.captures -= 1
+
+        return disconnect
+
+
+async def test_capture_joins_the_appliance_packet_taps_while_it_runs(veth: Veth, tmp_path: Path) -> None:
+    arp, dhcp = arp_and_dhcp_pcap(tmp_path / "arp_dhcp.pcap")
+    collector, _, _ = make(FlowConfig(interface=veth.capture))
+    watcher = Watcher()
+    taps = Taps(watcher)
+    collector.ctx.packet_taps = taps  # type: ignore[attr-defined]  (the app gives every context one)
+    async with running(collector):
+        assert taps.captures == 1
+        await asyncio.to_thread(veth.replay, tmp_path / "arp_dhcp.pcap")
+        await until(lambda: len(watcher.seen) >= 2, "the frames through the taps")
+    assert taps.captures == 0
+    assert [frame for _, frame, _ in watcher.seen] == [arp, dhcp]
