@@ -13,6 +13,7 @@ Newly seen devices may be TCP-probed on `probe_ports` (opt-in, paced, see :mod:`
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 from collections import deque
 from typing import Any
@@ -42,6 +43,8 @@ PASSIVE_QUEUE = 4096
 PROBE_QUEUE = 1024
 HOWS = (ARP_SWEEP, ARP_PASSIVE, DHCP, NEIGHBOUR_TABLE)
 NS = 1_000_000_000
+#: A device gone and unseen this long leaves the inventory's memory (at least twice gone_after).
+FORGET_AFTER_NS = 7 * 86_400 * NS
 
 
 class PassiveWatch:
@@ -129,8 +132,9 @@ class DiscoveryCollector:
         try:
             self.port.open(self.ctx.clock.time_ns)
         except SweepError as err:
-            # the interface may come up later (a USB NIC, a bridge made after boot): retry with backoff
-            raise StartupError(str(err), retry=True) from err
+            # a missing privilege stays missing; an interface may come up later (a USB NIC, a bridge
+            # made after boot): retry that with backoff
+            raise StartupError(str(err), retry=err.errno not in (errno.EPERM, errno.EACCES)) from err
         self._unwatch = None
         if self.config.passive == "on" and self.taps is not None:
             self._unwatch = self.taps.watch(self.name, self.watch)
@@ -215,6 +219,7 @@ class DiscoveryCollector:
         now = self.ctx.clock.time_ns()
         self._pending.extend(self.inventory.expire(now))
         self._pending.extend(self.inventory.refresh(now, round(c.sweep_interval_seconds * NS)))
+        self.inventory.forget(now, max(FORGET_AFTER_NS, 2 * self.inventory.gone_after_ns))
         await self.flush()
         return found
 

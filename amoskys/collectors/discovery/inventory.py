@@ -9,7 +9,8 @@ Rules (each observation is a MAC, maybe an IPv4 address, and how it was seen):
 - a device absent for ``gone_after`` is ``GONE``; seen again, it is ``SEEN`` (present once more);
 - a newly learned host name, DHCP vendor class or open-port list, and a refresh of a device not
   reported for a while, are ``SEEN`` (the store's devices view keeps last_seen current).
-Group and broadcast MACs are never devices.
+Group and broadcast MACs are never devices. A device gone long enough is forgotten (``forget``): seen
+again, it is ``NEW``.
 """
 
 from __future__ import annotations
@@ -149,6 +150,15 @@ class Inventory:
                         del self._owner[ip]
                 events.append(self._event(device, Change.GONE, now_ns))
         return events
+
+    def forget(self, now_ns: int, after_ns: int) -> int:
+        """Drop devices gone and unseen for `after_ns` (randomized MACs would pile up); how many."""
+        old = [
+            mac for mac, d in self.devices.items() if not d.present and now_ns - d.last_seen_ns >= after_ns
+        ]
+        for mac in old:
+            del self.devices[mac]
+        return len(old)
 
     def refresh(self, now_ns: int, every_ns: int) -> list[events_pb2.Envelope]:
         """SEEN for present devices seen since their last event, when that event is `every_ns` old."""

@@ -91,3 +91,56 @@ def test_a_full_passive_queue_drops_and_counts(tmp_path: Path) -> None:
     collector.drain()
     assert collector.watch.dropped == 3
     assert collector.ctx.metrics.discovery_passive_dropped._value.get() == 3
+
+
+async def test_a_missing_interface_is_a_startup_error_naming_it_that_retries(tmp_path: Path) -> None:
+    from amoskys.errors import StartupError
+
+    collector, _ = make(tmp_path, DiscoveryConfig(interface="amdnosuch0", subnets=["10.9.0.0/24"]))
+    with pytest.raises(StartupError) as info:
+        await collector.start()
+    assert "'amdnosuch0'" in str(info.value) and info.value.retry
+
+
+def test_run_as_nobody_it_is_disabled_because_it_needs_cap_net_raw(tmp_path: Path) -> None:
+    """A real unprivileged process (setpriv, as CI runs as root): self_check reads its own capabilities."""
+    import os
+    import subprocess
+    import sys
+
+    from support import IN_CI, ROOT, require_tool
+
+    setpriv = require_tool("setpriv", "util-linux")
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("this test drops root with setpriv: run it as root")
+        pytest.skip("this test drops root with setpriv: run it as root")
+    script = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "from pathlib import Path\n"
+        "from amoskys.collectors.discovery.config import DiscoveryConfig\n"
+        "from discovery_harness import make\n"
+        "c, _ = make(Path('/tmp'), DiscoveryConfig(interface='lo', subnets=['127.0.0.0/24']))\n"
+        "print(c.self_check())\n"
+    )
+    here = str(Path(__file__).parent)
+    done = subprocess.run(
+        [
+            setpriv,
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            sys.executable,
+            "-c",
+            script,
+            str(ROOT / "tests"),
+            here,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "needs CAP_NET_RAW"

@@ -86,3 +86,14 @@ def test_refresh_reports_devices_seen_since_their_last_event_at_most_once_per_in
     [seen] = inv.refresh(11 * NS, 10 * NS)
     assert seen.device.change == D.SEEN and seen.device.last_seen_ns == 5 * NS
     assert inv.refresh(30 * NS, 10 * NS) == []  # not seen since
+
+
+def test_a_device_gone_long_enough_is_forgotten_and_new_when_it_returns() -> None:
+    inv = inventory()
+    inv.observe(1 * NS, A, ARP_SWEEP, ip="10.0.0.11")
+    inv.observe(1 * NS, B, ARP_SWEEP, ip="10.0.0.12")
+    inv.observe(500 * NS, B, ARP_SWEEP, ip="10.0.0.12")
+    inv.expire(100 * NS)
+    assert inv.forget(1000 * NS, 1000 * NS) == 0
+    assert inv.forget(1001 * NS, 1000 * NS) == 1 and list(inv.devices) == [B]  # B is present
+    assert changes(inv.observe(1002 * NS, A, ARP_SWEEP, ip="10.0.0.11")) == [D.NEW]
