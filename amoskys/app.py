@@ -26,6 +26,7 @@ from amoskys.bus.server import BusServer
 from amoskys.bus.service import EventBusService
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
+from amoskys.collectors.discovery.tap import PacketTaps
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
 from amoskys.errors import ConfigError, PkiError
@@ -190,6 +191,7 @@ class Appliance:
             metrics=self.metrics,
             data_dir=self.layout.root,
             appliance=info,
+            packet_taps=PacketTaps(),
         )
         clock = SystemClock()
         ports: dict[str, int] = {}

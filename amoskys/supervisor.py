@@ -140,6 +140,7 @@ class Supervisor:
         clock: Clock | None = None,
         has_capability: Callable[[str], bool] = capabilities.has_capability,
         rng: random.Random | None = None,
+        packet_taps: object | None = None,
     ) -> None:
         self.policy = policy or RestartPolicy()
         self.clock: Clock = clock or SystemClock()
@@ -163,6 +164,7 @@ class Supervisor:
                 clock=self.clock,
                 has_capability=has_capability,
                 collectors_running=self.running_count,
+                packet_taps=packet_taps,
             )
             slot = _Slot(cls, config, ctx)
             self._slots[cls.name] = slot

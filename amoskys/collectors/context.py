@@ -66,8 +66,11 @@ class CollectorContext:
         clock: Clock | None = None,
         has_capability: Callable[[str], bool] = capabilities.has_capability,
         collectors_running: Callable[[], int] = lambda: 0,
+        packet_taps: object | None = None,
     ) -> None:
         self.name = name
+        # where passive watchers (discovery) meet the capture path (flow); one per appliance
+        self.packet_taps = packet_taps
         self.log = structlog.get_logger(f"amoskys.collectors.{name}").bind(collector=name)
         self.metrics = metrics
         self.clock: Clock = clock or SystemClock()
