@@ -157,14 +157,19 @@ class ProcRead:
 def _read_at(name: str, dir_fd: int) -> bytes:
     fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks)
+        data = os.read(fd, 65536)
+        if len(data) < 4096:  # /proc files shorter than a page come whole: no read for EOF needed
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+#: Pids whose /proc directories are held open at once by read_many().
+_CHUNK = 64
 
 
 def read_process(
@@ -173,13 +178,44 @@ def read_process(
     cached_sha256: Callable[[ExeKey], bytes | None] | None = None,
     hash_max_bytes: int = 0,
 ) -> ProcRead:
-    """Read exe, argv, stat, uid and cgroup of `pid`, fastest-changing first.
+    """Read exe, argv, stat, uid and cgroup of `pid`, what vanishes first at exit first.
 
     With `cached_sha256` and `hash_max_bytes` > 0, the executable is opened too: its sha256 is
     taken from the cache when its (dev, inode, size, mtime) is known, else the open fd is left in
     ``exe_fd`` for the caller to hash (and close). Never raises OSError: what failed is listed in
     ``missing``, in FIELD_ORDER.
     """
+    return read_many([pid], cached_sha256=cached_sha256, hash_max_bytes=hash_max_bytes)[0]
+
+
+def read_many(
+    pids: Iterable[int],
+    *,
+    cached_sha256: Callable[[ExeKey], bytes | None] | None = None,
+    hash_max_bytes: int = 0,
+) -> list[ProcRead]:
+    """read_process() for each pid, in order, in two passes over every chunk of pids: first argv
+    and exe (gone the moment a process exits) of all of them, then stat, status and cgroup (which a
+    zombie still has). One worker-thread hop serves a whole batch."""
+    pending = list(pids)
+    reads: list[ProcRead] = []
+    hashing = cached_sha256 is not None and hash_max_bytes > 0
+    for start in range(0, len(pending), _CHUNK):
+        opened = [_begin(pid, cached_sha256, hash_max_bytes) for pid in pending[start : start + _CHUNK]]
+        for read, dir_fd in opened:
+            if dir_fd is not None:
+                try:
+                    _finish(read, dir_fd, hashing)
+                finally:
+                    os.close(dir_fd)
+            reads.append(read)
+    return reads
+
+
+def _begin(
+    pid: int, cached_sha256: Callable[[ExeKey], bytes | None] | None, hash_max_bytes: int
+) -> tuple[ProcRead, int | None]:
+    """Open /proc/<pid> and read argv and exe; (the read, the open directory or None when gone)."""
     result = ProcRead(pid, read_mono_ns=time.monotonic_ns())
     try:
         dir_fd = os.open(f"{PROC}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -188,21 +224,7 @@ def read_process(
         result.missing.extend(("ppid", "exe", "argv", "user", "uid", "start_time_ns", "cgroup"))
         if cached_sha256 is not None and hash_max_bytes > 0:
             result.missing.insert(6, "exe_sha256")
-        return result
-    try:
-        _read_into(result, dir_fd, cached_sha256, hash_max_bytes)
-    finally:
-        os.close(dir_fd)
-    return result
-
-
-def _read_into(
-    result: ProcRead,
-    dir_fd: int,
-    cached_sha256: Callable[[ExeKey], bytes | None] | None,
-    hash_max_bytes: int,
-) -> None:
-    missing = result.missing
+        return result, None
     try:
         result.argv = parse_cmdline(_read_at("cmdline", dir_fd))
     except OSError:
@@ -211,9 +233,14 @@ def _read_into(
         result.exe = os.readlink("exe", dir_fd=dir_fd)
     except OSError:
         pass
-    hashing = cached_sha256 is not None and hash_max_bytes > 0
     if result.exe is not None and cached_sha256 is not None and hash_max_bytes > 0:
         _open_exe(result, dir_fd, cached_sha256, hash_max_bytes)
+    return result, dir_fd
+
+
+def _finish(result: ProcRead, dir_fd: int, hashing: bool) -> None:
+    """Read stat, uid and cgroup, then list what is missing (FIELD_ORDER)."""
+    missing = result.missing
     try:
         result.stat = parse_stat(_read_at("stat", dir_fd).decode("utf-8", "replace"))
     except (OSError, ValueError):
@@ -270,16 +297,6 @@ def _open_exe(
         return
     result.exe_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     result.exe_fd = fd
-
-
-def read_many(
-    pids: Iterable[int],
-    *,
-    cached_sha256: Callable[[ExeKey], bytes | None] | None = None,
-    hash_max_bytes: int = 0,
-) -> list[ProcRead]:
-    """read_process() for each pid, in order (one worker-thread hop for a whole batch)."""
-    return [read_process(pid, cached_sha256=cached_sha256, hash_max_bytes=hash_max_bytes) for pid in pids]
 
 
 def list_pids() -> list[int]:

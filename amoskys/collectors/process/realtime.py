@@ -1,12 +1,14 @@
 """Real-time exec and exit from the proc connector: reader → enricher → publisher.
 
 - The **reader** (a ``loop.add_reader`` callback) drains the socket, decodes each datagram, checks
-  the kernel's per-CPU sequence numbers for gaps (lost messages) and queues what matters. It never
-  blocks and never touches /proc.
-- The **enricher** takes everything queued so far as one batch, reads /proc for every exec in it in
-  one hop to a dedicated worker thread, updates the process table in kernel order and queues the
-  envelopes. Executables not yet hashed go to a second worker thread, so hashing never delays the
-  /proc reads of the next batch.
+  the kernel's per-CPU sequence numbers for gaps (lost messages), hands the pids of new execs to the
+  /proc reading thread at once (``worker.ProcReadWorker``: a queue put, never a wait) and queues the
+  records. It never blocks and never touches /proc.
+- The **enricher** wakes every FLUSH_DELAY_SECONDS (or sooner when much is queued, or on a loss),
+  takes everything queued as one batch, collects the /proc reads of its execs (done meanwhile),
+  updates the process table in kernel order and builds the envelopes. Executables not yet hashed go
+  to a second worker thread, so hashing never delays the /proc reads. Batching the envelope work
+  keeps the loop's cost per exec low; the /proc reads themselves never wait for it.
 - The enricher publishes each batch itself (``ctx.publish_many``) unless an envelope waits for its
   executable's hash: then that batch, and every one after it until the queue is empty, goes through
   the **publisher**, which publishes in order once the hash is known.
@@ -18,7 +20,6 @@ gaps become LossReports — one accounting path for every kind of loss.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ from amoskys.collectors.process.table import (
     mark_unreadable,
     proc_from_read,
 )
+from amoskys.collectors.process.worker import ProcReadWorker
 from amoskys.errors import CollectorError
 from amoskys.proto import events_pb2
 
@@ -62,10 +64,10 @@ PUBLISH_BATCH = 1000
 READ_TIMEOUT_SECONDS = 10.0
 #: After an overrun, how long a CPU's first gap is still put down to it.
 OVERRUN_ATTRIBUTION_SECONDS = 10.0
-#: Forks and exits wait up to this long for company (an exec, or more records) before they are
-#: handled: fewer wake-ups of the enricher; only execs need /proc read at once. (The timer is left to
-#: fire even when an exec took them first: at most one per interval.)
-FLUSH_DELAY_SECONDS = 0.05
+#: The enricher lets other callbacks run after this many records of a batch (each costs ~30-60 µs).
+YIELD_EVERY = 32
+#: Records wait up to this long to be handled in one batch (their /proc reads do not wait for it).
+FLUSH_DELAY_SECONDS = 0.02
 #: ... or until this many records are waiting.
 FLUSH_RECORDS = 256
 
@@ -80,6 +82,18 @@ class Loss(NamedTuple):
     reason: str  # netlink_overrun, sequence_gap
     start_mono_ns: int
     end_mono_ns: int
+
+
+#: Records that carry a per-CPU sequence number and a kernel time (an Ack's sequence is checked
+#: apart: see _check_sequence).
+_TIMED = frozenset({parse.Fork, parse.Exec, parse.Exit, parse.Other})
+
+
+class _ExecAt(NamedTuple):
+    """An exec, and the ticket of the worker batch that reads its /proc entry."""
+
+    record: parse.Exec
+    ticket: int
 
 
 class _Outgoing(NamedTuple):
@@ -112,7 +126,7 @@ class RealtimeTracker:
         self.boot_ns = boot_ns
         self.on_loss = on_loss
         self.connector = ProcConnector(config.receive_buffer_bytes)
-        self._inbox: deque[parse.Record | Loss] = deque()
+        self._inbox: deque[parse.Record | _ExecAt | Loss] = deque()
         self._wake = asyncio.Event()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(MAX_PENDING_ENVELOPES)
@@ -130,7 +144,7 @@ class RealtimeTracker:
         self._self_test: asyncio.Future[str | None] | None = None
         self._execs_seen: set[int] = set()  # during the self-test, which may see its exec early
         self._pending_digests: dict[procfs.ExeKey, asyncio.Future[bytes | None]] = {}
-        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-read")
+        self._worker = ProcReadWorker(hashes)
         self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-hash")
         self._hash_max_bytes = hashes.max_bytes
         self._offset = 0
@@ -196,7 +210,7 @@ class RealtimeTracker:
             asyncio.get_running_loop().remove_reader(self.connector.fileno())
             self._reading = False
         self.connector.close()
-        self._read_pool.shutdown(wait=False)
+        self._worker.stop()
         self._hash_pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ reader
@@ -226,6 +240,9 @@ class RealtimeTracker:
         losses: dict[str, list[int]] = {}  # reason → [count, window start, window end]
         inbox = self._inbox
         urgent = False
+        ticket = 0
+        exec_pids: dict[int, None] = {}
+        last_seq = self._last_seq
         for datagram in datagrams:
             try:
                 records = parse.parse_datagram(datagram)
@@ -233,20 +250,29 @@ class RealtimeTracker:
                 self._count_bad_datagram(err)
                 continue
             for record in records:
-                gap = self._check_sequence(record)
-                if gap is not None:
-                    self._add_loss(losses, record, *gap)
-                if isinstance(record, parse.Exec):
-                    urgent = True
+                kind = type(record)
+                last = last_seq.get(record.cpu) if kind in _TIMED else None  # type: ignore[union-attr]
+                if last is not None and record.seq == (last[0] + 1) & 0xFFFFFFFF:  # type: ignore[union-attr]
+                    last_seq[record.cpu] = (record.seq, record.ts_ns)  # type: ignore[union-attr]  # in order
+                else:
+                    gap = self._check_sequence(record)
+                    if gap is not None:
+                        self._add_loss(losses, record, *gap)
+                if kind is parse.Exec:
+                    if not ticket:
+                        ticket = self._worker.next_ticket()
+                    exec_pids[record.tgid] = None
+                    inbox.append(_ExecAt(record, ticket))
                     if self._self_test is not None:
                         self._execs_seen.add(record.tgid)
                         if record.tgid == self._probe_pid:
                             self._finish_self_test(None)
+                elif kind is parse.Exit or kind is parse.Fork:
                     inbox.append(record)
-                elif isinstance(record, parse.Exit | parse.Fork):
-                    inbox.append(record)
-                elif isinstance(record, parse.Ack):
-                    self._on_ack(record)
+                elif kind is parse.Ack:
+                    self._on_ack(record)  # type: ignore[arg-type]
+        if exec_pids:  # read /proc now, while they most likely still exist
+            self._worker.submit(ticket, list(exec_pids))
         if drained:  # the kernel reports the next overrun again
             self._congested = False
         for reason, (count, start, end) in losses.items():
@@ -327,32 +353,31 @@ class RealtimeTracker:
             with self.ctx.busy():
                 await self._handle(batch)
 
-    async def _handle(self, batch: list[parse.Record | Loss]) -> None:
-        exec_pids = list(dict.fromkeys(r.tgid for r in batch if isinstance(r, parse.Exec)))
-        reads: dict[int, procfs.ProcRead] = {}
-        if exec_pids:
-            loop = asyncio.get_running_loop()
-            read = functools.partial(
-                procfs.read_many,
-                exec_pids,
-                cached_sha256=self.hashes.get,
-                hash_max_bytes=self._hash_max_bytes,
-            )
+    async def _handle(self, batch: list[parse.Record | _ExecAt | Loss]) -> None:
+        tickets = sorted({item.ticket for item in batch if isinstance(item, _ExecAt)})
+        reads: dict[tuple[int, int], procfs.ProcRead] = {}
+        if tickets:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                    reads = {r.pid: r for r in await loop.run_in_executor(self._read_pool, read)}
+                    await self._worker.wait(tickets[-1])
             except TimeoutError:  # a /proc read blocked (a process stuck in D state): start afresh
                 raise CollectorError(
-                    f"reading /proc for pids {exec_pids[:5]} took longer than {READ_TIMEOUT_SECONDS:g} s"
+                    f"reading /proc of new processes took longer than {READ_TIMEOUT_SECONDS:g} s"
                 ) from None
+            for ticket in tickets:
+                for read in self._worker.take(ticket):
+                    reads[ticket, read.pid] = read
         offset = self._wall_offset()
         out: list[_Outgoing] = []
         enrichment: Counter[str] = Counter()
-        for record in batch:
+        for n, record in enumerate(batch, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the reader drain the socket (and submit new execs)
             if isinstance(record, parse.Fork):
                 self._on_fork(record, offset)
-            elif isinstance(record, parse.Exec):
-                out.append(self._on_exec(record, reads[record.tgid], offset, enrichment))
+            elif isinstance(record, _ExecAt):
+                read = reads[record.ticket, record.record.tgid]
+                out.append(self._on_exec(record.record, read, offset, enrichment))
             elif isinstance(record, parse.Exit):
                 if record.pid == record.tgid:  # else a thread ended, not the process
                     out.append(self._on_exit(record, offset))
