@@ -16,6 +16,7 @@ import asyncio
 import errno
 import ipaddress
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from amoskys.collectors.context import CollectorContext
@@ -95,6 +96,7 @@ class DiscoveryCollector:
         self._probe_queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(PROBE_QUEUE)
         self._failing: set[str] = set()  # subnets whose last sweep failed (logged once)
         self._dropped_seen = 0
+        self._unwatch: Callable[[], None] | None = None
         m = ctx.metrics
         self._m_requests = m.discovery_arp_requests
         self._m_replies = m.discovery_arp_replies
@@ -135,7 +137,6 @@ class DiscoveryCollector:
             # a missing privilege stays missing; an interface may come up later (a USB NIC, a bridge
             # made after boot): retry that with backoff
             raise StartupError(str(err), retry=err.errno not in (errno.EPERM, errno.EACCES)) from err
-        self._unwatch = None
         if self.config.passive == "on" and self.taps is not None:
             self._unwatch = self.taps.watch(self.name, self.watch)
         self.ctx.log.info(
@@ -149,8 +150,8 @@ class DiscoveryCollector:
         )
 
     def stop(self) -> None:
-        if getattr(self, "_unwatch", None) is not None:
-            self._unwatch()  # type: ignore[misc]
+        if self._unwatch is not None:
+            self._unwatch()
             self._unwatch = None
         self.port.close()
 

@@ -109,11 +109,13 @@ class ArpPort:
             return
         for _ in range(256):
             try:
-                frame = sock.recv(_RECV_BYTES)
+                frame, address = sock.recvfrom(_RECV_BYTES)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # a vanished interface shows on the next send, with its name
+            if address[2] == socket.PACKET_OUTGOING:
+                continue  # our own requests, looped back to every packet socket
             self.received += 1
             packet = arp.parse_frame(frame)
             if packet is None:
