@@ -1,30 +1,23 @@
-"""Real-time exec and exit from the proc connector: reader → enricher → publisher.
+"""Real-time exec and exit from the proc connector: the enricher and the publisher.
 
-- The **reader** (a ``loop.add_reader`` callback) drains the socket, decodes each datagram, checks
-  the kernel's per-CPU sequence numbers for gaps (lost messages), hands the pids of new execs to the
-  /proc reading thread at once (``worker.ProcReadWorker``: a queue put, never a wait) and queues the
-  records. It never blocks and never touches /proc.
-- The **enricher** wakes every FLUSH_DELAY_SECONDS (or sooner when much is queued, or on a loss),
-  takes everything queued as one batch, collects the /proc reads of its execs (done meanwhile),
-  updates the process table in kernel order and builds the envelopes. Executables not yet hashed go
-  to a second worker thread, so hashing never delays the /proc reads. Batching the envelope work
-  keeps the loop's cost per exec low; the /proc reads themselves never wait for it.
+The socket side (subscribe, self-test, read, loss accounting) is ``reader.ConnectorReader``; the
+/proc reads of new execs start from there in ``worker.ProcReadWorker``'s thread. Here:
+
+- The **enricher** wakes when the reader has a batch, collects the /proc reads of its execs (done
+  meanwhile), updates the process table in kernel order and builds the envelopes. Executables not
+  yet hashed go to a second worker thread, so hashing never delays the /proc reads. Batching the
+  envelope work keeps the loop's cost per exec low; the /proc reads never wait for it.
 - The enricher publishes each batch itself (``ctx.publish_many``) unless an envelope waits for its
   executable's hash: then that batch, and every one after it until the queue is empty, goes through
   the **publisher**, which publishes in order once the hash is known.
-
-When the queues are full the reader stops reading: the kernel then drops messages (ENOBUFS) and the
-gaps become LossReports — one accounting path for every kind of loss.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -35,8 +28,9 @@ from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.process import events, parse, procfs
 from amoskys.collectors.process.config import ProcessConfig
 from amoskys.collectors.process.hashing import ExeHashes
-from amoskys.collectors.process.netlink import ConnectorUnavailableError, ProcConnector, describe_ack_error
+from amoskys.collectors.process.reader import ConnectorReader, ExecAt, Queued
 from amoskys.collectors.process.redact import Redactor
+from amoskys.collectors.process.sequence import Loss
 from amoskys.collectors.process.stats import ProcessStats
 from amoskys.collectors.process.table import (
     Proc,
@@ -51,10 +45,6 @@ from amoskys.proto import events_pb2
 
 log = structlog.get_logger(__name__)
 
-#: Datagrams read per wake-up of the reader, so one burst cannot hold the loop for long.
-MAX_DATAGRAMS_PER_WAKEUP = 512
-#: Decoded records waiting for the enricher; past this the reader pauses (the kernel then drops).
-MAX_PENDING_RECORDS = 50_000
 #: Envelopes waiting for the publisher; past this the enricher waits.
 MAX_PENDING_ENVELOPES = 20_000
 #: Envelopes per publish_many call.
@@ -62,38 +52,11 @@ PUBLISH_BATCH = 1000
 #: A batch of /proc reads that takes longer than this is stuck: the collector fails (and is
 #: restarted by the supervisor with a fresh worker thread).
 READ_TIMEOUT_SECONDS = 10.0
-#: After an overrun, how long a CPU's first gap is still put down to it.
-OVERRUN_ATTRIBUTION_SECONDS = 10.0
 #: The enricher lets other callbacks run after this many records of a batch (each costs ~30-60 µs).
 YIELD_EVERY = 32
-#: Records wait up to this long to be handled in one batch (their /proc reads do not wait for it).
-FLUSH_DELAY_SECONDS = 0.02
-#: ... or until this many records are waiting.
-FLUSH_RECORDS = 256
 
 #: What an exit event of a process never seen before cannot say.
 _UNKNOWN_PROCESS = ["exe", "argv", "user", "uid", "start_time_ns", "cgroup"]
-
-
-class Loss(NamedTuple):
-    """Messages lost before this point in the stream (a gap in the kernel's sequence numbers)."""
-
-    count: int
-    reason: str  # netlink_overrun, sequence_gap
-    start_mono_ns: int
-    end_mono_ns: int
-
-
-#: Records that carry a per-CPU sequence number and a kernel time (an Ack's sequence is checked
-#: apart: see _check_sequence).
-_TIMED = frozenset({parse.Fork, parse.Exec, parse.Exit, parse.Other})
-
-
-class _ExecAt(NamedTuple):
-    """An exec, and the ticket of the worker batch that reads its /proc entry."""
-
-    record: parse.Exec
-    ticket: int
 
 
 class _Outgoing(NamedTuple):
@@ -125,74 +88,22 @@ class RealtimeTracker:
         self.stats = stats
         self.boot_ns = boot_ns
         self.on_loss = on_loss
-        self.connector = ProcConnector(config.receive_buffer_bytes)
-        self._inbox: deque[parse.Record | _ExecAt | Loss] = deque()
-        self._wake = asyncio.Event()
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._worker = ProcReadWorker(hashes)
+        self.reader = ConnectorReader(ctx, self._worker, stats, config.receive_buffer_bytes)
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(MAX_PENDING_ENVELOPES)
         self._publishing = False  # the publisher holds envelopes taken from the outbox
-        self._reading = False
-        self._failure: BaseException | None = None
-        self._last_seq: dict[int, tuple[int, int]] = {}  # cpu → (seq, ts) of its last message
-        # After an ENOBUFS, each CPU's next gap is that overrun's (until the kernel's queue was once
-        # drained, every gap is): see ProcConnector.receive.
-        self._overrun_mono = -1e9
-        self._explained_cpus: set[int] = set()
-        self._congested = False
-        self._bad_datagrams = 0
-        self._probe_pid = 0
-        self._self_test: asyncio.Future[str | None] | None = None
-        self._execs_seen: set[int] = set()  # during the self-test, which may see its exec early
         self._pending_digests: dict[procfs.ExeKey, asyncio.Future[bytes | None]] = {}
-        self._worker = ProcReadWorker(hashes)
         self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="amoskys-proc-hash")
-        self._hash_max_bytes = hashes.max_bytes
         self._offset = 0
         self._offset_measured_ns = -(10**18)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> str | None:
         """Subscribe and self-test: None when exec events arrive, else why not (then closed)."""
-        try:
-            self.connector.open()
-        except ConnectorUnavailableError as err:
-            self.close()
-            return err.reason
-        loop = asyncio.get_running_loop()
-        self._self_test = loop.create_future()
-        self._resume_reading()
-        reason = await self._probe()
-        self._self_test = None
-        self._execs_seen.clear()
+        reason = await self.reader.start(self.config.self_test_timeout_seconds)
         if reason is not None:
             self.close()
-            self._inbox.clear()
         return reason
-
-    async def _probe(self) -> str | None:
-        timeout = self.config.self_test_timeout_seconds
-        true = shutil.which("true") or "/bin/true"
-        try:
-            child = await asyncio.create_subprocess_exec(
-                true, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        except OSError as err:
-            return f"netlink self-test could not start {true!r}: {err.strerror or err}"
-        self._probe_pid = child.pid
-        if child.pid in self._execs_seen:  # read while the child was being created
-            self._finish_self_test(None)
-        try:
-            if self._self_test is None:
-                raise RuntimeError("self-test future missing")
-            async with asyncio.timeout(timeout):
-                return await self._self_test
-        except TimeoutError:
-            return (
-                f"netlink self-test saw no exec event within {timeout:g} s; the proc connector is "
-                f"silent outside the initial user/PID namespaces"
-            )
-        finally:
-            await child.wait()
 
     async def run(self) -> None:
         """Enrich and publish until cancelled; raises what broke the socket."""
@@ -204,157 +115,27 @@ class RealtimeTracker:
             self.close()
 
     def close(self) -> None:
-        """Stop reading and unsubscribe. Work already handed to the worker threads still finishes
-        (and closes its file descriptors)."""
-        if self._reading:
-            asyncio.get_running_loop().remove_reader(self.connector.fileno())
-            self._reading = False
-        self.connector.close()
+        """Stop reading and unsubscribe. Hashing already started still finishes (and closes its
+        file descriptor); reads not taken have theirs closed."""
+        self.reader.close()
         self._worker.stop()
         self._hash_pool.shutdown(wait=False)
 
-    # ------------------------------------------------------------------ reader
-    def _resume_reading(self) -> None:
-        if not self._reading:
-            asyncio.get_running_loop().add_reader(self.connector.fileno(), self._on_readable)
-            self._reading = True
-
-    def _pause_reading(self) -> None:
-        if self._reading:
-            asyncio.get_running_loop().remove_reader(self.connector.fileno())
-            self._reading = False
-
-    def _on_readable(self) -> None:
-        try:
-            datagrams, overrun, drained = self.connector.receive(MAX_DATAGRAMS_PER_WAKEUP)
-        except OSError as err:  # the socket broke: let the enricher raise it (a callback cannot)
-            self._failure = CollectorError(f"proc connector socket failed: {err.strerror or err}")
-            self._pause_reading()
-            self._wake.set()
-            return
-        if overrun:  # every CPU may have lost messages: each shows its gap at its next message
-            self._explained_cpus = set()
-            self._overrun_mono = time.monotonic()
-            self._congested = True
-            self.stats.count_overrun()
-        losses: dict[str, list[int]] = {}  # reason → [count, window start, window end]
-        inbox = self._inbox
-        urgent = False
-        ticket = 0
-        exec_pids: dict[int, None] = {}
-        last_seq = self._last_seq
-        for datagram in datagrams:
-            try:
-                records = parse.parse_datagram(datagram)
-            except parse.ParseError as err:
-                self._count_bad_datagram(err)
-                continue
-            for record in records:
-                kind = type(record)
-                last = last_seq.get(record.cpu) if kind in _TIMED else None  # type: ignore[union-attr]
-                if last is not None and record.seq == (last[0] + 1) & 0xFFFFFFFF:  # type: ignore[union-attr]
-                    last_seq[record.cpu] = (record.seq, record.ts_ns)  # type: ignore[union-attr]  # in order
-                else:
-                    gap = self._check_sequence(record)
-                    if gap is not None:
-                        self._add_loss(losses, record, *gap)
-                if kind is parse.Exec:
-                    if not ticket:
-                        ticket = self._worker.next_ticket()
-                    exec_pids[record.tgid] = None
-                    inbox.append(_ExecAt(record, ticket))
-                    if self._self_test is not None:
-                        self._execs_seen.add(record.tgid)
-                        if record.tgid == self._probe_pid:
-                            self._finish_self_test(None)
-                elif kind is parse.Exit or kind is parse.Fork:
-                    inbox.append(record)
-                elif kind is parse.Ack:
-                    self._on_ack(record)  # type: ignore[arg-type]
-        if exec_pids:  # read /proc now, while they most likely still exist
-            self._worker.submit(ticket, list(exec_pids))
-        if drained:  # the kernel reports the next overrun again
-            self._congested = False
-        for reason, (count, start, end) in losses.items():
-            inbox.append(Loss(count, reason, start, end))
-            urgent = True
-        if urgent or len(inbox) >= FLUSH_RECORDS:
-            self._wake.set()
-            if len(inbox) >= MAX_PENDING_RECORDS:
-                self._pause_reading()
-        elif inbox and self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY_SECONDS, self._flush)
-
-    def _flush(self) -> None:
-        self._flush_timer = None
-        self._wake.set()
-
-    def _add_loss(
-        self, losses: dict[str, list[int]], record: parse.Record, count: int, start: int, end: int
-    ) -> None:
-        cpu = getattr(record, "cpu", -1)
-        recent = time.monotonic() - self._overrun_mono < OVERRUN_ATTRIBUTION_SECONDS
-        overrun = self._congested or (recent and cpu not in self._explained_cpus)
-        reason = "netlink_overrun" if overrun else "sequence_gap"
-        self._explained_cpus.add(cpu)
-        total = losses.get(reason)
-        if total is None:
-            losses[reason] = [count, start, end]
-        else:
-            total[0] += count
-            total[1] = min(total[1], start)
-            total[2] = max(total[2], end)
-
-    def _check_sequence(self, record: parse.Record) -> tuple[int, int, int] | None:
-        """(lost, from, to) when the per-CPU sequence skipped messages before `record`."""
-        if isinstance(record, parse.NetlinkError | parse.Overrun):
-            return None
-        cpu, seq = record.cpu, record.seq
-        ts = 0 if isinstance(record, parse.Ack) else record.ts_ns
-        last = self._last_seq.get(cpu)
-        if isinstance(record, parse.Ack) and (last is None or seq != (last[0] + 1) & 0xFFFFFFFF):
-            return None  # an older kernel echoes the subscriber's seq in acks instead of counting
-        self._last_seq[cpu] = (seq, ts or (last[1] if last else 0))
-        if last is None:
-            return None
-        gap = (seq - last[0] - 1) & 0xFFFFFFFF
-        if gap == 0 or gap >= 1 << 31:  # in order, or the counter went back (not a loss we can size)
-            return None
-        return gap, last[1], ts or last[1]
-
-    def _on_ack(self, ack: parse.Ack) -> None:
-        if ack.ack != self.connector.subscribe_ack + 1:
-            return  # another subscriber's
-        if ack.err:
-            self._finish_self_test(describe_ack_error(ack.err))
-
-    def _finish_self_test(self, reason: str | None) -> None:
-        if self._self_test is not None and not self._self_test.done():
-            self._self_test.set_result(reason)
-
-    def _count_bad_datagram(self, err: parse.ParseError) -> None:
-        self._bad_datagrams += 1
-        self.ctx.count_error(f"malformed proc connector datagram: {err}")
-        if self._bad_datagrams == 1:
-            log.warning("process_netlink_malformed", error=str(err))
-
     # ------------------------------------------------------------------ enricher
     async def _enrich_loop(self) -> None:
+        reader = self.reader
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._failure is not None:
-                raise self._failure
-            if not self._inbox:
-                continue
-            batch = list(self._inbox)
-            self._inbox.clear()
-            self._resume_reading()
-            with self.ctx.busy():
-                await self._handle(batch)
+            await reader.wake.wait()
+            reader.wake.clear()
+            if reader.failure is not None:
+                raise reader.failure
+            batch = reader.take()
+            if batch:
+                with self.ctx.busy():
+                    await self._handle(batch)
 
-    async def _handle(self, batch: list[parse.Record | _ExecAt | Loss]) -> None:
-        tickets = sorted({item.ticket for item in batch if isinstance(item, _ExecAt)})
+    async def _handle(self, batch: list[Queued]) -> None:
+        tickets = sorted({item.ticket for item in batch if isinstance(item, ExecAt)})
         reads: dict[tuple[int, int], procfs.ProcRead] = {}
         if tickets:
             try:
@@ -375,7 +156,7 @@ class RealtimeTracker:
                 await asyncio.sleep(0)  # let the reader drain the socket (and submit new execs)
             if isinstance(record, parse.Fork):
                 self._on_fork(record, offset)
-            elif isinstance(record, _ExecAt):
+            elif isinstance(record, ExecAt):
                 read = reads[record.ticket, record.record.tgid]
                 out.append(self._on_exec(record.record, read, offset, enrichment))
             elif isinstance(record, parse.Exit):
@@ -479,7 +260,7 @@ class RealtimeTracker:
             "process_events_lost",
             count=loss.count,
             reason=loss.reason,
-            receive_buffer_bytes=self.connector.buffer_bytes,
+            receive_buffer_bytes=self.reader.connector.buffer_bytes,
         )
         envelope = events.loss_event(
             loss.count,
