@@ -11,6 +11,9 @@ Set-up order matters: the socket is opened for no protocol (it receives nothing)
 protocol — so no unfiltered frame is ever queued. Promiscuous mode is a ``PACKET_ADD_MEMBERSHIP``,
 dropped by the kernel when the socket closes.
 
+The interface's hardware type picks the parser: Ethernet and loopback frames, or bare IP packets
+(tun, WireGuard: ``ARPHRD_NONE``/``ARPHRD_RAWIP``); the filter is compiled for the same link type.
+
 The kernel strips the outermost VLAN tag of a received frame into the ring's metadata
 (``tp_vlan_tci`` with ``TP_STATUS_VLAN_VALID``); its id goes to the table as the frame's outer VLAN
 (a tag still in the frame is then the inner one), so tagged and QinQ traffic meters as from a file.
@@ -27,9 +30,10 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from amoskys.collectors.flow import bpf
-from amoskys.collectors.flow.parse import parse_ethernet
+from amoskys.collectors.flow.parse import ParseFn, parse_ethernet, parse_raw
 from amoskys.collectors.flow.pcap import PacketSink
 from amoskys.errors import CollectorError, StartupError
 
@@ -45,6 +49,20 @@ ETH_P_ALL = 0x0003
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
+
+# Interface hardware types (linux/if_arp.h, /sys/class/net/<name>/type) the capture decodes, with
+# the parser and the libpcap DLT their frames have on a SOCK_RAW packet socket.
+ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772
+ARPHRD_RAWIP = 519
+ARPHRD_NONE = 65534  # tun devices, WireGuard: bare IP packets
+DLT_RAW = 12
+LINK_TYPES: dict[int, tuple[ParseFn, int]] = {
+    ARPHRD_ETHER: (parse_ethernet, bpf.DLT_EN10MB),
+    ARPHRD_LOOPBACK: (parse_ethernet, bpf.DLT_EN10MB),
+    ARPHRD_RAWIP: (parse_raw, DLT_RAW),
+    ARPHRD_NONE: (parse_raw, DLT_RAW),
+}
 
 MIB = 1 << 20
 #: A block goes to user space when full or this long after its first frame (bounds the latency).
@@ -68,6 +86,23 @@ class KernelStats:
     packets: int  # frames that matched the socket (filter passed), dropped ones included
     drops: int  # frames dropped because the ring had no free block
     freezes: int  # times the ring was full (the queue froze)
+
+
+def link_of(interface: str, sys_class_net: Path = Path("/sys/class/net")) -> tuple[ParseFn, int]:
+    """The parser and libpcap DLT for ``interface``'s hardware type; StartupError when the interface
+    does not exist (retry: it may come up) or its type is not one the capture decodes (no retry)."""
+    try:
+        hatype = int((sys_class_net / interface / "type").read_text())
+    except (OSError, ValueError) as err:
+        raise StartupError(f"capture interface {interface!r}: no such interface", retry=True) from err
+    link = LINK_TYPES.get(hatype)
+    if link is None:
+        raise StartupError(
+            f"capture interface {interface!r}: hardware type {hatype} is not supported "
+            "(Ethernet, loopback and raw-IP interfaces such as tun or WireGuard are)",
+            retry=False,
+        )
+    return link
 
 
 def block_bytes_for(ring_bytes: int) -> int:
@@ -102,6 +137,7 @@ class LiveCapture:
         self._block = 0  # the block feed() reads next
         self._left = 0  # frames of that block not yet read (0: block not started)
         self._pos = 0  # offset of its next frame
+        self.parse: ParseFn = parse_ethernet  # set by open() from the interface's hardware type
 
     @property
     def ring_bytes(self) -> int:
@@ -115,7 +151,8 @@ class LiveCapture:
             ifindex = socket.if_nametoindex(name)
         except OSError as err:
             raise StartupError(f"capture interface {name!r}: no such interface", retry=True) from err
-        program = bpf.compile_filter(self.filter_expression) if self.filter_expression else None
+        self.parse, dlt = link_of(name)
+        program = bpf.compile_filter(self.filter_expression, linktype=dlt) if self.filter_expression else None
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError as err:
@@ -175,7 +212,8 @@ class LiveCapture:
         if ring is None:
             raise CollectorError(f"capture on {self.interface!r} is not open")
         packet = sink.packet
-        parse = parse_ethernet
+        parse = self.parse
+        plain = parse is parse_ethernet  # the table's default parser: not passed per frame
         hdr = _HDR.unpack_from
         blocks = self.block_count
         size = self.block_bytes
@@ -193,8 +231,10 @@ class LiveCapture:
                 start = pos + mac
                 if status & TP_STATUS_VLAN_VALID:
                     packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen, parse, tci & 0xFFF)
-                else:
+                elif plain:
                     packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen)
+                else:
+                    packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen, parse)
                 pos += nxt
                 left -= 1
                 count += 1

@@ -5,6 +5,7 @@ overflowing ring shows as kernel drops (metrics and a LossReport); without CAP_N
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import json
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from flow_veth import Veth, require_capture_rig, veth_pair
 from amoskys import __version__
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.collectors.flow import bpf
+from amoskys.collectors.flow.capture import link_of
 from amoskys.collectors.flow.cli import cmd_flows_read
 from amoskys.collectors.flow.collector import NEEDS_CAP_NET_RAW, FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
@@ -397,3 +399,45 @@ async def test_capture_joins_the_appliance_packet_taps_while_it_runs(veth: Veth,
         await until(lambda: len(watcher.seen) >= 2, "the frames through the taps")
     assert taps.captures == 0
     assert [frame for _, frame, _ in watcher.seen] == [arp, dhcp]
+
+
+@contextmanager
+def tun_device() -> Iterator[tuple[str, int]]:
+    """A tun interface (raw IP, no link header), up with IPv6 off; it vanishes when its fd closes."""
+    require_capture_rig()
+    name = f"amt{os.getpid() % 100_000}"
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    try:
+        fcntl.ioctl(
+            fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000)
+        )  # TUNSETIFF: TUN, NO_PI
+        subprocess.run(["sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{name}/disable_ipv6"], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name, fd
+    finally:
+        os.close(fd)
+
+
+async def test_raw_ip_interface_meters_like_the_file(tmp_path: Path) -> None:
+    pcap = case_input("udp")
+    with open_capture(pcap) as reader:
+        packets = [frame[14:] for _, frame in reader.frames()]  # the IP packets, without Ethernet
+    with tun_device() as (name, fd):
+        collector, sink, _ = make(FlowConfig(interface=name, filter="udp"))
+        async with running(collector):
+            for packet in packets:
+                os.write(fd, packet)  # the kernel receives it on the tun interface
+            await until(lambda: collector.packets >= len(packets), "the IP packets")
+    expected = [{**r, "src_mac": None, "dst_mac": None} for r in read_flows(pcap)]
+    assert totals(as_json(sink)) == totals(expected)
+    assert collector.capture is not None and collector.capture.parse.__name__ == "parse_raw"
+
+
+def test_unsupported_hardware_type_is_named(tmp_path: Path) -> None:
+    (tmp_path / "sit9").mkdir()
+    (tmp_path / "sit9" / "type").write_text("776\n")
+    with pytest.raises(
+        StartupError, match=r"capture interface 'sit9': hardware type 776 is not supported"
+    ) as err:
+        link_of("sit9", tmp_path)
+    assert err.value.retry is False
