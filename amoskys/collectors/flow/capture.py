@@ -157,6 +157,7 @@ class LiveCapture:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError as err:
             raise StartupError(f"capture on {name!r}: needs CAP_NET_RAW ({err})", retry=False) from err
+        ring = None
         try:
             step = "PACKET_VERSION TPACKET_V3"
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
@@ -180,6 +181,8 @@ class LiveCapture:
                 )
             sock.setblocking(False)
         except OSError as err:
+            if ring is not None:
+                ring.close()
             sock.close()
             raise StartupError(f"capture on {name!r}: {step} failed: {err}", retry=True) from err
         self.sock = sock
