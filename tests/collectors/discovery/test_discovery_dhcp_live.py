@@ -24,7 +24,7 @@ from amoskys.proto import events_pb2
 MAC = "b8:27:eb:00:00:41"
 
 
-def flow_collector(tmp_path: Path, interface: str) -> FlowCollector:
+def flow_collector(tmp_path: Path, interface: str, taps: PacketTaps) -> FlowCollector:
     async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
         return None
 
@@ -35,6 +35,7 @@ def flow_collector(tmp_path: Path, interface: str) -> FlowCollector:
         metrics=Metrics(),
         data_dir=tmp_path,
         appliance=ApplianceInfo("box", __version__, "host", "appliance", 0),
+        packet_taps=taps,
     )
     return FlowCollector(FlowConfig(interface=interface), ctx)
 
@@ -44,9 +45,8 @@ async def test_a_dhcp_request_on_the_capture_interface_yields_the_hostname(tmp_p
     with lan() as net:
         host = net.add_host(MAC, 41)
         taps = PacketTaps()
-        flow = flow_collector(tmp_path, net.bridge)
-        # what the flow collector does when it runs with ctx.packet_taps (see the discovery README)
-        disconnect = taps.connect(flow.add_observer)
+        # as in the appliance: both contexts hold the one PacketTaps; the flow collector connects to it
+        flow = flow_collector(tmp_path, net.bridge, taps)
         discovery, sink = make(tmp_path, DiscoveryConfig(interface=net.bridge), taps=taps)
         tasks = [asyncio.create_task(flow.run()), asyncio.create_task(discovery.run())]
         frame = dhcp_request(
@@ -62,7 +62,7 @@ async def test_a_dhcp_request_on_the_capture_interface_yields_the_hostname(tmp_p
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            disconnect()
+        assert taps.captures == 0  # the stopped flow collector disconnected
         [named] = [d for d in devices(sink) if d.hostname]
         assert (named.mac.hex(":"), named.hostname, named.dhcp_vendor_class) == (
             MAC,
