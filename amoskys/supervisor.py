@@ -113,6 +113,7 @@ class _Slot:
         self.state: State = "stopped"
         self.reason = "not started yet"
         self.mode = ""
+        self.collector: Collector | None = None  # the running instance: its mode may change as it runs
         self.restarts = 0
         self.since_ns = 0
         self.task: asyncio.Task[None] | None = None
@@ -206,7 +207,7 @@ class Supervisor:
             name=slot.name,
             state=slot.state,
             reason=slot.reason,
-            mode=slot.mode,
+            mode=str(getattr(slot.collector, "mode", slot.mode)) if slot.collector is not None else slot.mode,
             events=ctx.events,
             errors=ctx.errors,
             restarts=slot.restarts,
@@ -347,6 +348,7 @@ class Supervisor:
                         log.warning("collector_disabled", collector=slot.name, reason=reason)
                         return
                     slot.mode = str(getattr(collector, "mode", ""))
+                    slot.collector = collector
                     self._set(slot, "running", "")
                     # while failing, restarts are not news: the failure and the recovery are
                     (log.debug if slot.failing else log.info)(

@@ -36,8 +36,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "collectors" / "flow"))
 
-from flow_veth import Veth, veth_pair  # noqa: E402
-
 from amoskys import __version__  # noqa: E402
 from amoskys.collectors.context import ApplianceInfo, CollectorContext  # noqa: E402
 from amoskys.collectors.flow.capture import MIB, LiveCapture  # noqa: E402
@@ -46,6 +44,8 @@ from amoskys.collectors.flow.config import FlowConfig  # noqa: E402
 from amoskys.events import EnvelopeStamper  # noqa: E402
 from amoskys.metrics import Metrics  # noqa: E402
 from amoskys.proto import events_pb2  # noqa: E402
+
+from flow_veth import Veth, veth_pair  # noqa: E402
 
 PY = sys.executable
 RATES = (50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000)

@@ -26,10 +26,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "collectors" / "discovery"))
 
 import structlog  # noqa: E402
-from discovery_harness import make  # noqa: E402
-from discovery_lan import lan  # noqa: E402
 
 from amoskys.collectors.discovery.config import DiscoveryConfig  # noqa: E402
+
+from discovery_harness import make  # noqa: E402
+from discovery_lan import lan  # noqa: E402
 
 HOSTS = [
     "b8:27:eb:00:00:11",

@@ -32,7 +32,7 @@ from amoskys.collectors.discovery.inventory import (
 from amoskys.collectors.discovery.oui import PACKAGE, OuiRegistry
 from amoskys.collectors.discovery.probe import TcpProbe
 from amoskys.collectors.discovery.sweep import ArpPort, SweepError
-from amoskys.collectors.discovery.tap import PacketTaps
+from amoskys.collectors.taps import PacketTaps
 from amoskys.errors import StartupError
 from amoskys.proto import events_pb2
 

@@ -151,6 +151,13 @@ class ArpPort:
         if sock is None or self._loop is None:
             raise SweepError(errno.EBADF, f"interface {self.interface!r}: the ARP socket is not open")
         loop = self._loop
+        try:
+            # re-read each sweep: a bridge's MAC follows its ports, and DHCP can move the address;
+            # requests from a stale MAC would have every reply addressed elsewhere
+            self.mac = sock.getsockname()[4][:6]
+            self.ip = interface_ipv4(self.interface)
+        except OSError as err:
+            raise SweepError(err.errno, f"interface {self.interface!r}: {err.strerror or err}") from err
         hosts = network.hosts() if network.prefixlen < 31 else iter(network)
         targets = [h.packed for h in hosts if h.packed != self.ip]
         self._subnet = str(network)

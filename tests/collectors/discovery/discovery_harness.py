@@ -11,7 +11,7 @@ from amoskys.collectors.clock import Clock, FakeClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.collectors.discovery.collector import DiscoveryCollector
 from amoskys.collectors.discovery.config import DiscoveryConfig
-from amoskys.collectors.discovery.tap import PacketTaps
+from amoskys.collectors.taps import PacketTaps
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2

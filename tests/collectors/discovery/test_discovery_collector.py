@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from discovery_frames import arp_frame, dhcp_request
-from discovery_harness import devices, make
 
 from amoskys.collectors.discovery.collector import NEEDS_CAP_NET_RAW, NO_INTERFACE
 from amoskys.collectors.discovery.config import DiscoveryConfig
-from amoskys.collectors.discovery.tap import PacketTaps
+from amoskys.collectors.taps import PacketTaps
 from amoskys.config import from_mapping
 from amoskys.errors import ConfigError
 from amoskys.proto import events_pb2
+
+from discovery_frames import arp_frame, dhcp_request
+from discovery_harness import devices, make
 
 MAC = bytes.fromhex("b827eb123456")
 

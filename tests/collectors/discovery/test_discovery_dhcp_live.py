@@ -7,19 +7,19 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from discovery_frames import dhcp_request
-from discovery_harness import devices, make
-from discovery_lan import lan, require_lan_rig
-
 from amoskys import __version__
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.collectors.discovery.config import DiscoveryConfig
-from amoskys.collectors.discovery.tap import PacketTaps
 from amoskys.collectors.flow.collector import FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
+from amoskys.collectors.taps import PacketTaps
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
+
+from discovery_frames import dhcp_request
+from discovery_harness import devices, make
+from discovery_lan import lan, require_lan_rig
 
 MAC = "b8:27:eb:00:00:41"
 

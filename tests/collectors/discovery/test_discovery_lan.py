@@ -11,14 +11,13 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from discovery_frames import require_ieee_data
-from discovery_harness import devices, eventually, make
-from discovery_lan import lan, require_lan_rig
-
 from amoskys.collectors.clock import FakeClock
 from amoskys.collectors.discovery.config import DiscoveryConfig
 from amoskys.proto import events_pb2
 
+from discovery_frames import require_ieee_data
+from discovery_harness import devices, eventually, make
+from discovery_lan import lan, require_lan_rig
 from support import require_tool
 
 D = events_pb2.DeviceEvent
@@ -92,7 +91,9 @@ async def test_the_sweep_finds_exactly_the_hosts_follows_a_move_and_reports_one_
             net.set_ip(hosts[0], 31)
             clock.advance(60)
             await collector.sweep_once()
-            [moved] = devices(sink, D.IP_CHANGED)
+            changed = devices(sink, D.IP_CHANGED)
+            assert len(changed) == 1, [(d.ip, d.previous_ip, d.seen_by, d.interface) for d in sink_all(sink)]
+            [moved] = changed
             assert (moved.mac.hex(":"), moved.ip, moved.previous_ip) == (
                 hosts[0].mac,
                 net.prefix + "31",
@@ -106,7 +107,9 @@ async def test_the_sweep_finds_exactly_the_hosts_follows_a_move_and_reports_one_
             assert devices(sink, D.GONE) == []  # absent 300 s of 600
             clock.advance(301)
             await collector.sweep_once()
-            [gone] = devices(sink, D.GONE)
+            gone_list = devices(sink, D.GONE)
+            assert len(gone_list) == 1, [(d.change, d.ip, d.seen_by, d.interface) for d in sink_all(sink)]
+            [gone] = gone_list
             assert gone.mac.hex(":") == hosts[4].mac and gone.ip == hosts[4].ip
             assert len(collector.inventory.present()) == 4
         finally:
@@ -136,3 +139,7 @@ async def test_run_publishes_new_devices_and_stops_cleanly(tmp_path: Path) -> No
         # (the neighbour table may add devices of other interfaces of this machine)
         assert [d.ip for d in devices(sink, D.NEW) if d.interface == net.bridge] == [net.prefix + "21"]
         assert collector.port._sock is None  # closed on the way out
+
+
+def sink_all(sink):  # type: ignore[no-untyped-def]
+    return [e.device for e in sink if e.WhichOneof("body") == "device"]

@@ -6,12 +6,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from discovery_frames import arp_frame, dhcp_request, require_ieee_data
 from hypothesis import given
 from hypothesis import strategies as st
 
 from amoskys.collectors.discovery import arp, dhcp, neighbour
 from amoskys.collectors.discovery.oui import OuiRegistry, locally_administered
+
+from discovery_frames import arp_frame, dhcp_request, require_ieee_data
 
 MAC = bytes.fromhex("b827eb123456")
 

@@ -6,12 +6,12 @@ import asyncio
 import socket
 from pathlib import Path
 
-from discovery_harness import devices, eventually, make
-
 from amoskys.collectors.discovery.config import DiscoveryConfig
 from amoskys.collectors.discovery.inventory import ARP_SWEEP
 from amoskys.collectors.discovery.probe import TcpProbe
 from amoskys.proto import events_pb2
+
+from discovery_harness import devices, eventually, make
 
 MAC = bytes.fromhex("b827eb000051")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_veth import Veth, require_capture_rig, veth_pair
 
 from amoskys import __version__
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
@@ -36,6 +35,7 @@ from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
 
 from flow_golden import case_input
+from flow_veth import Veth, require_capture_rig, veth_pair
 from support import ROOT, require_tool
 
 # Every golden case on Ethernet. linux_sll is a cooked capture (no Ethernet header to send), pcapng
