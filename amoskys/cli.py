@@ -171,6 +171,17 @@ def _layout(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return config, layout
 
 
+def _with_state(config, layout, action):  # type: ignore[no-untyped-def]
+    """Run `await action(state)` on the data dir's appliance state (the appliance may be running)."""
+    from amoskys.state_access import appliance_state
+
+    async def run():  # type: ignore[no-untyped-def]
+        async with appliance_state(layout.db, config.store) as state:
+            return await action(state)
+
+    return asyncio.run(run())
+
+
 def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from amoskys.app import appliance_credentials
 
@@ -180,7 +191,6 @@ def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_agents_enroll(args: argparse.Namespace) -> int:
     from amoskys import pki
-    from amoskys.state_access import appliance_state
 
     config, layout, creds = _credentials(args)
     bus_address = args.bus_address or _default_bus_address(config)
@@ -193,13 +203,13 @@ def cmd_agents_enroll(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
     )
 
-    async def record() -> None:
-        async with appliance_state(layout.db, config.store) as state:
-            await state.enroll_identity(
-                bundle.name, bundle.role, bundle.public_key_raw, str(bundle.cert_serial)
-            )
-
-    asyncio.run(record())
+    _with_state(
+        config,
+        layout,
+        lambda state: state.enroll_identity(
+            bundle.name, bundle.role, bundle.public_key_raw, str(bundle.cert_serial)
+        ),
+    )
     agents_dir = layout.pki / "agents"
     agents_dir.mkdir(mode=0o700, exist_ok=True)
     (agents_dir / f"{bundle.name}.crt").write_bytes((Path(args.out) / "client.crt").read_bytes())
@@ -224,16 +234,10 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from amoskys import pki
-    from amoskys.state_access import appliance_state
 
     config, layout, _ = _credentials(args)
-
-    async def read():  # type: ignore[no-untyped-def]
-        async with appliance_state(layout.db, config.store) as state:
-            return await state.list_identities()
-
     rows = []
-    for ident in asyncio.run(read()):
+    for ident in _with_state(config, layout, lambda state: state.list_identities()):
         cert = layout.pki / "agents" / f"{ident.name}.crt"
         expires = pki.cert_not_after(cert).isoformat() if cert.exists() else ""
         rows.append(
@@ -262,15 +266,9 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_revoke(args: argparse.Namespace) -> int:
-    from amoskys.state_access import appliance_state
 
     config, layout, _ = _credentials(args)
-
-    async def revoke() -> bool:
-        async with appliance_state(layout.db, config.store) as state:
-            return await state.revoke_identity(args.name)
-
-    if not asyncio.run(revoke()):
+    if not _with_state(config, layout, lambda state: state.revoke_identity(args.name)):
         print(f"amoskys: error: no enrolled, unrevoked agent named {args.name!r}", file=sys.stderr)
         return 1
     print(f"revoked {args.name!r}; a running appliance refuses it within a second")
@@ -319,22 +317,20 @@ def _read_new_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from amoskys.state_access import appliance_state
     from amoskys.web.passwords import hash_password_sync
 
     config, layout = _layout(args)
     encoded = hash_password_sync(_read_new_password(args))
 
-    async def add() -> None:
-        async with appliance_state(layout.db, config.store) as state:
-            if args.replace and await state.get_user(args.name):
-                await state.set_password(args.name, encoded)
-                await state.set_role(args.name, args.role)
-                await state.revoke_user_sessions(args.name)
-            else:
-                await state.create_user(args.name, encoded, args.role)
+    async def add(state) -> None:  # type: ignore[no-untyped-def]
+        if args.replace and await state.get_user(args.name):
+            await state.set_password(args.name, encoded)
+            await state.set_role(args.name, args.role)
+            await state.revoke_user_sessions(args.name)
+        else:
+            await state.create_user(args.name, encoded, args.role)
 
-    asyncio.run(add())
+    _with_state(config, layout, add)
     print(f"user {args.name!r} ({args.role}) {'updated' if args.replace else 'added'}")
     return 0
 
@@ -342,15 +338,8 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 def cmd_users_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from amoskys.state_access import appliance_state
-
     config, layout = _layout(args)
-
-    async def read():  # type: ignore[no-untyped-def]
-        async with appliance_state(layout.db, config.store) as state:
-            return await state.list_users()
-
-    for u in asyncio.run(read()):
+    for u in _with_state(config, layout, lambda state: state.list_users()):
         print(
             f"{u.name:24} {u.role:7} created {datetime.fromtimestamp(u.created_ns / 1e9, UTC):%Y-%m-%d %H:%M}"
         )
@@ -358,16 +347,14 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from amoskys.state_access import appliance_state
 
     config, layout = _layout(args)
 
-    async def remove() -> bool:
-        async with appliance_state(layout.db, config.store) as state:
-            await state.revoke_user_sessions(args.name)
-            return await state.delete_user(args.name)
+    async def remove(state) -> bool:  # type: ignore[no-untyped-def]
+        await state.revoke_user_sessions(args.name)
+        return bool(await state.delete_user(args.name))
 
-    if not asyncio.run(remove()):
+    if not _with_state(config, layout, remove):
         print(f"amoskys: error: no user named {args.name!r}", file=sys.stderr)
         return 1
     print(f"removed {args.name!r} and ended their sessions")
