@@ -289,19 +289,6 @@ def cmd_certs_renew(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_flows_read(args: argparse.Namespace) -> int:
-    from amoskys.collectors.flow.cli import cmd_flows_read as flows_read
-
-    config = _load_config(args)
-    return flows_read(args.file, args.format, sys.stdout, sys.stderr, config=config.collectors.flow)
-
-
-def cmd_snmp_poll(args: argparse.Namespace) -> int:
-    from amoskys.collectors.snmp.cli import cmd_snmp_poll as snmp_poll
-
-    return snmp_poll(args)
-
-
 def _read_new_password(args: argparse.Namespace) -> str:
     import getpass
 
@@ -477,25 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_agents_revoke)
 
-    flows = sub.add_parser("flows", help="flow metering tools").add_subparsers(
-        dest="flows_command", required=True, metavar="ACTION"
-    )
-    p = flows.add_parser(
-        "read", help="meter a pcap/pcapng file and print one record per flow, then a summary"
-    )
-    p.add_argument("file", metavar="FILE", help="pcap or pcapng file; - reads standard input")
-    p.add_argument("--format", choices=["jsonl", "table"], default="jsonl", help="output format (jsonl)")
-    p.add_argument("--config", metavar="FILE", help="TOML config whose [collectors.flow] timeouts apply")
-    p.set_defaults(func=cmd_flows_read)
-
-    snmp = sub.add_parser("snmp", help="SNMP tools").add_subparsers(
-        dest="snmp_command", required=True, metavar="ACTION"
-    )
-    p = snmp.add_parser("poll", help="poll one SNMP agent once and print what the collector would publish")
-    from amoskys.collectors.snmp.cli import add_arguments as snmp_arguments
-
-    snmp_arguments(p)
-    p.set_defaults(func=cmd_snmp_poll)
+    _add_collector_commands(sub)
 
     users = sub.add_parser("users", help="dashboard users").add_subparsers(
         dest="users_command", required=True, metavar="ACTION"
@@ -527,6 +496,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_certs_renew)
     return parser
+
+
+def _add_collector_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The sub-commands collectors bring in their folder's cli.py (`flows read`, `snmp poll`, ...)."""
+    from amoskys.collectors import registry
+
+    for spec in registry.discover().values():
+        module = spec.cli()
+        if module is None:
+            continue
+        p = sub.add_parser(getattr(module, "COMMAND", spec.name), help=getattr(module, "HELP", None))
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

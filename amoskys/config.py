@@ -12,21 +12,19 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from amoskys.collectors.discovery.config import DiscoveryConfig
-from amoskys.collectors.flow.config import FlowConfig
-from amoskys.collectors.heartbeat.config import HeartbeatConfig
-from amoskys.collectors.host.config import HostConfig
-from amoskys.collectors.process.config import ProcessConfig
-from amoskys.collectors.snmp.config import SnmpConfig
+from amoskys.collectors import registry
+from amoskys.collectors.base import CollectorConfig
 from amoskys.errors import ConfigError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "human", "json"]
 Synchronous = Literal["full", "normal"]
+
+C = TypeVar("C", bound=CollectorConfig)
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -126,19 +124,13 @@ class StoreConfig(_Struct, frozen=True):
             )
 
 
-class CollectorsConfig(_Struct, frozen=True):
-    """The supervisor's restart policy, then one section per collector (its struct lives in its folder)."""
+class CollectorsPolicy(_Struct, frozen=True):
+    """The supervisor's restart policy; `CollectorsConfig` adds one section per registered collector."""
 
     restart_initial_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
     restart_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
     healthy_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     max_fast_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
-    discovery: DiscoveryConfig = DiscoveryConfig()
-    flow: FlowConfig = FlowConfig()
-    heartbeat: HeartbeatConfig = HeartbeatConfig()
-    host: HostConfig = HostConfig()
-    process: ProcessConfig = ProcessConfig()
-    snmp: SnmpConfig = SnmpConfig()
 
     def __post_init__(self) -> None:
         if self.restart_max_seconds < self.restart_initial_seconds:
@@ -146,6 +138,36 @@ class CollectorsConfig(_Struct, frozen=True):
                 f"`restart_max_seconds` ({self.restart_max_seconds}) must not be smaller than "
                 f"`restart_initial_seconds` ({self.restart_initial_seconds})"
             )
+
+    def section(self, config_type: type[C]) -> C:
+        """The section of the collector whose config struct is `config_type`, typed by it."""
+        for spec in registry.discover().values():
+            if spec.config_type is config_type:
+                section: C = getattr(self, spec.name)
+                return section
+        raise LookupError(f"no registered collector has the config struct {config_type.__name__}")
+
+    def section_named(self, name: str) -> CollectorConfig:
+        """The section of the collector called `name` (a registered one)."""
+        section: CollectorConfig = getattr(self, name)
+        return section
+
+
+def _compose_collectors() -> type[CollectorsPolicy]:
+    """`[collectors]`: the policy, then a table per registered collector, converted with its own struct."""
+    fields = [(spec.name, spec.config_type, spec.config_type()) for spec in registry.discover().values()]
+    return msgspec.defstruct(
+        "CollectorsConfig",
+        fields,
+        bases=(CollectorsPolicy,),
+        module=__name__,
+        frozen=True,
+        forbid_unknown_fields=True,
+        kw_only=True,
+    )
+
+
+CollectorsConfig = _compose_collectors()
 
 
 class Config(_Struct, frozen=True):
@@ -189,15 +211,18 @@ def _validation_error(err: msgspec.ValidationError, data: Mapping[str, Any], sou
         path, what = f"{path}.{m.group(1)}", m.group(2)
     m = re.fullmatch(r"Object contains unknown field `(\w+)`", what)
     if m:
-        path = f"{path}.{m.group(1)}"
         what = "unknown key"
+        if path == "$.collectors":
+            what = f"unknown collector (known: {', '.join(registry.names())})"
+        path = f"{path}.{m.group(1)}"
     found, value = _lookup(data, path)
     if what.startswith("Invalid enum value"):
         choices = _choices(path)
         what = f"expected one of {', '.join(map(repr, choices))}" if choices else what
     where = f"{source}: " if source else ""
     key = path.removeprefix("$.") if path != "$" else "(top level)"
-    shown = f" (got {value!r})" if found and what != "unknown key" and repr(value) not in what else ""
+    unknown = what == "unknown key" or what.startswith("unknown collector")
+    shown = f" (got {value!r})" if found and not unknown and repr(value) not in what else ""
     return ConfigError(
         f"{where}{key}: {what}{shown}", path=key, value=value if found else None, source=source
     )

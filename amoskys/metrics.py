@@ -7,6 +7,7 @@ bounded (kinds, reasons, collector names, never event ids or addresses).
 from __future__ import annotations
 
 import platform
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +23,8 @@ from prometheus_client import (
 
 from amoskys import __version__
 
+S = TypeVar("S")
+
 # `*_created` series double the exposition for no use on an appliance (Prometheus ignores them)
 disable_created_metrics()
 
@@ -34,6 +37,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._components: dict[type, object] = {}
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
         PlatformCollector(registry=r)
@@ -186,231 +190,16 @@ class Metrics:
             registry=r,
         )
 
-        # -- process
-        self.process_events = Counter(
-            "amoskys_process_events_total",
-            "Process events published, by kind (exec, exit, snapshot) and how they were seen (netlink, polling, snapshot).",
-            ["kind", "via"],
-            registry=r,
-        )
-        self.process_exec_enrichment = Counter(
-            "amoskys_process_exec_enrichment_total",
-            "Exec events by what /proc still held when read: complete (exe and argv), partial, gone.",
-            ["result"],
-            registry=r,
-        )
-        self.process_enrichment_ratio = Gauge(
-            "amoskys_process_enrichment_ratio",
-            "Share of exec events since the collector started whose exe and argv were read from /proc.",
-            registry=r,
-        )
-        self.process_unreadable = Counter(
-            "amoskys_process_unreadable_fields_total",
-            "Fields of published process events that could not be read, by field.",
-            ["field"],
-            registry=r,
-        )
-        self.process_mode = Gauge(
-            "amoskys_process_mode",
-            "1 for the mode the process collector runs in (netlink, polling), 0 for the other.",
-            ["mode"],
-            registry=r,
-        )
-        self.process_lost = Counter(
-            "amoskys_process_events_lost_total",
-            "Proc connector messages lost (gaps in the kernel's per-CPU sequence), by reason.",
-            ["reason"],
-            registry=r,
-        )  # reason: netlink_overrun, sequence_gap
-        self.process_overruns = Counter(
-            "amoskys_process_netlink_overruns_total",
-            "Receive-buffer overruns (ENOBUFS) of the proc connector socket.",
-            registry=r,
-        )
-        self.process_tracked = Gauge(
-            "amoskys_process_tracked_processes", "Live processes in the collector's table.", registry=r
-        )
-        self.process_snapshot_seconds = Gauge(
-            "amoskys_process_snapshot_duration_seconds", "Wall time the last snapshot took.", registry=r
-        )
-        self.process_snapshot_processes = Gauge(
-            "amoskys_process_snapshot_processes", "Processes in the last snapshot.", registry=r
-        )
-        self.process_enrich_delay = Histogram(
-            "amoskys_process_enrich_delay_seconds",
-            "Time from a process's exec (kernel time) to the start of its /proc read.",
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=r,
-        )
-        self.process_hash_cache_entries = Gauge(
-            "amoskys_process_hash_cache_entries", "Executables whose SHA-256 is cached.", registry=r
-        )
-        self.process_hashed_bytes = Counter(
-            "amoskys_process_hashed_bytes_total",
-            "Bytes of executables read to compute their SHA-256.",
-            registry=r,
-        )
+    def component(self, series: type[S]) -> S:
+        """The series of one component (a collector's ``metrics.py`` class), built once on this registry.
 
-        # -- host
-        from amoskys.collectors.host.export import HostExporter  # series listed in its docstring
-
-        self.host = HostExporter()
-        r.register(self.host)
-
-        # -- snmp (label `target`: configured target names, bounded by the config)
-        self.snmp_target_up = Gauge(
-            "amoskys_snmp_target_up",
-            "1 when the target's last poll succeeded, else 0.",
-            ["target"],
-            registry=r,
-        )
-        self.snmp_poll_duration = Gauge(
-            "amoskys_snmp_poll_duration_seconds",
-            "Duration of the target's last poll.",
-            ["target"],
-            registry=r,
-        )
-        self.snmp_poll_seconds = Histogram(
-            "amoskys_snmp_poll_seconds",
-            "Poll latency of every target (one histogram, no labels: bounded series).",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-            registry=r,
-        )
-        self.snmp_polls = Counter(
-            "amoskys_snmp_polls_total",
-            "Polls by target and outcome (ok, timeout, deadline, auth, resolve, error).",
-            ["target", "outcome"],
-            registry=r,
-        )
-        self.snmp_polls_skipped = Counter(
-            "amoskys_snmp_polls_skipped_total",
-            "Scheduled polls not made, by reason (backoff: the target is unreachable; late: a slot came too late).",
-            ["target", "reason"],
-            registry=r,
-        )
-        self.snmp_varbinds = Counter(
-            "amoskys_snmp_varbinds_total",
-            "Variable bindings received from the target.",
-            ["target"],
-            registry=r,
-        )
-        self.snmp_uptime = Gauge(
-            "amoskys_snmp_target_uptime_seconds",
-            "The target's sysUpTime at its last poll.",
-            ["target"],
-            registry=r,
-        )
-        self.snmp_interfaces = Gauge(
-            "amoskys_snmp_target_interfaces",
-            "Interfaces in the target's last sample.",
-            ["target"],
-            registry=r,
-        )
-        self.snmp_counter_resets = Counter(
-            "amoskys_snmp_counter_resets_total",
-            "Interfaces whose counters broke between two polls (agent restart, counter reset): no rate then.",
-            ["target"],
-            registry=r,
-        )
-        # per interface only with interface_metrics = "on", capped by max_interface_series
-        self.snmp_interface_in_bps = Gauge(
-            "amoskys_snmp_interface_in_bits_per_second",
-            "Inbound rate of an interface over its last two polls.",
-            ["target", "interface"],
-            registry=r,
-        )
-        self.snmp_interface_out_bps = Gauge(
-            "amoskys_snmp_interface_out_bits_per_second",
-            "Outbound rate of an interface over its last two polls.",
-            ["target", "interface"],
-            registry=r,
-        )
-        self.snmp_interface_oper_up = Gauge(
-            "amoskys_snmp_interface_oper_up",
-            "1 when the interface's ifOperStatus is up(1), else 0.",
-            ["target", "interface"],
-            registry=r,
-        )
-
-        # -- flow (labels: parse skip reasons and IPFIX end reasons, both fixed lists)
-        self.flow_packets = Counter(
-            "amoskys_flow_packets_total",
-            "Frames the flow meter read from its source (capture or file), before parsing.",
-            registry=r,
-        )
-        self.flow_packets_skipped = Counter(
-            "amoskys_flow_packets_skipped_total",
-            "Frames not counted into any flow, by reason (not_ip, truncated_ip, bad_ip_header, ...).",
-            ["reason"],
-            registry=r,
-        )
-        self.flow_records = Counter(
-            "amoskys_flow_records_total",
-            "Flow records emitted, by end reason (active_timeout: interim records of live flows).",
-            ["end_reason"],
-            registry=r,
-        )
-        self.flow_table_flows = Gauge(
-            "amoskys_flow_table_flows", "Flows held in the flow table now.", registry=r
-        )
-        self.flow_table_evictions = Counter(
-            "amoskys_flow_table_evictions_total",
-            "Flows ended early because the flow table was full (max_flows); each is in a LossReport.",
-            registry=r,
-        )
-        self.flow_kernel_packets = Counter(
-            "amoskys_flow_kernel_packets_total",
-            "Frames the kernel passed the capture filter on the capture interface, dropped ones included.",
-            registry=r,
-        )
-        self.flow_kernel_drops = Counter(
-            "amoskys_flow_kernel_drops_total",
-            "Frames the kernel dropped because the capture ring was full (each window is in a LossReport).",
-            registry=r,
-        )
-        self.flow_fragments_unmatched = Counter(
-            "amoskys_flow_fragments_unmatched_total",
-            "IP fragments seen without their first fragment (counted in a flow without ports).",
-            registry=r,
-        )
-
-        # -- discovery (label `how`: arp_sweep, arp_passive, dhcp, neighbour_table — a fixed list)
-        self.discovery_arp_requests = Counter(
-            "amoskys_discovery_arp_requests_total",
-            "ARP requests the discovery sweep sent (retries included).",
-            registry=r,
-        )
-        self.discovery_arp_replies = Counter(
-            "amoskys_discovery_arp_replies_total",
-            "ARP replies that answered a sweep's request.",
-            registry=r,
-        )
-        self.discovery_sweep_duration = Gauge(
-            "amoskys_discovery_sweep_duration_seconds",
-            "Wall-clock time of the last ARP sweep of all configured subnets.",
-            registry=r,
-        )
-        self.discovery_devices = Gauge(
-            "amoskys_discovery_devices",
-            "Devices in the discovery inventory that are present (not gone).",
-            registry=r,
-        )
-        self.discovery_observations = Counter(
-            "amoskys_discovery_observations_total",
-            "Sightings of a device (MAC, maybe IP) fed to the inventory, by how it was seen.",
-            ["how"],
-            registry=r,
-        )
-        self.discovery_passive_dropped = Counter(
-            "amoskys_discovery_passive_dropped_total",
-            "Passive ARP/DHCP frames dropped because the discovery queue was full (intentional: bounded memory).",
-            registry=r,
-        )
-        self.discovery_probe_connects = Counter(
-            "amoskys_discovery_probe_connects_total",
-            "TCP connects made by the opt-in service probe.",
-            registry=r,
-        )
+        `series` is constructed as ``series(registry)``; later calls return the same object, so a
+        component that restarts keeps its counters.
+        """
+        built = self._components.get(series)
+        if built is None:
+            built = self._components[series] = series(self.registry)
+        return built  # type: ignore[return-value]
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (call it off the event loop)."""

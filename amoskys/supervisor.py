@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from amoskys.collectors import capabilities
+from amoskys.collectors import registry as collector_registry
 from amoskys.collectors.base import Collector, CollectorConfig
 from amoskys.collectors.clock import Clock, SystemClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext, PublishFn
+from amoskys.collectors.taps import PacketTaps
 from amoskys.errors import AmoskysError, CollectorError, FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
@@ -141,7 +143,7 @@ class Supervisor:
         clock: Clock | None = None,
         has_capability: Callable[[str], bool] = capabilities.has_capability,
         rng: random.Random | None = None,
-        packet_taps: object | None = None,
+        packet_taps: PacketTaps | None = None,
     ) -> None:
         self.policy = policy or RestartPolicy()
         self.clock: Clock = clock or SystemClock()
@@ -167,6 +169,8 @@ class Supervisor:
                 collectors_running=self.running_count,
                 packet_taps=packet_taps,
             )
+            if getattr(cls, "Metrics", None) is not None:
+                metrics.component(cls.Metrics)  # its series show from the start, at zero
             slot = _Slot(cls, config, ctx)
             self._slots[cls.name] = slot
             metrics.collector_restarts.labels(cls.name)
@@ -185,10 +189,8 @@ class Supervisor:
     ) -> Supervisor:
         """Every registered collector with its section of `config`, and the policy from `config`."""
         if registry is None:
-            from amoskys.collectors import registry as default_registry
-
-            registry = default_registry()
-        pairs = [(c, getattr(config, name)) for name, c in sorted(registry.items())]
+            registry = collector_registry.classes()
+        pairs = [(c, config.section_named(name)) for name, c in sorted(registry.items())]
         kwargs.setdefault("policy", RestartPolicy.from_config(config))
         return cls(pairs, **kwargs)
 

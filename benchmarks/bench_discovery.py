@@ -65,7 +65,7 @@ async def sweep(bridge: str, subnet: str, rate: int, retries: int, reply_timeout
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         finally:
             collector.stop()
-        sent = collector.ctx.metrics.discovery_arp_requests._value.get()
+        sent = collector._m_requests._value.get()
     return {"wall": wall, "cpu": cpu, "sent": sent, "found": len(found)}
 
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from amoskys.collectors.snmp.metrics import SnmpMetrics
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "collectors" / "snmp")]
 
@@ -214,7 +216,7 @@ async def main() -> None:
         missed = (len(all_targets) - 1 - len(polled)) + (len(cycle_live) - len(ok)) + ctx.ticks_skipped
         cycle_lat = [s.poll_seconds for s in ok]
         dead_cycle = [s for s in cycle if s.target == "dead"]
-        vb_cycle = ctx.metrics.snmp_varbinds
+        vb_cycle = ctx.metrics.component(SnmpMetrics).snmp_varbinds
         total_vb = sum(vb_cycle.labels(t.name)._value.get() for t in all_targets)
     finally:
         for sim in sims:

@@ -1,8 +1,7 @@
 """The collector contract: the shape of a collector class and the base of its config struct.
 
-A collector lives in its own folder ``amoskys/collectors/<name>/``: ``collector.py`` (the class),
-``config.py`` (its config struct), ``README.md`` (what it collects, config keys, events, metrics,
-privileges, troubleshooting) and, where it decodes wire data, a pure ``parse.py``.
+A collector lives in its own folder ``amoskys/collectors/<name>/`` (see README.md there): the
+registry finds it; nothing central names it.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ class Collector(Protocol):
 
     name: ClassVar[str]
     Config: ClassVar[type[CollectorConfig]]
+    Metrics: ClassVar[type[Any]]  # its metrics.py class, built once as Metrics(registry)
     mode: str
 
     def __init__(self, config: Any, ctx: CollectorContext) -> None: ...

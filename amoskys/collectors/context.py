@@ -13,6 +13,7 @@ import structlog
 
 from amoskys.collectors import capabilities
 from amoskys.collectors.clock import Clock, SystemClock
+from amoskys.collectors.taps import PacketTaps
 from amoskys.events import EnvelopeStamper, kind_of
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
@@ -66,7 +67,7 @@ class CollectorContext:
         clock: Clock | None = None,
         has_capability: Callable[[str], bool] = capabilities.has_capability,
         collectors_running: Callable[[], int] = lambda: 0,
-        packet_taps: object | None = None,
+        packet_taps: PacketTaps | None = None,
     ) -> None:
         self.name = name
         # where passive watchers (discovery) meet the capture path (flow); one per appliance

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 import amoskys.collectors
-from amoskys.collectors import registry
+from amoskys.collectors import registry as collector_registry
 from amoskys.collectors.base import CollectorConfig
 from amoskys.config import CollectorsConfig
 
@@ -40,7 +40,7 @@ def test_there_is_at_least_one_collector() -> None:
 
 
 def test_every_folder_is_registered_and_has_a_config_section() -> None:
-    classes = registry()
+    classes = collector_registry.classes()
     assert sorted(classes) == FOLDERS
     hints = typing.get_type_hints(CollectorsConfig)
     for name, cls in classes.items():
@@ -54,7 +54,7 @@ def test_every_folder_is_registered_and_has_a_config_section() -> None:
 
 @pytest.mark.parametrize("name", FOLDERS)
 def test_readme_shipped_config_and_struct_agree(name: str) -> None:
-    cls = registry()[name]
+    cls = collector_registry.classes()[name]
     defaults = msgspec.to_builtins(cls.Config())
     shipped = tomllib.loads(resources.files("amoskys").joinpath("amoskys.toml").read_text())
     assert shipped["collectors"][name] == defaults, (

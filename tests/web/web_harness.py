@@ -114,7 +114,7 @@ async def make_web(tmp: Path) -> Web:
 def _heartbeat_only() -> dict[str, type]:
     from amoskys.collectors import registry
 
-    return {"heartbeat": registry()["heartbeat"]}
+    return {"heartbeat": registry.discover()["heartbeat"].load()}
 
 
 async def close_web(web: Web) -> None:

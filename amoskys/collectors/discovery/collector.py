@@ -29,6 +29,7 @@ from amoskys.collectors.discovery.inventory import (
     NEIGHBOUR_TABLE,
     Inventory,
 )
+from amoskys.collectors.discovery.metrics import DiscoveryMetrics
 from amoskys.collectors.discovery.oui import PACKAGE, OuiRegistry
 from amoskys.collectors.discovery.probe import TcpProbe
 from amoskys.collectors.discovery.sweep import ArpPort, SweepError
@@ -76,6 +77,7 @@ class DiscoveryCollector:
 
     name = "discovery"
     Config = DiscoveryConfig
+    Metrics = DiscoveryMetrics
 
     def __init__(
         self, config: DiscoveryConfig, ctx: CollectorContext, *, taps: PacketTaps | None = None
@@ -83,7 +85,7 @@ class DiscoveryCollector:
         self.config = config
         self.ctx = ctx
         self.networks: tuple[ipaddress.IPv4Network, ...] = config.networks()
-        self.taps: PacketTaps | None = taps if taps is not None else getattr(ctx, "packet_taps", None)
+        self.taps: PacketTaps | None = taps if taps is not None else ctx.packet_taps
         self.mode = "sweep" if self.networks else "passive"
         self.watch = PassiveWatch()
         self.inventory = Inventory(
@@ -97,7 +99,7 @@ class DiscoveryCollector:
         self._failing: set[str] = set()  # subnets whose last sweep failed (logged once)
         self._dropped_seen = 0
         self._unwatch: Callable[[], None] | None = None
-        m = ctx.metrics
+        m = ctx.metrics.component(DiscoveryMetrics)
         self._m_requests = m.discovery_arp_requests
         self._m_replies = m.discovery_arp_replies
         self._m_sweep = m.discovery_sweep_duration

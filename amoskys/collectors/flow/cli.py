@@ -7,6 +7,7 @@ written as the table emits them (a large file streams), then a summary: JSON Lin
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -25,6 +26,10 @@ from amoskys.collectors.flow.records import (
     ts_text,
 )
 from amoskys.collectors.flow.table import FlowTable
+
+#: `amoskys flows ...`: found by the collector registry (amoskys/cli.py names no collector)
+COMMAND = "flows"
+HELP = "flow metering tools"
 
 FORMATS = ("jsonl", "table")
 BATCH_PACKETS = 65_536
@@ -153,3 +158,21 @@ def _summary_text(s: dict[str, Any]) -> str:
     if s["truncated"]:
         lines.append("the file ends inside a packet record")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`amoskys flows read FILE [--format F] [--config FILE]`."""
+    actions = parser.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "read", help="meter a pcap/pcapng file and print one record per flow, then a summary"
+    )
+    p.add_argument("file", metavar="FILE", help="pcap or pcapng file; - reads standard input")
+    p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (jsonl)")
+    p.add_argument("--config", metavar="FILE", help="TOML config whose [collectors.flow] timeouts apply")
+
+
+def run(args: argparse.Namespace) -> int:
+    from amoskys import config as cfg
+
+    config = cfg.load(args.config).collectors.section(FlowConfig)
+    return cmd_flows_read(args.file, args.format, sys.stdout, sys.stderr, config=config)

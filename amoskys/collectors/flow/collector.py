@@ -17,6 +17,7 @@ from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.flow import bpf
 from amoskys.collectors.flow.capture import MIB, LiveCapture
 from amoskys.collectors.flow.config import FlowConfig
+from amoskys.collectors.flow.metrics import FlowMetrics
 from amoskys.collectors.flow.parse import REASONS
 from amoskys.collectors.flow.records import (
     END_REASONS,
@@ -69,6 +70,7 @@ class FlowCollector:
 
     name = "flow"
     Config = FlowConfig
+    Metrics = FlowMetrics
 
     def __init__(
         self, config: FlowConfig, ctx: CollectorContext, *, source: PacketSource | None = None
@@ -87,7 +89,7 @@ class FlowCollector:
         self.source = source
         self.mode = "offline" if self.offline else "capture"
         self.table = table_for(config, source.interface if source is not None else config.interface)
-        m = ctx.metrics
+        m = ctx.metrics.component(FlowMetrics)
         self._m_packets = m.flow_packets
         self._m_skipped = [m.flow_packets_skipped.labels(reason) for reason in REASONS]
         self._m_records = {code: m.flow_records.labels(name) for code, name in END_REASONS.items()}
@@ -142,9 +144,8 @@ class FlowCollector:
         if self.capture is not None:
             self._open_capture(self.capture)
             # passive watchers (discovery) registered with the appliance's PacketTaps, when it has one
-            taps = getattr(self.ctx, "packet_taps", None)
-            if taps is not None:
-                disconnect = taps.connect(self.add_observer)
+            if self.ctx.packet_taps is not None:
+                disconnect = self.ctx.packet_taps.connect(self.add_observer)
         table = self.table
         clock = self.ctx.clock
         try:

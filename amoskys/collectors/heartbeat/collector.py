@@ -6,6 +6,7 @@ import platform
 
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.heartbeat.config import HeartbeatConfig
+from amoskys.collectors.heartbeat.metrics import HeartbeatMetrics
 from amoskys.proto import events_pb2
 
 
@@ -14,12 +15,14 @@ class HeartbeatCollector:
 
     name = "heartbeat"
     Config = HeartbeatConfig
+    Metrics = HeartbeatMetrics
     mode = "timer"
 
     def __init__(self, config: HeartbeatConfig, ctx: CollectorContext) -> None:
         self.config = config
         self.ctx = ctx
         self.python = platform.python_version()
+        self.metrics = ctx.metrics.component(HeartbeatMetrics)
 
     async def run(self) -> None:
         await self.ctx.poll(self.config.interval_seconds, self.beat)
@@ -40,4 +43,6 @@ class HeartbeatCollector:
         return envelope
 
     async def beat(self) -> None:
-        await self.ctx.publish(self.build())
+        envelope = self.build()
+        await self.ctx.publish(envelope)
+        self.metrics.last_timestamp.set(envelope.ts_ns / 1e9)

@@ -6,6 +6,7 @@ import asyncio
 
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.host.config import HostConfig
+from amoskys.collectors.host.metrics import HostMetrics
 from amoskys.collectors.host.sample import HostSampler, Sample
 from amoskys.proto import events_pb2
 
@@ -20,6 +21,7 @@ class HostCollector:
 
     name = "host"
     Config = HostConfig
+    Metrics = HostMetrics
     mode = "psutil"
 
     def __init__(self, config: HostConfig, ctx: CollectorContext) -> None:
@@ -37,7 +39,7 @@ class HostCollector:
         sample = await asyncio.to_thread(self.sampler.take)
         ts_ns = self.ctx.clock.time_ns()
         self._report(sample)
-        self.ctx.metrics.host.update(sample.metrics, ts_ns)
+        self.ctx.metrics.component(HostMetrics).host.update(sample.metrics, ts_ns)
         envelope = events_pb2.Envelope(ts_ns=ts_ns)
         envelope.host.CopyFrom(sample.metrics)
         await self.ctx.publish(envelope)

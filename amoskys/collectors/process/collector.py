@@ -10,6 +10,7 @@ from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.process import events, procfs
 from amoskys.collectors.process.config import ProcessConfig
 from amoskys.collectors.process.hashing import ExeHashes
+from amoskys.collectors.process.metrics import ProcessMetrics
 from amoskys.collectors.process.polling import PollingTracker
 from amoskys.collectors.process.realtime import RealtimeTracker
 from amoskys.collectors.process.redact import Redactor
@@ -32,6 +33,7 @@ class ProcessCollector:
 
     name = "process"
     Config = ProcessConfig
+    Metrics = ProcessMetrics
 
     def __init__(self, config: ProcessConfig, ctx: CollectorContext) -> None:
         self.config = config
@@ -40,7 +42,7 @@ class ProcessCollector:
         self.redactor = Redactor(config.redact_patterns)
         self.hashes = ExeHashes(config.hash_cache_entries, config.hash_max_mb * 1024 * 1024)
         self.table = ProcessTable()
-        self.stats = ProcessStats(ctx.metrics)
+        self.stats = ProcessStats(ctx.metrics.component(ProcessMetrics))
         self.snapshotter = Snapshotter(self.redactor, self.hashes)
         self.boot_ns = 0
         self._resync = asyncio.Event()
@@ -163,5 +165,5 @@ class ProcessCollector:
                 self.stats.count_published(chunk, "snapshot")
             self.stats.count_snapshot(len(rows), time.monotonic() - started)
             self.stats.count_hashes(self.hashes)
-            self.ctx.metrics.process_tracked.set(len(self.table))
+            self.stats.metrics.process_tracked.set(len(self.table))
             self._first_snapshot.set()

@@ -72,7 +72,7 @@ class PollingTracker:
             self.table.put(proc)
             enrichment["partial" if {"exe", "argv"} & set(proc.unreadable) else "complete"] += 1
             envelopes.append(events.exec_event(proc, proc.start_time_ns or now_ns))
-        self.ctx.metrics.process_tracked.set(len(self.table))
+        self.stats.metrics.process_tracked.set(len(self.table))
         if enrichment:
             self.stats.count_enrichment(enrichment)
         if envelopes:

@@ -164,7 +164,7 @@ class RealtimeTracker:
                     out.append(self._on_exit(record, offset))
             elif isinstance(record, Loss):
                 out.append(self._on_loss(record, offset))
-        self.ctx.metrics.process_tracked.set(len(self.table))
+        self.stats.metrics.process_tracked.set(len(self.table))
         if enrichment:
             self.stats.count_enrichment(enrichment)
         if not out:
@@ -212,7 +212,7 @@ class RealtimeTracker:
                 proc.unreadable.remove("start_time_ns")
         self.table.put(proc)
         if read.read_mono_ns >= record.ts_ns:
-            self.ctx.metrics.process_enrich_delay.observe((read.read_mono_ns - record.ts_ns) / 1e9)
+            self.stats.metrics.process_enrich_delay.observe((read.read_mono_ns - record.ts_ns) / 1e9)
         if read.gone:
             enrichment["gone"] += 1
         elif "exe" in proc.unreadable or "argv" in proc.unreadable:

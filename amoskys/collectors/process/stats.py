@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from amoskys.collectors.process.hashing import ExeHashes
-from amoskys.metrics import Metrics
+from amoskys.collectors.process.metrics import ProcessMetrics
 from amoskys.proto import events_pb2
 
 _KINDS = {
@@ -21,7 +21,7 @@ MODES = ("netlink", "polling")
 class ProcessStats:
     """What the collector did, for /metrics, the standalone runner's summary and tests."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: ProcessMetrics) -> None:
         self.metrics = metrics
         self.published: Counter[tuple[str, str]] = Counter()  # (kind, via) → events
         self.enrichment: Counter[str] = Counter()  # complete, partial, gone

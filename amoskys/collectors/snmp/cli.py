@@ -1,7 +1,6 @@
 """`amoskys snmp poll HOST[:PORT]`: poll one device once and print what the collector would publish.
 
-Wired into amoskys/cli.py with ``add_arguments(parser)`` and ``parser.set_defaults(func=cmd_snmp_poll)``;
-also runnable alone: ``python -m amoskys.collectors.snmp.cli HOST ...``. Secrets come from a file or
+Found by the collector registry (``COMMAND``, ``add_arguments``, ``run``); also runnable alone: ``python -m amoskys.collectors.snmp.cli HOST ...``. Secrets come from a file or
 an environment variable (``--community C`` works too, but shows in this machine's process list).
 """
 
@@ -21,6 +20,9 @@ from google.protobuf.json_format import MessageToDict
 from amoskys.collectors.snmp.config import SnmpTargetConfig
 from amoskys.errors import AmoskysError, ConfigError
 from amoskys.proto import events_pb2
+
+COMMAND = "snmp"
+HELP = "SNMP tools"
 
 _LITERAL_ENV = "AMOSKYS_SNMP_CLI_SECRET"  # how --community reaches the secret reader (never exported)
 
@@ -42,7 +44,19 @@ def parse_host_port(text: str, default_port: int = 161) -> tuple[str, int]:
     return host, number
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`amoskys snmp poll ...`."""
+    actions = parser.add_subparsers(dest="snmp_command", required=True, metavar="ACTION")
+    add_poll_arguments(
+        actions.add_parser("poll", help="poll one SNMP agent once and print what the collector would publish")
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return cmd_snmp_poll(args)
+
+
+def add_poll_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of `amoskys snmp poll`."""
     p.add_argument(
         "host", metavar="HOST[:PORT]", help="the agent (port 161 unless given; IPv6 as [ADDR]:PORT)"
@@ -241,7 +255,7 @@ def cmd_snmp_poll(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amoskys snmp poll", description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    add_poll_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return cmd_snmp_poll(args)

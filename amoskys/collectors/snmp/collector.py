@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.snmp.config import SnmpConfig
 from amoskys.collectors.snmp.credentials import SecretError
+from amoskys.collectors.snmp.metrics import SnmpMetrics
 from amoskys.collectors.snmp.series import SnmpSeries
 from amoskys.errors import FatalCollectorError
 
@@ -23,6 +24,7 @@ class SnmpCollector:
 
     name = "snmp"
     Config = SnmpConfig
+    Metrics = SnmpMetrics
     mode = "polling"
 
     def __init__(
@@ -61,7 +63,7 @@ class SnmpCollector:
             raise FatalCollectorError("no SNMP target can be polled: every target's secret is unreadable")
         client = SnmpClient()
         series = SnmpSeries(
-            ctx.metrics,
+            ctx.metrics.component(SnmpMetrics),
             ctx.log,
             per_interface=config.interface_metrics == "on",
             cap=config.max_interface_series,

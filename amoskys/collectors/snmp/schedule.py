@@ -81,6 +81,7 @@ class TargetPoller:
         self.limiter = limiter
         self.activity = activity
         self.series = series
+        self.metrics = series.metrics
         self.profiles = config.profiles_of(target)
         self.state: TargetState | None = None
         self.expect_hc = True
@@ -98,14 +99,14 @@ class TargetPoller:
             wait = backoff_seconds(self.failures, interval, self.config.backoff_max_seconds)
             if wait > interval:
                 skipped = math.ceil(wait / interval) - 1
-                self.ctx.metrics.snmp_polls_skipped.labels(self.target.name, "backoff").inc(skipped)
+                self.metrics.snmp_polls_skipped.labels(self.target.name, "backoff").inc(skipped)
             due += wait
             now = clock.monotonic()
             if now > due:  # the slot or the poll came late: skip the ticks that passed, never bunch up
                 missed = math.floor((now - due) / interval) + 1
                 due += missed * interval
                 self.ctx.count_skipped_ticks(missed)
-                self.ctx.metrics.snmp_polls_skipped.labels(self.target.name, "late").inc(missed)
+                self.metrics.snmp_polls_skipped.labels(self.target.name, "late").inc(missed)
 
     async def poll_once(self) -> events_pb2.SnmpSample:
         """One poll within the deadline; publishes and returns its SnmpSample."""
@@ -141,7 +142,7 @@ class TargetPoller:
         done = assemble(name, self.target.endpoint, data, self.state, poll_seconds=round(elapsed, 6))
         self.state = done.state
         self.expect_hc = not lacks_hc(data.interfaces)
-        m = self.ctx.metrics
+        m = self.metrics
         m.snmp_polls.labels(name, "ok").inc()
         m.snmp_poll_seconds.observe(elapsed)
         m.snmp_varbinds.labels(name).inc(data.varbinds)
@@ -164,7 +165,7 @@ class TargetPoller:
 
     async def _failed(self, error: SnmpPollError, elapsed: float, started_ns: int) -> events_pb2.SnmpSample:
         name = self.target.name
-        m = self.ctx.metrics
+        m = self.metrics
         m.snmp_polls.labels(name, error.reason).inc()
         m.snmp_poll_seconds.observe(elapsed)
         self.ctx.count_error(str(error))

@@ -14,7 +14,7 @@ from amoskys.proto import events_pb2
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from amoskys.metrics import Metrics
+    from amoskys.collectors.snmp.metrics import SnmpMetrics
 
 
 def interface_label(iface: events_pb2.SnmpInterface) -> str:
@@ -25,7 +25,9 @@ def interface_label(iface: events_pb2.SnmpInterface) -> str:
 class SnmpSeries:
     """Sets and removes the collector's labelled gauges as samples come in."""
 
-    def __init__(self, metrics: Metrics, log: FilteringBoundLogger, *, per_interface: bool, cap: int) -> None:
+    def __init__(
+        self, metrics: SnmpMetrics, log: FilteringBoundLogger, *, per_interface: bool, cap: int
+    ) -> None:
         self.metrics = metrics
         self.log = log
         self.per_interface = per_interface

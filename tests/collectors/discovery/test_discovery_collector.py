@@ -91,7 +91,7 @@ def test_a_full_passive_queue_drops_and_counts(tmp_path: Path) -> None:
         collector.watch.observe(ts, b"x", None)
     collector.drain()
     assert collector.watch.dropped == 3
-    assert collector.ctx.metrics.discovery_passive_dropped._value.get() == 3
+    assert collector._m_dropped._value.get() == 3
 
 
 async def test_a_missing_interface_is_a_startup_error_naming_it_that_retries(tmp_path: Path) -> None:

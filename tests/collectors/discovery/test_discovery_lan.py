@@ -81,9 +81,9 @@ async def test_the_sweep_finds_exactly_the_hosts_follows_a_move_and_reports_one_
                 d = new[net.prefix + str(octet)]
                 assert (d.mac.hex(":"), d.vendor, d.interface) == (mac, vendor, net.bridge)
                 assert "arp_sweep" in d.seen_by and not d.mac_locally_administered
-            assert collector.ctx.metrics.discovery_arp_replies._value.get() == 5
+            assert collector._m_replies._value.get() == 5
             # 253 addresses asked (the bridge's own skipped), the 248 silent ones once more
-            assert collector.ctx.metrics.discovery_arp_requests._value.get() == 253 + 248
+            assert collector._m_requests._value.get() == 253 + 248
 
             assert arp_scan(net.bridge, net.subnet) == got
 

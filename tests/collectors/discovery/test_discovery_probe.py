@@ -64,4 +64,4 @@ async def test_the_collector_probes_new_devices_only_when_probe_is_on(tmp_path: 
             await asyncio.gather(task, return_exceptions=True)
         [seen] = devices(sink, events_pb2.DeviceEvent.SEEN)
         assert list(seen.open_tcp_ports) == [port] and "tcp_probe" in seen.seen_by
-        assert on.ctx.metrics.discovery_probe_connects._value.get() == 2
+        assert on._m_probes._value.get() == 2

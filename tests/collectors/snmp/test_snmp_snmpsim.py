@@ -12,6 +12,7 @@ from snmp_agents import SnmpSim, device_snmprec, free_udp_port, net_snmp, parse_
 from snmp_harness import Harness
 
 from amoskys.collectors.snmp.config import SnmpConfig, SnmpTargetConfig
+from amoskys.collectors.snmp.metrics import SnmpMetrics
 
 IF = "1.3.6.1.2.1.2.2.1"
 IFX = "1.3.6.1.2.1.31.1.1.1"
@@ -164,9 +165,11 @@ async def test_a_dead_device_does_not_delay_the_live_ones(sim: SnmpSim, harness:
     # backoff: the dead device was tried at 0 and 2 s, then not at 4 s (2 × interval), again at 6 s
     # (that poll was still waiting out its deadline when the collector stopped)
     assert len(dead) == 2
-    assert harness.metrics.snmp_polls_skipped.labels("dead", "backoff")._value.get() == 1
+    assert (
+        harness.metrics.component(SnmpMetrics).snmp_polls_skipped.labels("dead", "backoff")._value.get() == 1
+    )
     assert len(harness.events("snmp_target_unreachable")) == 1
-    assert harness.metrics.snmp_target_up.labels("dead")._value.get() == 0
+    assert harness.metrics.component(SnmpMetrics).snmp_target_up.labels("dead")._value.get() == 0
 
 
 async def test_unreachable_is_logged_once_and_recovered_once(tmp_path: Path, harness: Harness) -> None:

@@ -1,4 +1,4 @@
-"""HostExporter: the latest HostMetrics sample as Prometheus series, rendered at scrape time.
+"""The host collector's series: the latest HostMetrics sample, rendered at scrape time (HostExporter).
 
 The operating system's own counters (disk and network bytes, packets, errors) are exported as
 counters with their values since boot, so ``rate()`` works across restarts of the appliance; levels
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +48,14 @@ class HostExporter(Collector):
         yield from _disks(m)
         yield from _network(m)
         yield from _system(m, ts_ns)
+
+
+class HostMetrics:
+    """The host collector's series on the registry the appliance gives (``Metrics.component``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.host = HostExporter()
+        registry.register(self.host)
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
