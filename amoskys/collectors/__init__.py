@@ -1,11 +1,25 @@
 """Collectors: one folder per collector (see README.md); ``registry`` finds them.
 
-A folder of this package on any ``sys.path`` entry joins it (``pkgutil.extend_path``), so a collector
-kept outside the source tree is found like the shipped ones.
+An ``amoskys/collectors/`` directory under any other ``sys.path`` entry joins this package's path, so a
+collector folder kept outside the installed tree (a site's own, or a test's) is found like the shipped
+ones. The shipped folders come first: a name is never taken over.
 """
 
 from __future__ import annotations
 
-from pkgutil import extend_path
+import os
+import sys
 
-__path__ = extend_path(__path__, __name__)
+
+def _extend(path: list[str]) -> list[str]:
+    seen = {os.path.realpath(p) for p in path}
+    for entry in sys.path:
+        candidate = os.path.join(entry or os.curdir, "amoskys", "collectors")
+        real = os.path.realpath(candidate)
+        if real not in seen and os.path.isdir(candidate):
+            seen.add(real)
+            path.append(candidate)
+    return path
+
+
+__path__ = _extend(list(__path__))
