@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench proto sysdeps-test clean
+.PHONY: run test lint bench proto sample-config sysdeps-test clean
 
 $(STAMP): pyproject.toml
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh venv
@@ -41,6 +41,10 @@ bench: $(STAMP)
 ## Regenerate amoskys/proto/ from protos/.
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+## Rewrite the root amoskys.toml: the sample assembled from amoskys/samples/ and each collector's sample.toml.
+sample-config: $(STAMP)
+	$(BIN)/amoskys config sample > amoskys.toml.tmp && mv amoskys.toml.tmp amoskys.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

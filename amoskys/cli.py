@@ -66,9 +66,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_config_sample(args: argparse.Namespace) -> int:
-    from importlib import resources
+    from amoskys import sample_config
 
-    sys.stdout.write(resources.files("amoskys").joinpath("amoskys.toml").read_text())
+    sys.stdout.write(sample_config.assemble())
     return 0
 
 
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="configuration helpers").add_subparsers(
         dest="config_command", required=True, metavar="ACTION"
     )
-    p.add_parser("sample", help="print the shipped amoskys.toml (every key, commented)").set_defaults(
+    p.add_parser("sample", help="print the sample amoskys.toml (every key, commented)").set_defaults(
         func=cmd_config_sample
     )
 

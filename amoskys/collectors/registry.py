@@ -69,7 +69,10 @@ class CollectorSpec:
 
     def sample(self) -> str:
         """The folder's ``sample.toml``: its commented ``[collectors.<name>]`` section."""
-        return resources.files(self.package).joinpath("sample.toml").read_text(encoding="utf-8")
+        path = resources.files(self.package).joinpath("sample.toml")
+        if not path.is_file():
+            raise CollectorFolderError(self.name, "has no sample.toml")
+        return path.read_text(encoding="utf-8")
 
     def cli(self) -> ModuleType | None:
         """The folder's optional ``cli.py`` (``COMMAND``, ``HELP``, ``add_arguments(parser)``, ``run(args)``)."""
