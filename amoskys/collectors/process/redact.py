@@ -4,7 +4,8 @@ Each configured pattern is a regular expression for the *end* of an option name 
 with ``password`` it masks the value in ``--password=x``, ``--db-password=x``, ``PASSWORD=x``,
 ``password:x``, ``--password x`` (the next argument) and the same forms inside one argument (a
 ``sh -c '...'`` script). Credentials in URLs (``https://user:secret@host``) are always masked.
-``--password-file=/path`` is left alone: the option name must end with the pattern.
+``--password-file=/path`` is left alone: the option name must end with the pattern. An argument that
+is an option (``--password=correct horse``) has the rest of the argument as its value, spaces and all.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class Redactor:
         for m in names.finditer(arg):
             if m.start() < done or not self._is_secret(m.group(1)):
                 continue
+            if m.start() == 0 and arg.startswith("-") and names is _ASSIGN and m.end() < len(arg):
+                # `--password=a b c` as one argument: an option's value is the rest of it, spaces too
+                out += [arg[done : m.end()], MASK]
+                done = len(arg)
+                break
             value = _VALUE.match(arg, m.end())
             if value is None:
                 continue

@@ -16,6 +16,8 @@ R = Redactor(DEFAULT_REDACT_PATTERNS)
     ("argv", "expected"),
     [
         (["app", "--password=hunter2"], ["app", f"--password={MASK}"]),
+        (["app", "--password=correct horse battery"], ["app", f"--password={MASK}"]),
+        (["app", "--db-password=a b;c", "-v"], ["app", f"--db-password={MASK}", "-v"]),
         (["app", "--password", "hunter2", "-v"], ["app", "--password", MASK, "-v"]),
         (["app", "--db-password=x", "MYSQL_PWD=y"], ["app", f"--db-password={MASK}", f"MYSQL_PWD={MASK}"]),
         (["app", "--Secret=x", "TOKEN=y"], ["app", f"--Secret={MASK}", f"TOKEN={MASK}"]),
