@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench proto sample-config sysdeps-test clean
+.PHONY: run test test-quick lint bench proto sample-config sysdeps-test clean
 
 $(STAMP): pyproject.toml
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh venv
@@ -26,6 +26,10 @@ test: $(STAMP) sysdeps-test
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/gen_proto.py --check
 	$(BIN)/pytest
+
+## The tests that need neither root nor a system tool, without the end-to-end ones: under a minute.
+test-quick: $(STAMP)
+	$(BIN)/pytest -m "not e2e and not needs_root and not needs_tool"
 
 sysdeps-test:
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh test

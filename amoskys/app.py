@@ -20,14 +20,10 @@ from pathlib import Path
 import structlog
 
 from amoskys import __version__, faults
-from amoskys.bus.auth import Authenticator, ChainTracker
 from amoskys.bus.core import Bus
-from amoskys.bus.identities import identity_loader
 from amoskys.bus.server import BusServer
-from amoskys.bus.service import EventBusService
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
-from amoskys.collectors.taps import PacketTaps
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
 from amoskys.errors import ConfigError, PkiError
@@ -37,16 +33,11 @@ from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
 from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki
-from amoskys.proto import bus_pb2_grpc, events_pb2
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
-from amoskys.web.app import build_app
-from amoskys.web.auth import Auth
-from amoskys.web.context import WebContext
-from amoskys.web.firstrun import ensure_first_admin, load_secret
 from amoskys.web.live import count_rates
-from amoskys.web.reads import WebReads
 from amoskys.web.server import WebServer, bind
+from amoskys.wiring import build_bus, build_bus_server, build_collectors, build_web_app, build_web_context
 
 log = structlog.get_logger(__name__)
 
@@ -160,39 +151,19 @@ class Appliance:
         token: str,
         started: float,
     ) -> None:
-        bus_cfg = self.config.bus
-        self.bus = bus = Bus(
-            store,
-            self.metrics,
-            quota_events_per_second=bus_cfg.quota_events_per_second,
-            quota_burst_events=bus_cfg.quota_burst_events,
-            ack_timeout_seconds=bus_cfg.ack_timeout_ms / 1000,
-            ack_before_commit_ms=self.faults.get("ack_before_commit_ms", 0),
+        bus, service = build_bus(
+            store, self.metrics, self.config.bus, stamper=self.stamper, faults=self.faults
         )
-        self.bus_server = BusServer(
-            creds,
-            max_message_bytes=bus_cfg.max_message_bytes,
-            max_concurrent_rpcs=bus_cfg.max_concurrent_rpcs,
-        )
-        service = EventBusService(
-            bus,
-            Authenticator(bus_cfg.trust_domain, identity_loader(store.state)),
-            ChainTracker(),
-            self.metrics,
-            store_state=store.state,
-            max_events_per_batch=bus_cfg.max_events_per_batch,
-            stamper=self.stamper,
-        )
-        bus_pb2_grpc.add_EventBusServicer_to_server(service, self.bus_server.server)
+        self.bus = bus
+        self.bus_server = build_bus_server(creds, self.config.bus, service)
         info = ApplianceInfo(self.name, __version__, socket.gethostname(), "appliance", self.started_ns)
-        self.supervisor = Supervisor.from_config(
+        self.supervisor = build_collectors(
             self.config.collectors,
             publish=bus.publish,
             stamper=self.stamper,
             metrics=self.metrics,
             data_dir=self.layout.root,
             appliance=info,
-            packet_taps=PacketTaps(),
         )
         clock = SystemClock()
         ports: dict[str, int] = {}
@@ -201,9 +172,19 @@ class Appliance:
             self.supervisor,
             lambda: info.snapshot(clock) | {"data_dir": str(self.layout.root), "ports": ports},
         )
-        web_ctx = await self._web_context(store, bus)
+        web_ctx = await build_web_context(
+            self.config,
+            self.layout,
+            name=self.name,
+            store=store,
+            bus=bus,
+            supervisor=self.supervisor,
+            metrics=self.metrics,
+            health=self.health,
+            stamper=self.stamper,
+        )
         self.web = WebServer(
-            build_app(self.metrics, self.health, metrics_token=token, ctx=web_ctx, hsts=self._web_tls),
+            build_web_app(web_ctx, metrics_token=token),
             bind(web_host, web_port),
             tls=(creds.server_cert, creds.server_key) if self._web_tls else None,
         )
@@ -246,39 +227,6 @@ class Appliance:
     @property
     def _web_tls(self) -> bool:
         return self.config.web.tls == "on"
-
-    async def _web_context(self, store: Store, bus: Bus) -> WebContext:
-        """The dashboard's view of the appliance (first admin and CSRF secret made on first start)."""
-        web_cfg = self.config.web
-        await ensure_first_admin(store.state, self.layout.root)
-        secret = await asyncio.to_thread(load_secret, self.layout.root)
-
-        async def audit(event: events_pb2.AuditEvent) -> None:
-            await bus.publish([self.stamper.stamp(events_pb2.Envelope(audit=event))])
-
-        reads = WebReads(self.layout.db)
-        await reads.open()
-        if self.supervisor is None:
-            raise RuntimeError("the supervisor is built before the web context")
-        return WebContext(
-            config=self.config,
-            metrics=self.metrics,
-            health=self.health,
-            store=store,
-            bus=bus,
-            supervisor=self.supervisor,
-            auth=Auth(
-                store.state,
-                secret=secret,
-                audit=audit,
-                idle_timeout_s=web_cfg.session_idle_minutes * 60,
-                absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
-            ),
-            pki_dir=self.layout.pki,
-            name=self.name,
-            reads=reads,
-            secure_cookies=self._web_tls,
-        )
 
     async def _shutdown(self) -> None:
         """Collectors stop, the bus refuses new work (RETRY), the writer flushes, servers close."""

@@ -8,7 +8,19 @@ from pathlib import Path
 
 import pytest
 
+import support
 from support import RunningAppliance, start_appliance
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Tell support.py which test runs (its setup, call and teardown), so require_root and require_tool
+    fail a test that lacks the needs_root / needs_tool marker."""
+    support.running_test = item
+    try:
+        return (yield)
+    finally:
+        support.running_test = None
 
 
 @pytest.fixture

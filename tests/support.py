@@ -1,7 +1,9 @@
-"""Shared test helpers: system tools, polling, free ports, and a real `amoskys run` child process."""
+"""Shared test helpers: what a test needs (root, system tools), a collector's context and sink, polling,
+free ports, and a real `amoskys run` child process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -10,17 +12,46 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from amoskys import __version__
+from amoskys.collectors import capabilities
+from amoskys.collectors.clock import Clock, FakeClock
+from amoskys.collectors.context import ApplianceInfo, CollectorContext, PublishFn
+from amoskys.collectors.taps import PacketTaps
+from amoskys.events import EnvelopeStamper
+from amoskys.metrics import Metrics
+from amoskys.proto import events_pb2
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
+T = TypeVar("T")
+
+#: The test pytest is running now (set by conftest.py), so the require_* helpers can check its markers.
+running_test: pytest.Item | None = None
+
+
+def _check_marked(marker: str, need: str) -> None:
+    """Fail a test that needs root or a system tool without saying so: `make test-quick` selects by marker."""
+    item = running_test
+    if item is not None and item.get_closest_marker(marker) is None:
+        pytest.fail(
+            f"{item.nodeid} {need} but is not marked: add @pytest.mark.{marker} "
+            "(`make test-quick` leaves out tests by their markers)",
+            pytrace=False,
+        )
 
 
 def require_tool(command: str, package: str) -> str:
-    """Path of a system tool; skips with the install command when missing (fails under CI=true)."""
+    """Path of a system tool; skips with the install command when missing (fails under CI=true).
+
+    The test must be marked ``needs_tool``."""
+    _check_marked("needs_tool", f"needs `{command}`")
     path = shutil.which(command)
     if path:
         return path
@@ -30,8 +61,90 @@ def require_tool(command: str, package: str) -> str:
     pytest.skip(message)
 
 
+def require_file(path: Path, package: str) -> Path:
+    """A data file a system package installs; skips when missing (fails under CI=true).
+
+    The test must be marked ``needs_tool``."""
+    _check_marked("needs_tool", f"needs {path}")
+    if path.is_file():
+        return path
+    message = f"needs {path}: sudo apt-get install -y {package}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI must install it: see scripts/sysdeps.sh)")
+    pytest.skip(message)
+
+
+def require_root(why: str) -> None:
+    """Skip unless root, saying `why` root is needed; CI runs the tests as root, so there it fails.
+
+    The test must be marked ``needs_root``."""
+    _check_marked("needs_root", "needs root")
+    if os.geteuid() == 0:
+        return
+    if IN_CI:
+        pytest.fail(f"{why}: CI runs the tests as root")
+    pytest.skip(why)
+
+
+class ListSink(list[events_pb2.Envelope]):
+    """A publish function that keeps what it is given: the sink is the list of published envelopes.
+
+    ``sink = ListSink(); ctx = make_context("flow", tmp_path, publish=sink)``, or ``publish=sink`` for a
+    supervisor; then ``sink`` holds every stamped envelope in publish order.
+    """
+
+    async def __call__(self, envelopes: Sequence[events_pb2.Envelope]) -> None:
+        self.extend(envelopes)
+
+
+def make_context(
+    name: str,
+    data_dir: Path,
+    *,
+    publish: PublishFn | None = None,
+    clock: Clock | None = None,
+    source: str = "box",
+    metrics: Metrics | None = None,
+    stamper: EnvelopeStamper | None = None,
+    appliance: ApplianceInfo | None = None,
+    has_capability: Callable[[str], bool] = capabilities.has_capability,
+    packet_taps: PacketTaps | None = None,
+) -> CollectorContext:
+    """A CollectorContext as the supervisor makes one: a FakeClock unless told, its own Metrics, a
+    stamper and an ApplianceInfo for `source`, and a ListSink unless `publish` is given."""
+    clock = clock if clock is not None else FakeClock()
+    return CollectorContext(
+        name,
+        publish=publish if publish is not None else ListSink(),
+        stamper=stamper or EnvelopeStamper(source),
+        metrics=metrics if metrics is not None else Metrics(),
+        data_dir=data_dir,
+        appliance=appliance or ApplianceInfo(source, __version__, "host", "appliance", clock.time_ns()),
+        clock=clock,
+        has_capability=has_capability,
+        packet_taps=packet_taps,
+    )
+
+
+async def eventually(predicate: Callable[[], T], *, within: float = 10.0, what: str) -> T:
+    """Let the loop run until ``predicate()`` is truthy and return its value; fail after `within` seconds
+    of real time. It polls at once, then after pauses growing from 1 ms to 20 ms: no fixed sleeps."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pause = 0.001
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
 def wait_for(predicate, *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll predicate() until it returns a truthy value or the deadline passes."""
+    """Poll predicate() until it returns a truthy value or the deadline passes (blocking: for tests
+    outside the event loop; in the loop, use eventually)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -11,7 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,10 @@ from amoskys.errors import ControlError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.proto import events_pb2
 from amoskys.status_cmd import cmd_collectors, cmd_status, format_status
 from amoskys.supervisor import Supervisor
+
+from support import ListSink, eventually
 
 
 class Cfg(CollectorConfig, frozen=True):
@@ -77,13 +78,10 @@ async def appliance(tmp_path: Path) -> AsyncIterator[Running]:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
 
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        pass
-
     info = ApplianceInfo("box-1", "0.1.0", "host-1", "appliance", clock.time_ns(), pid=4242)
     sup = Supervisor(
         [(Waiter, Cfg()), (NeedsRaw, Cfg())],
-        publish=publish,
+        publish=ListSink(),
         stamper=EnvelopeStamper("box-1"),
         metrics=Metrics(),
         data_dir=data_dir,
@@ -102,19 +100,12 @@ async def appliance(tmp_path: Path) -> AsyncIterator[Running]:
             await task
 
 
-async def until(predicate: Any, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s")
-        await asyncio.sleep(0.001)
-
-
 async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance: Running) -> None:
     assert stat.S_IMODE(os.stat(appliance.socket).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(appliance.socket).st_mode)
-    await until(lambda: appliance.supervisor.status_of("waiter").state == "running")
+    await eventually(
+        lambda: appliance.supervisor.status_of("waiter").state == "running", what="waiter to run"
+    )
 
     status = await appliance.ask({"cmd": "status"})
     assert status["ok"] is True
@@ -142,7 +133,9 @@ async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance
 
 
 async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running) -> None:
-    await until(lambda: appliance.supervisor.status_of("waiter").state == "running")
+    await eventually(
+        lambda: appliance.supervisor.status_of("waiter").state == "running", what="waiter to run"
+    )
     out, err = io.StringIO(), io.StringIO()
     assert await asyncio.to_thread(cmd_status, appliance.data_dir, out=out, err=err) == 0
     text = out.getvalue()

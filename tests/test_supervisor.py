@@ -19,8 +19,9 @@ from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.errors import FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
 from amoskys.supervisor import CollectorStatus, RestartPolicy, Supervisor, UnknownCollectorError
+
+from support import ListSink, eventually
 
 POLICY = RestartPolicy(
     initial_backoff_seconds=1.0,
@@ -110,16 +111,10 @@ def make(
     *,
     enabled: bool = True,
     has_capability: Callable[[str], bool] = lambda cap: True,
-    sink: list[events_pb2.Envelope] | None = None,
 ) -> Supervisor:
-    out = sink if sink is not None else []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        out.extend(envelopes)
-
     return Supervisor(
         [(c, Cfg(enabled=enabled)) for c in collectors],
-        publish=publish,
+        publish=ListSink(),
         stamper=EnvelopeStamper("test-box"),
         metrics=Metrics(),
         data_dir=tmp_path,
@@ -129,16 +124,6 @@ def make(
         has_capability=has_capability,
         rng=random.Random(7),
     )
-
-
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    """Let the loop run until predicate() holds (a real-time deadline, no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 @pytest.fixture
@@ -179,7 +164,7 @@ async def test_crashing_collector_restarts_with_growing_delays_then_is_disabled_
         assert f"boom {n}" in sup.status_of("crashy").reason
         delays.append(delay)
         clock.advance(delay)
-    await eventually(lambda: sup.status_of("crashy").state == "disabled", "crashy to be disabled")
+    await eventually(lambda: sup.status_of("crashy").state == "disabled", what="crashy to be disabled")
 
     # 1, 2, 4 s, each within ±20 %: strictly growing
     for n, delay in enumerate(delays):
@@ -232,14 +217,14 @@ async def test_healthy_run_resets_backoff_and_logs_recovery_once(
     running(sup)
     (d1,) = await clock.wait_sleeping()
     clock.advance(d1)
-    await eventually(lambda: Flaky.starts == 2, "second start")
+    await eventually(lambda: Flaky.starts == 2, what="second start")
     (d2,) = await clock.wait_sleeping()
     assert d2 > d1
     clock.advance(d2)
     # third run: the collector sleeps 100 s, the supervisor's recovery timer 60 s
     assert sorted(await clock.wait_sleeping(2)) == [60.0, 100.0]
     clock.advance(60)
-    await eventually(lambda: any(e["event"] == "collector_recovered" for e in logs), "recovery log")
+    await eventually(lambda: any(e["event"] == "collector_recovered" for e in logs), what="recovery log")
     assert sup.status_of("flaky").state == "running"
     clock.advance(40)
     (d3,) = await clock.wait_sleeping()
@@ -252,7 +237,7 @@ async def test_runtime_stop_start_and_restart(tmp_path: Path, running: Any) -> N
     clock = FakeClock()
     sup = make([Blocker], tmp_path, clock)
     running(sup)
-    await eventually(lambda: state(sup, "blocker") == "running", "blocker to run")
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker to run")
     assert sup.status_of("blocker").mode == "waiting"
 
     st = await sup.stop_collector("blocker")
@@ -284,7 +269,7 @@ async def test_operator_can_start_a_collector_disabled_by_repeated_crashes(
     for _ in range(POLICY.max_fast_failures - 1):
         (delay,) = await clock.wait_sleeping()
         clock.advance(delay)
-    await eventually(lambda: sup.status_of("crashy").state == "disabled", "crashy disabled")
+    await eventually(lambda: sup.status_of("crashy").state == "disabled", what="crashy disabled")
     await sup.start_collector("crashy")
     # a fresh failure count: it backs off from the first delay again
     (delay,) = await clock.wait_sleeping()
@@ -299,7 +284,7 @@ async def test_start_during_backoff_starts_at_once(tmp_path: Path, running: Any)
     await clock.wait_sleeping()
     assert sup.status_of("crashy").state == "backoff"
     await sup.start_collector("crashy")
-    await eventually(lambda: Crashy.starts == 2, "a second start without advancing the clock")
+    await eventually(lambda: Crashy.starts == 2, what="a second start without advancing the clock")
 
 
 async def test_missing_privilege_disables_without_running(
@@ -314,7 +299,7 @@ async def test_missing_privilege_disables_without_running(
 
     sup = make([NeedsRaw], tmp_path, clock, has_capability=has_capability)
     running(sup)
-    await eventually(lambda: sup.status_of("needs_raw").state == "disabled", "needs_raw disabled")
+    await eventually(lambda: sup.status_of("needs_raw").state == "disabled", what="needs_raw disabled")
     st = sup.status_of("needs_raw")
     assert st.state_text == "disabled: needs CAP_NET_RAW"
     assert asked == ["CAP_NET_RAW"] and not NeedsRaw.ran
@@ -325,7 +310,7 @@ async def test_missing_privilege_disables_without_running(
 async def test_self_check_passes_when_the_capability_is_held(tmp_path: Path, running: Any) -> None:
     sup = make([NeedsRaw], tmp_path, FakeClock(), has_capability=lambda cap: cap == "CAP_NET_RAW")
     running(sup)
-    await eventually(lambda: NeedsRaw.ran, "needs_raw to run")
+    await eventually(lambda: NeedsRaw.ran, what="needs_raw to run")
     assert state(sup, "needs_raw") == "running"
 
 
@@ -344,7 +329,7 @@ async def test_fatal_error_disables_at_once(tmp_path: Path, running: Any) -> Non
     clock = FakeClock()
     sup = make([Fatal], tmp_path, clock)
     running(sup)
-    await eventually(lambda: sup.status_of("fatal").state == "disabled", "fatal disabled")
+    await eventually(lambda: sup.status_of("fatal").state == "disabled", what="fatal disabled")
     assert state(sup, "fatal") == "disabled: interface 'eth9' does not exist"
     assert sup.status_of("fatal").restarts == 0 and clock.pending() == []
 
@@ -352,10 +337,10 @@ async def test_fatal_error_disables_at_once(tmp_path: Path, running: Any) -> Non
 async def test_disabled_in_config_is_not_started(tmp_path: Path, running: Any) -> None:
     sup = make([Blocker], tmp_path, FakeClock(), enabled=False)
     running(sup)
-    await eventually(lambda: sup.status_of("blocker").state == "disabled", "blocker disabled")
+    await eventually(lambda: sup.status_of("blocker").state == "disabled", what="blocker disabled")
     assert state(sup, "blocker") == "disabled: enabled = false in the config"
     await sup.start_collector("blocker")  # the operator may still start it
-    await eventually(lambda: state(sup, "blocker") == "running", "blocker running")
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker running")
 
 
 async def test_shutdown_cancels_every_collector_within_the_deadline(tmp_path: Path) -> None:
@@ -379,7 +364,7 @@ async def test_shutdown_cancels_every_collector_within_the_deadline(tmp_path: Pa
             state(sup, "blocker") == state(sup, "slow_cleanup") == "running"
             and sup.status_of("crashy").state == "backoff"
         ),
-        "all three started",
+        what="all three started",
     )
     async with asyncio.timeout(2):
         await sup.stop()
@@ -396,7 +381,7 @@ async def test_shutdown_cancels_every_collector_within_the_deadline(tmp_path: Pa
 async def test_cancelling_the_supervisor_task_propagates(tmp_path: Path) -> None:
     sup = make([Blocker], tmp_path, FakeClock())
     task = asyncio.create_task(sup.run())
-    await eventually(lambda: state(sup, "blocker") == "running", "blocker running")
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker running")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -414,7 +399,7 @@ async def test_stop_before_run_returns_at_once(tmp_path: Path) -> None:
 async def test_status_to_dict_is_json_ready(tmp_path: Path, running: Any) -> None:
     sup = make([Blocker], tmp_path, FakeClock())
     running(sup)
-    await eventually(lambda: state(sup, "blocker") == "running", "blocker running")
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker running")
     d = sup.status_of("blocker").to_dict()
     assert d["name"] == "blocker" and d["state"] == "running" and d["mode"] == "waiting"
     assert set(d) == set(CollectorStatus.__dataclass_fields__)
@@ -451,7 +436,7 @@ async def test_crash_inside_a_collectors_own_taskgroup_is_restarted_not_taken_fo
     assert sup.status_of("grouped").state == "backoff"
     assert "bad packet" in sup.status_of("grouped").last_error
     clock.advance(delay)
-    await eventually(lambda: Grouped.starts == 2, "a restart")
+    await eventually(lambda: Grouped.starts == 2, what="a restart")
 
 
 @pytest.mark.parametrize(
@@ -479,7 +464,7 @@ async def test_startup_errors_and_a_returning_run(
 
     sup = make([Starter], tmp_path, FakeClock())
     running(sup)
-    await eventually(lambda: matches(sup.status_of("starter").state_text, state), f"state {state!r}")
+    await eventually(lambda: matches(sup.status_of("starter").state_text, state), what=f"state {state!r}")
 
 
 def matches(text: str, expected: str) -> bool:

@@ -1,4 +1,5 @@
-"""A real bus in the test's loop: SQLite store in tmp_path, grpc.aio server on port 0, real mTLS certs."""
+"""A real bus in the test's loop, built by amoskys.wiring as the appliance builds it: SQLite store in
+tmp_path, grpc.aio server on port 0, real mTLS certs."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ from pathlib import Path
 import grpc
 
 from amoskys import pki
-from amoskys.bus.auth import Authenticator, ChainTracker
+from amoskys.app import appliance_credentials, appliance_name
 from amoskys.bus.client import BusClient, PublisherIdentity
 from amoskys.bus.core import Bus
-from amoskys.bus.identities import identity_loader
 from amoskys.bus.server import BusServer
-from amoskys.bus.service import EventBusService
-from amoskys.config import StoreConfig
+from amoskys.config import ApplianceConfig, BusConfig, Config, StoreConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.loadgen import SyntheticEvents
 from amoskys.metrics import Metrics
+from amoskys.paths import Layout
 from amoskys.proto import bus_pb2_grpc
 from amoskys.store import Store
+from amoskys.wiring import build_bus, build_bus_server
 
 TRUST = "amoskys.local"
 
@@ -85,30 +86,30 @@ def events_for(identity: PublisherIdentity, n: int) -> tuple[list[str], list[byt
 
 
 async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw) -> BusEnv:  # type: ignore[no-untyped-def]
-    creds = pki.ensure_appliance_pki(
-        tmp / "pki", name="appliance", trust_domain=TRUST, dns_names=["localhost"], ip_addresses=["127.0.0.1"]
+    """The appliance's bus (amoskys.wiring), with limits a test can reach and a short identity cache."""
+    config = Config(
+        appliance=ApplianceConfig(name="appliance"),
+        bus=BusConfig(
+            trust_domain=TRUST,
+            server_ip_addresses=("127.0.0.1",),
+            max_events_per_batch=bus_kw.pop("max_events_per_batch", 500),
+            max_concurrent_rpcs=100,
+            quota_events_per_second=bus_kw.pop("quota_events_per_second", 1_000_000),
+            quota_burst_events=bus_kw.pop("quota_burst_events", 1_000_000),
+        ),
+        store=store_config or StoreConfig(),
     )
+    layout = Layout(tmp)
+    creds = appliance_credentials(config, layout)
     metrics = Metrics()
-    store = await Store.open(
-        tmp / "events.db", store_config or StoreConfig(), metrics, source_name="appliance"
-    )
-    bus = Bus(
+    store = await Store.open(layout.db, config.store, metrics, source_name=appliance_name(config))
+    bus, service = build_bus(
         store,
         metrics,
-        quota_events_per_second=bus_kw.pop("quota_events_per_second", 1_000_000),
-        quota_burst_events=bus_kw.pop("quota_burst_events", 1_000_000),
-        ack_timeout_seconds=10,
+        config.bus,
+        stamper=EnvelopeStamper(appliance_name(config)),
+        identity_cache_seconds=bus_kw.pop("cache_seconds", 0.2),
     )
-    server = BusServer(creds, max_message_bytes=4 << 20, max_concurrent_rpcs=100)
-    service = EventBusService(
-        bus,
-        Authenticator(TRUST, identity_loader(store.state), cache_seconds=bus_kw.pop("cache_seconds", 0.2)),
-        ChainTracker(),
-        metrics,
-        store_state=store.state,
-        max_events_per_batch=bus_kw.pop("max_events_per_batch", 500),
-        stamper=EnvelopeStamper("appliance"),
-    )
-    bus_pb2_grpc.add_EventBusServicer_to_server(service, server.server)
+    server = build_bus_server(creds, config.bus, service)
     port = await server.start("127.0.0.1", 0)
     return BusEnv(tmp=tmp, creds=creds, metrics=metrics, store=store, bus=bus, server=server, port=port)

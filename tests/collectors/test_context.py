@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from amoskys.collectors.clock import FakeClock
-from amoskys.collectors.context import ApplianceInfo, CollectorContext, describe_error
+from amoskys.collectors.context import ApplianceInfo, describe_error
 from amoskys.events import EnvelopeStamper
-from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
 
-
-def make(tmp_path: Path, stamper: EnvelopeStamper, sink: list[events_pb2.Envelope], name: str = "c1"):  # type: ignore[no-untyped-def]
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    clock = FakeClock()
-    return CollectorContext(
-        name,
-        publish=publish,
-        stamper=stamper,
-        metrics=Metrics(),
-        data_dir=tmp_path,
-        appliance=ApplianceInfo("box", "0.0", "host", "appliance", clock.time_ns()),
-        clock=clock,
-    )
+from support import ListSink, make_context
 
 
 def alert(rule: str) -> events_pb2.Envelope:
@@ -36,8 +20,9 @@ def alert(rule: str) -> events_pb2.Envelope:
 
 
 async def test_two_collectors_share_one_gap_free_sequence(tmp_path: Path) -> None:
-    stamper, sink = EnvelopeStamper("box"), []
-    a, b = make(tmp_path, stamper, sink, "a"), make(tmp_path, stamper, sink, "b")
+    stamper, sink = EnvelopeStamper("box"), ListSink()
+    a = make_context("a", tmp_path, publish=sink, stamper=stamper)
+    b = make_context("b", tmp_path, publish=sink, stamper=stamper)
     await a.publish(alert("1"))
     await b.publish(alert("2"))
     await a.publish_many([alert("3"), alert("4")])
@@ -50,8 +35,8 @@ async def test_two_collectors_share_one_gap_free_sequence(tmp_path: Path) -> Non
 
 
 async def test_ts_ns_comes_from_the_context_clock_unless_the_data_set_it(tmp_path: Path) -> None:
-    sink: list[events_pb2.Envelope] = []
-    ctx = make(tmp_path, EnvelopeStamper("box"), sink)
+    sink = ListSink()
+    ctx = make_context("c1", tmp_path, publish=sink)
     await ctx.publish(alert("now"))
     known = alert("observed")
     known.ts_ns = 123
@@ -60,15 +45,15 @@ async def test_ts_ns_comes_from_the_context_clock_unless_the_data_set_it(tmp_pat
 
 
 async def test_an_envelope_without_body_is_refused(tmp_path: Path) -> None:
-    sink: list[events_pb2.Envelope] = []
-    ctx = make(tmp_path, EnvelopeStamper("box"), sink)
+    sink = ListSink()
+    ctx = make_context("c1", tmp_path, publish=sink)
     with pytest.raises(ValueError, match="collector 'c1' published an envelope without a body"):
         await ctx.publish(events_pb2.Envelope())
     assert sink == [] and ctx.events == 0
 
 
 def test_count_error_remembers_the_last_one(tmp_path: Path) -> None:
-    ctx = make(tmp_path, EnvelopeStamper("box"), [])
+    ctx = make_context("c1", tmp_path)
     ctx.count_error(OSError("no such device"))
     ctx.count_error("snmp target 'sw1': timeout")
     assert ctx.errors == 2 and ctx.last_error == "snmp target 'sw1': timeout"
@@ -83,7 +68,7 @@ def test_describe_error_unwraps_exception_groups() -> None:
 
 
 def test_busy_measures_on_the_context_clock(tmp_path: Path) -> None:
-    ctx = make(tmp_path, EnvelopeStamper("box"), [])
+    ctx = make_context("c1", tmp_path)
     with ctx.busy():
         ctx.clock.advance(1.5)  # type: ignore[attr-defined]
     assert ctx.busy_seconds == 1.5

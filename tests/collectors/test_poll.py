@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from amoskys.collectors.clock import FakeClock
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
-from amoskys.events import EnvelopeStamper
-from amoskys.metrics import Metrics
+
+from support import eventually, make_context
 
 
 @pytest.fixture
@@ -24,33 +23,9 @@ def logs() -> Iterator[list[dict[str, Any]]]:
         yield captured
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s")
-        await asyncio.sleep(0.001)
-
-
-def make_ctx(tmp_path: Path, clock: FakeClock) -> CollectorContext:
-    async def publish(envelopes: object) -> None:
-        pass
-
-    return CollectorContext(
-        "poller",
-        publish=publish,
-        stamper=EnvelopeStamper("box"),
-        metrics=Metrics(),
-        data_dir=tmp_path,
-        appliance=ApplianceInfo("box", "0.0", "host", "appliance", clock.time_ns()),
-        clock=clock,
-    )
-
-
 async def test_collects_at_once_then_every_interval(tmp_path: Path) -> None:
     clock = FakeClock()
-    ctx = make_ctx(tmp_path, clock)
+    ctx = make_context("poller", tmp_path, clock=clock)
     times: list[float] = []
 
     async def collect() -> None:
@@ -73,7 +48,7 @@ async def test_a_tick_is_skipped_while_collect_runs_and_overrun_warns_once(
     tmp_path: Path, logs: list[dict[str, Any]]
 ) -> None:
     clock = FakeClock()
-    ctx = make_ctx(tmp_path, clock)
+    ctx = make_context("poller", tmp_path, clock=clock)
     starts: list[float] = []
     gates: dict[int, asyncio.Event] = {}
 
@@ -89,7 +64,7 @@ async def test_a_tick_is_skipped_while_collect_runs_and_overrun_warns_once(
     try:
         await clock.wait_sleeping()
         clock.advance(10)  # t=1010: collect 2 starts and blocks
-        await eventually(lambda: len(starts) == 2)
+        await eventually(lambda: len(starts) == 2, what="collect 2 to start")
         clock.advance(25)  # t=1035: the ticks at 1020 and 1030 come while it runs
         await asyncio.sleep(0.01)  # give a (wrong) extra collect every chance to start
         assert starts == [1000.0, 1010.0]  # no collect started while one was running
@@ -107,7 +82,7 @@ async def test_a_tick_is_skipped_while_collect_runs_and_overrun_warns_once(
         assert len(recovered) == 1 and recovered[0]["skipped_ticks"] == 2
 
         clock.advance(10)  # t=1050: collect 4 blocks again: a new overrun, a new (single) warning
-        await eventually(lambda: len(starts) == 4)
+        await eventually(lambda: len(starts) == 4, what="collect 4 to start")
         clock.advance(15)
         gates[4].set()
         await clock.wait_sleeping()
@@ -123,7 +98,7 @@ async def test_a_tick_is_skipped_while_collect_runs_and_overrun_warns_once(
 
 async def test_a_failing_collect_propagates(tmp_path: Path) -> None:
     clock = FakeClock()
-    ctx = make_ctx(tmp_path, clock)
+    ctx = make_context("poller", tmp_path, clock=clock)
 
     async def collect() -> None:
         raise OSError("psutil: permission denied")
@@ -133,7 +108,7 @@ async def test_a_failing_collect_propagates(tmp_path: Path) -> None:
 
 
 async def test_a_non_positive_interval_is_refused(tmp_path: Path) -> None:
-    ctx = make_ctx(tmp_path, FakeClock())
+    ctx = make_context("poller", tmp_path, clock=FakeClock())
 
     async def collect() -> None:
         pass

@@ -13,7 +13,7 @@ import pytest
 
 from support import ROOT, amoskys, free_port, require_tool
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool]  # chromium
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, amoskys, http_get, require_tool, wait_for
+from support import ROOT, amoskys, http_get, require_root, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +78,7 @@ def test_second_sigint_forces_exit_during_a_slow_shutdown(appliance_factory) -> 
     assert "forced_exit" in app.log()
 
 
+@pytest.mark.needs_tool
 def test_metrics_pass_promtool_check(appliance_factory) -> None:
     promtool = require_tool("promtool", "prometheus")
     app = appliance_factory()
@@ -110,9 +111,10 @@ def test_bad_config_fails_fast_with_key_path(appliance_factory, tmp_path: Path) 
     assert "bus.max_events_per_batch" in app.log() and "(got -1)" in app.log()
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 def test_unprivileged_run_uses_per_user_data_dir(appliance_factory) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("runs as root to drop to `nobody` with setpriv (this user is already unprivileged)")
+    require_root("runs as root to drop to `nobody` with setpriv (this user is already unprivileged)")
     setpriv = require_tool("setpriv", "util-linux")
     home = Path(tempfile.mkdtemp(prefix="amoskys-nobody-"))
     try:

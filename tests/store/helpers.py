@@ -91,15 +91,3 @@ async def running(store: Store) -> AsyncIterator[Store]:
     finally:
         await store.close()
         await task
-
-
-async def poll(predicate: Callable[[], object], *, within: float = 5.0, what: str = "condition") -> object:
-    """Await until predicate() is truthy (checked every 10 ms) or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)

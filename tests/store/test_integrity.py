@@ -19,7 +19,8 @@ from amoskys.store import Outcome, Record, Store, SubmitRefusedError
 from amoskys.store.integrity import read_high_water, request_check, side_file
 from amoskys.store.schema import SCHEMA_VERSION
 
-from .helpers import flow_records, open_store, poll, running, small_config
+from .helpers import flow_records, open_store, running, small_config
+from support import eventually, require_root
 
 WAL_HEADER, FRAME_HEADER, PAGE = 32, 24, 4096
 
@@ -61,8 +62,10 @@ async def test_flipped_byte_in_the_wal_is_detected_at_start_and_reported_with_th
         for i in range(10):  # ten transactions, each its own WAL frames
             await store.submit(flow_records(stamper, 20, start=i * 20))
         side = side_file(live / "events.db")
-        await poll(
-            lambda: (m := read_high_water(side)) is not None and m.store_seq == 200, what="the side file"
+        await eventually(
+            lambda: (m := read_high_water(side)) is not None and m.store_seq == 200,
+            within=5,
+            what="the side file",
         )
         # what a power cut would leave behind: the database, its WAL, the side file (no -shm)
         for name in ("events.db", "events.db-wal", "events.db.highwater"):
@@ -254,9 +257,11 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     return result.returncode == 0
 
 
+@pytest.mark.needs_root
 async def test_full_file_system_gives_errors_no_false_acks_and_recovers_without_restart(
     tmp_path: Path,
 ) -> None:
+    require_root("mounts a small tmpfs to fill a real file system")
     mnt = tmp_path / "small"
     if not _mount_tmpfs(mnt, "4m"):
         pytest.skip("needs root and tmpfs to fill a real file system")

@@ -1,5 +1,5 @@
-"""The dashboard in the test's loop: a real store in tmp_path, the bus, a running supervisor, and the
-Starlette app driven through httpx (one client per source address)."""
+"""The dashboard in the test's loop, wired by amoskys.wiring: a real store in tmp_path, the bus, a running
+supervisor, and the Starlette app driven through httpx (one client per source address)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,17 @@ from pathlib import Path
 
 import httpx
 
-from amoskys import pki
-from amoskys.bus.core import Bus
+from amoskys.app import appliance_credentials, appliance_name
 from amoskys.collectors.context import ApplianceInfo
-from amoskys.config import Config
+from amoskys.config import ApplianceConfig, Config
 from amoskys.events import EnvelopeStamper
 from amoskys.health import Health
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
+from amoskys.paths import Layout
 from amoskys.store import Store
-from amoskys.supervisor import Supervisor
 from amoskys.web import passwords
-from amoskys.web.app import build_app
-from amoskys.web.auth import Auth
 from amoskys.web.context import WebContext
-from amoskys.web.firstrun import ensure_first_admin, load_secret
-from amoskys.web.reads import WebReads
+from amoskys.wiring import build_bus, build_collectors, build_web_app, build_web_context
 
 VIEWER_PASSWORD = "viewer-password-123"
 
@@ -61,54 +56,42 @@ class Web:
 
 
 async def make_web(tmp: Path) -> Web:
+    """The dashboard wired by amoskys.wiring as the appliance wires it; only the heartbeat runs."""
     data = tmp / "data"
     data.mkdir()
-    config = Config()
+    layout = Layout(data)
+    config = Config(appliance=ApplianceConfig(name="edge-test"))
+    name = appliance_name(config)
     metrics = Metrics()
     health = Health(ready=True)
-    store = await Store.open(data / "events.db", config.store, metrics, source_name="edge-test")
+    store = await Store.open(layout.db, config.store, metrics, source_name=name)
     tasks = [asyncio.create_task(store.run())]
-    bus = Bus(store, metrics, quota_events_per_second=10**6, quota_burst_events=10**6, ack_timeout_seconds=10)
-    stamper = EnvelopeStamper("edge-test")
-    info = ApplianceInfo("edge-test", "test", "host", "appliance", 1)
-    supervisor = Supervisor.from_config(
+    stamper = EnvelopeStamper(name)
+    bus, _ = build_bus(store, metrics, config.bus, stamper=stamper)
+    supervisor = build_collectors(
         config.collectors,
         registry=_heartbeat_only(),
         publish=bus.publish,
         stamper=stamper,
         metrics=metrics,
-        data_dir=data,
-        appliance=info,
+        data_dir=layout.root,
+        appliance=ApplianceInfo(name, "test", "host", "appliance", 1),
     )
     tasks.append(asyncio.create_task(supervisor.run()))
-    await ensure_first_admin(store.state, data)
-    await store.state.create_user("viewer", await passwords.hash_password(VIEWER_PASSWORD), "viewer")
-
-    async def audit(event: events_pb2.AuditEvent) -> None:
-        await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])
-
-    pki.ensure_appliance_pki(
-        data / "pki",
-        name="edge-test",
-        trust_domain="amoskys.local",
-        dns_names=["localhost"],
-        ip_addresses=["127.0.0.1"],
-    )
-    reads = WebReads(data / "events.db")
-    await reads.open()
-    ctx = WebContext(
-        config=config,
-        metrics=metrics,
-        health=health,
+    appliance_credentials(config, layout)
+    ctx = await build_web_context(
+        config,
+        layout,
+        name=name,
         store=store,
         bus=bus,
         supervisor=supervisor,
-        auth=Auth(store.state, secret=load_secret(data), audit=audit),
-        pki_dir=data / "pki",
-        name="edge-test",
-        reads=reads,
+        metrics=metrics,
+        health=health,
+        stamper=stamper,
     )
-    return Web(data=data, ctx=ctx, app=build_app(metrics, health, ctx=ctx), tasks=tasks)
+    await store.state.create_user("viewer", await passwords.hash_password(VIEWER_PASSWORD), "viewer")
+    return Web(data=data, ctx=ctx, app=build_web_app(ctx), tasks=tasks)
 
 
 def _heartbeat_only() -> dict[str, type]:

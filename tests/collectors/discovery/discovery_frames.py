@@ -6,21 +6,14 @@ import socket
 import struct
 from pathlib import Path
 
-import pytest
-
-from support import IN_CI
+from support import require_file
 
 OUI_CSV = Path("/usr/share/ieee-data/oui.csv")
 
 
 def require_ieee_data() -> Path:
-    """Debian's OUI registry; skips when missing (fails under CI=true, which installs it)."""
-    if OUI_CSV.is_file():
-        return OUI_CSV
-    message = f"needs {OUI_CSV}: sudo apt-get install -y ieee-data"
-    if IN_CI:
-        pytest.fail(f"{message} (CI must install it: see scripts/sysdeps.sh)")
-    pytest.skip(message)
+    """Debian's OUI registry; skips when missing (fails under CI=true, which installs it) (needs_tool)."""
+    return require_file(OUI_CSV, "ieee-data")
 
 
 def _checksum(data: bytes) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from support import IN_CI, require_tool
+from support import IN_CI, require_root, require_tool
 
 _serial = itertools.count()
 
@@ -25,14 +25,12 @@ _SEND = (
 
 
 def require_lan_rig() -> None:
-    """Root (CI runs as root), `ip`, and a kernel with bridges; skips otherwise, fails under CI=true."""
+    """Root (CI runs as root), `ip`, and a kernel with bridges; skips otherwise, fails under CI=true
+    (needs_root, needs_tool)."""
     require_tool("ip", "iproute2")
-    problem = ""
-    if os.geteuid() != 0:
-        problem = "discovery LAN tests make network namespaces, veth pairs and a bridge: they run as root"
-    elif not _bridges_work():
+    require_root("discovery LAN tests make network namespaces, veth pairs and a bridge: they run as root")
+    if not _bridges_work():
         problem = "this kernel cannot make a bridge (`ip link add … type bridge` failed)"
-    if problem:
         if IN_CI:
             pytest.fail(problem)
         pytest.skip(problem)

@@ -94,28 +94,30 @@ def test_a_full_passive_queue_drops_and_counts(tmp_path: Path) -> None:
     assert collector._m_dropped._value.get() == 3
 
 
+@pytest.mark.needs_root
 async def test_a_missing_interface_is_a_startup_error_naming_it_that_retries(tmp_path: Path) -> None:
     from amoskys.errors import StartupError
 
+    from support import require_root
+
+    require_root("the ARP socket is a raw socket: opening it needs CAP_NET_RAW")
     collector, _ = make(tmp_path, DiscoveryConfig(interface="amdnosuch0", subnets=["10.9.0.0/24"]))
     with pytest.raises(StartupError) as info:
         await collector.start()
     assert "'amdnosuch0'" in str(info.value) and info.value.retry
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 def test_run_as_nobody_it_is_disabled_because_it_needs_cap_net_raw(tmp_path: Path) -> None:
     """A real unprivileged process (setpriv, as CI runs as root): self_check reads its own capabilities."""
-    import os
     import subprocess
     import sys
 
-    from support import IN_CI, ROOT, require_tool
+    from support import ROOT, require_root, require_tool
 
     setpriv = require_tool("setpriv", "util-linux")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("this test drops root with setpriv: run it as root")
-        pytest.skip("this test drops root with setpriv: run it as root")
+    require_root("this test drops root with setpriv: run it as root")
     script = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
         "from pathlib import Path\n"

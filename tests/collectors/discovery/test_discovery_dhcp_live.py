@@ -4,39 +4,28 @@ host in a network namespace, reaches the discovery inventory through PacketTaps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
-from amoskys import __version__
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+import pytest
+
+from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.discovery.config import DiscoveryConfig
 from amoskys.collectors.flow.collector import FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.taps import PacketTaps
-from amoskys.events import EnvelopeStamper
-from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
 
 from discovery_frames import dhcp_request
 from discovery_harness import devices, make
 from discovery_lan import lan, require_lan_rig
+from support import make_context
 
 MAC = "b8:27:eb:00:00:41"
 
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tool]  # a LAN in network namespaces
+
 
 def flow_collector(tmp_path: Path, interface: str, taps: PacketTaps) -> FlowCollector:
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        return None
-
-    ctx = CollectorContext(
-        "flow",
-        publish=publish,
-        stamper=EnvelopeStamper("box"),
-        metrics=Metrics(),
-        data_dir=tmp_path,
-        appliance=ApplianceInfo("box", __version__, "host", "appliance", 0),
-        packet_taps=taps,
-    )
+    ctx = make_context("flow", tmp_path, clock=SystemClock(), packet_taps=taps)
     return FlowCollector(FlowConfig(interface=interface), ctx)
 
 

@@ -11,16 +11,20 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from amoskys.collectors.clock import FakeClock
 from amoskys.collectors.discovery.config import DiscoveryConfig
 from amoskys.proto import events_pb2
 
 from discovery_frames import require_ieee_data
-from discovery_harness import devices, eventually, make
+from discovery_harness import devices, make
 from discovery_lan import lan, require_lan_rig
-from support import require_tool
+from support import eventually, require_tool
 
 D = events_pb2.DeviceEvent
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tool]  # a LAN in network namespaces
 
 #: MACs with real OUIs, and the vendor Debian's ieee-data gives each.
 HOSTS = [
@@ -131,7 +135,7 @@ async def test_run_publishes_new_devices_and_stops_cleanly(tmp_path: Path) -> No
         task = asyncio.create_task(collector.run())
         try:
             await eventually(
-                lambda: [d for d in devices(sink, D.NEW) if d.interface == net.bridge], what="NEW"
+                lambda: [d for d in devices(sink, D.NEW) if d.interface == net.bridge], within=15, what="NEW"
             )
         finally:
             task.cancel()

@@ -90,6 +90,7 @@ def test_the_longest_registered_prefix_wins() -> None:
     assert registry.vendor(bytes.fromhex("0000aa000000")) == ""
 
 
+@pytest.mark.needs_tool
 def test_vendors_come_from_debians_ieee_data() -> None:
     require_ieee_data()
     registry = OuiRegistry.load(require_ieee_data())

@@ -11,7 +11,8 @@ from amoskys.collectors.discovery.inventory import ARP_SWEEP
 from amoskys.collectors.discovery.probe import TcpProbe
 from amoskys.proto import events_pb2
 
-from discovery_harness import devices, eventually, make
+from discovery_harness import devices, make
+from support import eventually
 
 MAC = bytes.fromhex("b827eb000051")
 
@@ -57,7 +58,7 @@ async def test_the_collector_probes_new_devices_only_when_probe_is_on(tmp_path: 
         task = asyncio.create_task(on._probe_loop())
         try:
             await eventually(
-                lambda: devices(sink, events_pb2.DeviceEvent.SEEN), what="the probe's SEEN event"
+                lambda: devices(sink, events_pb2.DeviceEvent.SEEN), within=15, what="the probe's SEEN event"
             )
         finally:
             task.cancel()

@@ -11,9 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from support import IN_CI, require_tool
+from support import require_root, require_tool
 
 _serial = itertools.count()
 
@@ -39,14 +37,10 @@ class Veth:
 
 
 def require_capture_rig() -> None:
-    """Root (CI runs as root), ip and tcpreplay; skips otherwise, fails under CI=true."""
+    """Root (CI runs as root), ip and tcpreplay; skips otherwise, fails under CI=true (needs_root, needs_tool)."""
     require_tool("ip", "iproute2")
     require_tool("tcpreplay", "tcpreplay")
-    if os.geteuid() != 0:
-        message = "live capture tests make network namespaces and veth pairs: they run as root"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("live capture tests make network namespaces and veth pairs: they run as root")
 
 
 def _ip(*args: str, netns: str = "") -> None:

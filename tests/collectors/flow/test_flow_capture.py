@@ -13,15 +13,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from amoskys import __version__
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.flow import bpf
 from amoskys.collectors.flow.capture import link_of
 from amoskys.collectors.flow.cli import cmd_flows_read
@@ -30,13 +29,12 @@ from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.flow.pcap import open_capture
 from amoskys.config import from_mapping
 from amoskys.errors import CollectorError, ConfigError, FatalCollectorError, StartupError
-from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
 
 from flow_golden import case_input
 from flow_veth import Veth, require_capture_rig, veth_pair
-from support import ROOT, require_tool
+from support import ROOT, ListSink, eventually, make_context, require_root, require_tool
 
 # Every golden case on Ethernet. linux_sll is a cooked capture (no Ethernet header to send), pcapng
 # has a raw-IP interface beside its Ethernet one, truncated_and_garbage holds frames shorter than an
@@ -70,31 +68,10 @@ def frames_in(path: Path) -> int:
         return sum(1 for _ in reader.frames())
 
 
-def make(config: FlowConfig) -> tuple[FlowCollector, list[events_pb2.Envelope], Metrics]:
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    metrics = Metrics()
-    ctx = CollectorContext(
-        "flow",
-        publish=publish,
-        stamper=EnvelopeStamper("box"),
-        metrics=metrics,
-        data_dir=Path("/nonexistent"),
-        appliance=ApplianceInfo("box", __version__, "host", "appliance", 0),
-    )
-    return FlowCollector(config, ctx), sink, metrics
-
-
-async def until(predicate: Any, what: str, within: float = 15.0) -> None:
-    """Poll ``predicate()`` on the loop (the collector runs meanwhile) until true or ``within`` s."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
+def make(config: FlowConfig) -> tuple[FlowCollector, ListSink, Metrics]:
+    sink = ListSink()
+    ctx = make_context("flow", Path("/nonexistent"), publish=sink, clock=SystemClock())
+    return FlowCollector(config, ctx), sink, ctx.metrics
 
 
 @asynccontextmanager
@@ -102,7 +79,11 @@ async def running(collector: FlowCollector) -> AsyncIterator[asyncio.Task[None]]
     """Run the collector until the block ends, then stop it (its flows end as forced_end)."""
     task = asyncio.create_task(collector.run())
     try:
-        await until(lambda: task.done() or collector.capture.sock is not None, "the capture to open")  # type: ignore[union-attr]
+        await eventually(
+            lambda: task.done() or collector.capture.sock is not None,  # type: ignore[union-attr]
+            within=15,
+            what="the capture to open",
+        )
         if task.done():
             task.result()
         yield task
@@ -185,6 +166,8 @@ def as_json(envelopes: list[events_pb2.Envelope]) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 @pytest.mark.parametrize("case", REPLAYED)
 async def test_replayed_golden_pcap_gives_the_flows_of_flows_read(veth: Veth, case: str) -> None:
     pcap = case_input(case)
@@ -192,7 +175,9 @@ async def test_replayed_golden_pcap_gives_the_flows_of_flows_read(veth: Veth, ca
     expected = frames_in(pcap)
     async with running(collector):
         await asyncio.to_thread(veth.replay, pcap)
-        await until(lambda: collector.packets >= expected, f"{expected} frames of {case}")
+        await eventually(
+            lambda: collector.packets >= expected, within=15, what=f"{expected} frames of {case}"
+        )
     live = as_json(sink)
     assert {r["interface"] for r in live} == {veth.capture}
     assert totals(live) == totals(read_flows(pcap))
@@ -200,6 +185,8 @@ async def test_replayed_golden_pcap_gives_the_flows_of_flows_read(veth: Veth, ca
     assert collector.kernel_drops == 0
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_kernel_filter_drops_what_it_should(veth: Veth) -> None:
     pcaps = [case_input("tcp_fin"), case_input("udp"), case_input("icmp")]
     wanted = [
@@ -213,22 +200,26 @@ async def test_kernel_filter_drops_what_it_should(veth: Veth) -> None:
     async with running(collector):
         for pcap in pcaps:
             await asyncio.to_thread(veth.replay, pcap)
-        await until(lambda: collector.packets >= expected, f"{expected} UDP frames")
+        await eventually(lambda: collector.packets >= expected, within=15, what=f"{expected} UDP frames")
         # the kernel counts what passed its filter: the other frames never reach the ring
-        await until(lambda: collector.kernel_packets >= expected, "the kernel's count", within=5)
+        await eventually(lambda: collector.kernel_packets >= expected, within=5, what="the kernel's count")
     live = as_json(sink)
     assert wanted and totals(live) == totals(wanted)
     assert collector.packets == collector.kernel_packets == expected
     assert sum(frames_in(p) for p in pcaps) > expected
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_overflowing_ring_shows_kernel_drops_on_metrics_and_as_a_loss_report(veth: Veth) -> None:
     collector, sink, metrics = make(FlowConfig(interface=veth.capture, ring_size_mib=1))
     async with running(collector):
         # The replay runs on the loop's own thread on purpose: nobody empties the 1 MiB ring while
         # ~70,000 frames arrive, so the kernel must drop.
         veth.replay(case_input("udp"), "--loop=10000")
-        await until(lambda: any(e.WhichOneof("body") == "loss" for e in sink), "a LossReport")
+        await eventually(
+            lambda: any(e.WhichOneof("body") == "loss" for e in sink), within=15, what="a LossReport"
+        )
     losses = [e.loss for e in sink if e.WhichOneof("body") == "loss"]
     dropped = sum(loss.count for loss in losses)
     assert dropped > 0 and {(x.what, x.where, x.reason) for x in losses} == {
@@ -268,9 +259,10 @@ def test_missing_interface_is_named() -> None:
         asyncio.run(collector.run())
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 def test_unprivileged_capture_is_disabled_needing_cap_net_raw() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("runs as root to drop to `nobody` with setpriv")
+    require_root("runs as root to drop to `nobody` with setpriv")
     setpriv = require_tool("setpriv", "util-linux")
     script = (
         "import asyncio, sys\n"
@@ -344,6 +336,8 @@ def arp_and_dhcp_pcap(path: Path) -> tuple[bytes, bytes]:
     return arp, dhcp
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_passive_observers_get_arp_and_dhcp_frames_from_the_wire(veth: Veth, tmp_path: Path) -> None:
     arp, dhcp = arp_and_dhcp_pcap(tmp_path / "arp_dhcp.pcap")
     collector, _, _ = make(FlowConfig(interface=veth.capture))
@@ -352,16 +346,22 @@ async def test_passive_observers_get_arp_and_dhcp_frames_from_the_wire(veth: Vet
     started = time.time_ns()
     async with running(collector):
         await asyncio.to_thread(veth.replay, tmp_path / "arp_dhcp.pcap")
-        await until(lambda: len(watcher.seen) >= 2, "the ARP and DHCP frames")
+        await eventually(lambda: len(watcher.seen) >= 2, within=15, what="the ARP and DHCP frames")
     assert [(frame, parsed) for _, frame, parsed in watcher.seen] == [(arp, False), (dhcp, True)]
     assert all(started <= ts <= time.time_ns() for ts, _, _ in watcher.seen)  # the kernel's receive time
     assert collector.interface == veth.capture
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_interface_removed_while_capturing_is_an_error_naming_it(veth: Veth) -> None:
     collector, _, _ = make(FlowConfig(interface=veth.capture))
     task = asyncio.create_task(collector.run())
-    await until(lambda: collector.capture is not None and collector.capture.sock is not None, "the capture")
+    await eventually(
+        lambda: collector.capture is not None and collector.capture.sock is not None,
+        within=15,
+        what="the capture",
+    )
     await asyncio.to_thread(subprocess.run, ["ip", "link", "del", veth.capture], check=True, timeout=30)
     with pytest.raises(CollectorError, match=rf"capture on '{veth.capture}': Network is down"):
         async with asyncio.timeout(10):
@@ -387,6 +387,8 @@ class Taps:
         return disconnect
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_capture_joins_the_appliance_packet_taps_while_it_runs(veth: Veth, tmp_path: Path) -> None:
     arp, dhcp = arp_and_dhcp_pcap(tmp_path / "arp_dhcp.pcap")
     collector, _, _ = make(FlowConfig(interface=veth.capture))
@@ -396,7 +398,7 @@ async def test_capture_joins_the_appliance_packet_taps_while_it_runs(veth: Veth,
     async with running(collector):
         assert taps.captures == 1
         await asyncio.to_thread(veth.replay, tmp_path / "arp_dhcp.pcap")
-        await until(lambda: len(watcher.seen) >= 2, "the frames through the taps")
+        await eventually(lambda: len(watcher.seen) >= 2, within=15, what="the frames through the taps")
     assert taps.captures == 0
     assert [frame for _, frame, _ in watcher.seen] == [arp, dhcp]
 
@@ -418,6 +420,8 @@ def tun_device() -> Iterator[tuple[str, int]]:
         os.close(fd)
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 async def test_raw_ip_interface_meters_like_the_file(tmp_path: Path) -> None:
     pcap = case_input("udp")
     with open_capture(pcap) as reader:
@@ -427,7 +431,7 @@ async def test_raw_ip_interface_meters_like_the_file(tmp_path: Path) -> None:
         async with running(collector):
             for packet in packets:
                 os.write(fd, packet)  # the kernel receives it on the tun interface
-            await until(lambda: collector.packets >= len(packets), "the IP packets")
+            await eventually(lambda: collector.packets >= len(packets), within=15, what="the IP packets")
     expected = [{**r, "src_mac": None, "dst_mac": None} for r in read_flows(pcap)]
     assert totals(as_json(sink)) == totals(expected)
     assert collector.capture is not None and collector.capture.parse.__name__ == "parse_raw"

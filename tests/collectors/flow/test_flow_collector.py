@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from amoskys import __version__
 from amoskys.collectors.clock import FakeClock
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.context import ApplianceInfo
 from amoskys.collectors.flow.collector import NO_INTERFACE, FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.flow.pcap import PacketSink
@@ -21,33 +20,21 @@ from amoskys.config import CollectorsConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
-from amoskys.supervisor import Supervisor
+from amoskys.wiring import build_collectors
 
 from flow_golden import CASES_DIR, case_config, case_input
 from flow_traffic import packets, write
+from support import ListSink, eventually, make_context
 
 NS = 1_000_000_000
 
 
 def make(
     tmp_path: Path, config: FlowConfig | None = None, source: Any = None
-) -> tuple[FlowCollector, list[events_pb2.Envelope], Metrics]:
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    metrics = Metrics()
-    ctx = CollectorContext(
-        "flow",
-        publish=publish,
-        stamper=EnvelopeStamper("box"),
-        metrics=metrics,
-        data_dir=tmp_path,
-        appliance=ApplianceInfo("box", __version__, "host", "appliance", 0),
-        clock=FakeClock(),
-    )
-    return FlowCollector(config or FlowConfig(), ctx, source=source), sink, metrics
+) -> tuple[FlowCollector, ListSink, Metrics]:
+    sink = ListSink()
+    ctx = make_context("flow", tmp_path, publish=sink)
+    return FlowCollector(config or FlowConfig(), ctx, source=source), sink, ctx.metrics
 
 
 def test_without_an_interface_it_says_it_has_nothing_to_read(tmp_path: Path) -> None:
@@ -66,15 +53,11 @@ def test_without_an_interface_it_says_it_has_nothing_to_read(tmp_path: Path) -> 
 async def test_the_supervisor_shows_it_disabled_with_the_reason_and_it_publishes_nothing(
     tmp_path: Path,
 ) -> None:
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    sup = Supervisor.from_config(
+    sink = ListSink()
+    sup = build_collectors(
         CollectorsConfig(),
         registry={"flow": FlowCollector},
-        publish=publish,
+        publish=sink,
         stamper=EnvelopeStamper("box"),
         metrics=Metrics(),
         data_dir=tmp_path,
@@ -83,10 +66,7 @@ async def test_the_supervisor_shows_it_disabled_with_the_reason_and_it_publishes
     )
     task = asyncio.create_task(sup.run())
     try:
-        for _ in range(200):
-            if sup.status_of("flow").state == "disabled":
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: sup.status_of("flow").state == "disabled", within=2, what="flow disabled")
         status = sup.status_of("flow")
         assert (status.state, status.reason) == ("disabled", NO_INTERFACE)
     finally:

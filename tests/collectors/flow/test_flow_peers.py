@@ -31,6 +31,8 @@ SOFTFLOWD_CASES = [
 ]
 TSHARK_CASES = [*SOFTFLOWD_CASES, "qinq", "tcp_port_reuse", "truncated_and_garbage", "pcapng"]
 
+pytestmark = pytest.mark.needs_tool  # softflowd, nfcapd and nfdump, tshark
+
 
 def diff(ours: dict, theirs: dict) -> dict:  # type: ignore[type-arg]
     return {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}

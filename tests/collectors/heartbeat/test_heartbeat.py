@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import platform
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 from amoskys import __version__
@@ -16,24 +15,21 @@ from amoskys.collectors.heartbeat.config import HeartbeatConfig
 from amoskys.config import CollectorsConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
-from amoskys.supervisor import Supervisor
+from amoskys.wiring import build_collectors
+
+from support import ListSink
 
 
 async def test_heartbeat_publishes_stamped_heartbeats_every_interval(tmp_path: Path) -> None:
     clock = FakeClock()
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
+    sink = ListSink()
     started_ns = clock.time_ns() - 5 * 10**9  # the appliance started 5 s before its collectors
     stamper = EnvelopeStamper("box-1")
     config = CollectorsConfig(heartbeat=HeartbeatConfig(interval_seconds=30))
-    sup = Supervisor.from_config(
+    sup = build_collectors(
         config,
         registry={"heartbeat": HeartbeatCollector},  # the others would publish into this sink too
-        publish=publish,
+        publish=sink,
         stamper=stamper,
         metrics=Metrics(),
         data_dir=tmp_path,

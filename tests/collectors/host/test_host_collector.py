@@ -6,40 +6,28 @@ import asyncio
 import os
 import socket
 from collections import namedtuple
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from amoskys.collectors.clock import FakeClock
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.clock import FakeClock, SystemClock
+from amoskys.collectors.context import ApplianceInfo
 from amoskys.collectors.host.collector import HostCollector
 from amoskys.collectors.host.config import HostConfig
 from amoskys.collectors.host.sample import cpu_busy_percent
 from amoskys.config import CollectorsConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
-from amoskys.supervisor import Supervisor
+from amoskys.wiring import build_collectors
+
+from support import ListSink, make_context
 
 
-def make(tmp_path: Path, config: HostConfig | None = None) -> tuple[HostCollector, list[events_pb2.Envelope]]:
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    ctx = CollectorContext(
-        "host",
-        publish=publish,
-        stamper=EnvelopeStamper("box"),
-        metrics=Metrics(),
-        data_dir=tmp_path,
-        appliance=ApplianceInfo("box", "0", "host", "appliance", 0),
-    )
+def make(tmp_path: Path, config: HostConfig | None = None) -> tuple[HostCollector, ListSink]:
+    sink = ListSink()
+    ctx = make_context("host", tmp_path, publish=sink, clock=SystemClock())
     return HostCollector(config or HostConfig(), ctx), sink
 
 
@@ -136,15 +124,11 @@ def test_cpu_busy_percent_counts_iowait_as_idle_and_guest_once() -> None:
 
 async def test_under_the_supervisor_it_samples_every_interval(tmp_path: Path) -> None:
     clock = FakeClock()
-    sink: list[Any] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    sup = Supervisor.from_config(
+    sink = ListSink()
+    sup = build_collectors(
         CollectorsConfig(host=HostConfig(interval_seconds=30)),
         registry={"host": HostCollector},
-        publish=publish,
+        publish=sink,
         stamper=EnvelopeStamper("box"),
         metrics=Metrics(),
         data_dir=tmp_path,

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.process.collector import ProcessCollector
 from amoskys.collectors.process.config import ProcessConfig
-from amoskys.events import EnvelopeStamper
-from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
 
-from support import IN_CI
+import support
+from support import ListSink, eventually, make_context
 
 EXEC = events_pb2.ProcessEvent.EXEC
 EXIT = events_pb2.ProcessEvent.EXIT
@@ -27,31 +23,17 @@ SNAPSHOT = events_pb2.ProcessEvent.SNAPSHOT
 
 def require_root() -> None:
     """Skip unless root (the proc connector needs CAP_NET_ADMIN); CI runs as root, so there it fails."""
-    if os.geteuid() == 0:
-        return
-    message = "needs root (CAP_NET_ADMIN) for the netlink proc connector"
-    if IN_CI:
-        pytest.fail(f"{message}: CI runs the tests as root")
-    pytest.skip(message)
+    support.require_root("needs root (CAP_NET_ADMIN) for the netlink proc connector")
 
 
 class Harness:
     """``async with Harness(tmp_path, mode="netlink") as h:`` runs the collector until the block ends."""
 
     def __init__(self, tmp_path: Path, **config: Any) -> None:
-        self.sink: list[events_pb2.Envelope] = []
-
-        async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-            self.sink.extend(envelopes)
-
+        self.sink = ListSink()
         config.setdefault("snapshot_interval_seconds", 3600.0)
-        self.ctx = CollectorContext(
-            "process",
-            publish=publish,
-            stamper=EnvelopeStamper("test-box"),
-            metrics=Metrics(),
-            data_dir=tmp_path,
-            appliance=ApplianceInfo("test-box", "0", "host", "appliance", 0),
+        self.ctx = make_context(
+            "process", tmp_path, publish=self.sink, clock=SystemClock(), source="test-box"
         )
         self.collector = ProcessCollector(ProcessConfig(**config), self.ctx)
         self.task: asyncio.Task[None] | None = None
@@ -101,19 +83,15 @@ class Harness:
         ]
 
     async def eventually(self, predicate: Callable[[], Any], *, within: float = 10.0, what: str) -> Any:
-        """Poll predicate() on the loop until truthy; fail after `within` seconds (and on a crash)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
+        """support.eventually, failing at once if the collector stops meanwhile."""
+
+        def unless_stopped() -> Any:
             if self.task is not None and self.task.done():
                 self.task.result()
                 raise AssertionError(f"the collector stopped while waiting for {what}")
-            value = predicate()
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {within} s waiting for {what}")
-            await asyncio.sleep(0.01)
+            return predicate()
+
+        return await eventually(unless_stopped, within=within, what=what)
 
 
 def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from process_harness import SNAPSHOT, Harness, require_root, spawn
 
 from amoskys.collectors.context import ApplianceInfo
@@ -16,8 +16,9 @@ from amoskys.collectors.process.config import ProcessConfig
 from amoskys.config import CollectorsConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
-from amoskys.supervisor import Supervisor
+from amoskys.wiring import build_collectors
+
+from support import ListSink, eventually
 
 SH = os.path.realpath("/bin/sh")
 SH_SHA256 = hashlib.sha256(Path(SH).read_bytes()).digest()
@@ -53,17 +54,14 @@ async def test_snapshot_describes_a_running_child(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.needs_root
 async def test_under_the_supervisor_the_mode_is_shown(tmp_path: Path) -> None:
     require_root()
-    sink: list[events_pb2.Envelope] = []
-
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        sink.extend(envelopes)
-
-    sup = Supervisor.from_config(
+    sink = ListSink()
+    sup = build_collectors(
         CollectorsConfig(process=ProcessConfig(snapshot_interval_seconds=3600)),
         registry={"process": ProcessCollector},
-        publish=publish,
+        publish=sink,
         stamper=EnvelopeStamper("box"),
         metrics=Metrics(),
         data_dir=tmp_path,
@@ -71,11 +69,7 @@ async def test_under_the_supervisor_the_mode_is_shown(tmp_path: Path) -> None:
     )
     task = asyncio.create_task(sup.run())
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not any(e.process.kind == SNAPSHOT for e in sink):
-            assert loop.time() < deadline, "no snapshot within 10 s"
-            await asyncio.sleep(0.01)
+        await eventually(lambda: any(e.process.kind == SNAPSHOT for e in sink), within=10, what="a snapshot")
         status = sup.status_of("process")
         assert status.state == "running" and status.mode == "netlink"
         assert sup.metrics.registry.get_sample_value("amoskys_process_mode", {"mode": "netlink"}) == 1
@@ -86,13 +80,10 @@ async def test_under_the_supervisor_the_mode_is_shown(tmp_path: Path) -> None:
 
 
 async def test_netlink_mode_without_the_capability_is_disabled_with_the_reason(tmp_path: Path) -> None:
-    async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-        pass
-
-    sup = Supervisor.from_config(
+    sup = build_collectors(
         CollectorsConfig(process=ProcessConfig(mode="netlink")),
         registry={"process": ProcessCollector},
-        publish=publish,
+        publish=ListSink(),
         stamper=EnvelopeStamper("box"),
         metrics=Metrics(),
         data_dir=tmp_path,
@@ -101,11 +92,9 @@ async def test_netlink_mode_without_the_capability_is_disabled_with_the_reason(t
     )
     task = asyncio.create_task(sup.run())
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while sup.status_of("process").state != "disabled":
-            assert loop.time() < deadline, sup.status_of("process")
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: sup.status_of("process").state == "disabled", within=10, what="process disabled"
+        )
         assert sup.status_of("process").reason == (
             'mode = "netlink" needs CAP_NET_ADMIN (or root); "auto" falls back to polling'
         )

@@ -26,6 +26,8 @@ TRUE = os.path.realpath(shutil.which("true") or "/bin/true")
 SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 SH = os.path.realpath("/bin/sh")
 
+pytestmark = pytest.mark.needs_root  # the netlink proc connector needs CAP_NET_ADMIN
+
 
 def run_on_cpu(cpu: int) -> int:
     """Run `true` pinned to one CPU (so that the kernel's next message on that CPU is sent); its pid."""
@@ -206,6 +208,7 @@ async def test_overrun_becomes_a_loss_report_and_a_resync(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.needs_tool
 def test_in_a_pid_namespace_the_self_test_falls_back_to_polling() -> None:
     require_root()
     unshare = require_tool("unshare", "util-linux")

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from process_harness import EXEC, EXIT, Harness, require_root, spawn
 
 from support import ROOT, require_tool, wait_for
@@ -75,6 +76,8 @@ class LineReader:
         self._thread.join(timeout=10)
 
 
+@pytest.mark.needs_root
+@pytest.mark.needs_tool
 def test_unprivileged_run_falls_back_to_polling_and_sees_a_child(tmp_path: Path) -> None:
     require_root()  # to switch to nobody (CI runs as root)
     setpriv = require_tool("setpriv", "util-linux")

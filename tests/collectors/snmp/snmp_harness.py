@@ -4,19 +4,20 @@ files. A module of its own (not conftest) so tests import it by a unique name.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
+from amoskys.collectors.clock import SystemClock
+from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.snmp.collector import SnmpCollector
 from amoskys.collectors.snmp.config import SnmpConfig
-from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2
+
+from support import ListSink, make_context
 
 
 def secret_file(directory: Path, name: str, value: str) -> str:
@@ -28,25 +29,17 @@ def secret_file(directory: Path, name: str, value: str) -> str:
 
 @dataclass
 class Harness:
-    """The SNMP collector with a list for a bus, real clock, own metrics, captured logs."""
+    """The SNMP collector with a ListSink for a bus, real clock, own metrics, captured logs."""
 
     tmp_path: Path
-    sink: list[events_pb2.Envelope] = field(default_factory=list)
+    sink: ListSink = field(default_factory=ListSink)
     metrics: Metrics = field(default_factory=Metrics)
     logs: list[dict[str, Any]] = field(default_factory=list)
     ctx: CollectorContext | None = None
 
     def context(self) -> CollectorContext:
-        async def publish(envelopes: Sequence[events_pb2.Envelope]) -> None:
-            self.sink.extend(envelopes)
-
-        self.ctx = CollectorContext(
-            "snmp",
-            publish=publish,
-            stamper=EnvelopeStamper("box"),
-            metrics=self.metrics,
-            data_dir=self.tmp_path,
-            appliance=ApplianceInfo("box", "0.0", "host", "appliance", 0),
+        self.ctx = make_context(
+            "snmp", self.tmp_path, publish=self.sink, metrics=self.metrics, clock=SystemClock()
         )
         return self.ctx
 

@@ -14,7 +14,7 @@ from snmp_harness import secret_file
 
 from support import amoskys
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool]  # the sim fixture needs net-snmp
 
 
 def snmp_status(data_dir: Path) -> dict:  # type: ignore[type-arg]

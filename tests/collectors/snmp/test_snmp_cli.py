@@ -36,6 +36,7 @@ def test_host_port_forms() -> None:
         parse_host_port("h:70000")
 
 
+@pytest.mark.needs_tool
 def test_json_poll_of_a_recorded_device(sim: SnmpSim, tmp_path: Path) -> None:
     community = secret_file(tmp_path, "c", "linux-full-walk")
     result = snmp_poll(f"127.0.0.1:{sim.port}", "--community-file", community, "--format", "json")
@@ -48,6 +49,7 @@ def test_json_poll_of_a_recorded_device(sim: SnmpSim, tmp_path: Path) -> None:
     assert "linux-full-walk" not in result.stdout + result.stderr
 
 
+@pytest.mark.needs_tool
 def test_table_poll_over_v3_with_key_files(snmpd: SnmpDaemon, tmp_path: Path) -> None:
     auth = secret_file(tmp_path, "auth", "auth-pass-256-xyz")
     priv = secret_file(tmp_path, "priv", "priv-pass-128-xyz")
@@ -60,6 +62,7 @@ def test_table_poll_over_v3_with_key_files(snmpd: SnmpDaemon, tmp_path: Path) ->
     assert "auth-pass" not in result.stdout and "priv-pass" not in result.stdout
 
 
+@pytest.mark.needs_tool
 def test_errors_name_the_target_and_never_the_secret(snmpd: SnmpDaemon, tmp_path: Path) -> None:
     result = snmp_poll(
         "127.0.0.1:1", "--community", "s3cr3t-never-shown", "--timeout", "0.3", "--retries", "0"

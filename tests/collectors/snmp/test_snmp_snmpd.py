@@ -23,6 +23,8 @@ from amoskys.collectors.snmp.poller import fetch
 IF = "1.3.6.1.2.1.2.2.1"
 IFX = "1.3.6.1.2.1.31.1.1.1"
 
+pytestmark = pytest.mark.needs_tool  # net-snmp's snmpd, snmpget, snmpbulkwalk
+
 
 def v2c(snmpd: SnmpDaemon, tmp_path: Path, name: str = "agent", **kw: object) -> SnmpTargetConfig:
     return SnmpTargetConfig(

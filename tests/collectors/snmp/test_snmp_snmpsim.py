@@ -17,6 +17,8 @@ from amoskys.collectors.snmp.metrics import SnmpMetrics
 IF = "1.3.6.1.2.1.2.2.1"
 IFX = "1.3.6.1.2.1.31.1.1.1"
 
+pytestmark = pytest.mark.needs_tool  # net-snmp's snmpget (every SnmpSim.start waits with it)
+
 
 def var(community: str) -> str:
     return "C_" + community.replace("-", "_").upper()

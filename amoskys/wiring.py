@@ -1,0 +1,172 @@
+"""The appliance's object graph: one factory per part, called by `amoskys.app` and by the test harnesses.
+
+Each factory takes its part's config section and the parts built before it, and returns the part built
+but not started: binding sockets, running tasks and stopping them is `amoskys.app`'s lifecycle. What
+only a test changes (an identity cache that expires sooner, the collectors to register, a clock) is an
+argument, so a harness never re-creates the wiring by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from amoskys.bus.auth import Authenticator, ChainTracker
+from amoskys.bus.core import Bus
+from amoskys.bus.identities import identity_loader
+from amoskys.bus.server import BusServer
+from amoskys.bus.service import EventBusService
+from amoskys.collectors import capabilities
+from amoskys.collectors.clock import Clock
+from amoskys.collectors.context import ApplianceInfo, PublishFn
+from amoskys.collectors.taps import PacketTaps
+from amoskys.config import BusConfig, CollectorsConfig, Config
+from amoskys.events import EnvelopeStamper
+from amoskys.health import Health
+from amoskys.metrics import Metrics
+from amoskys.paths import Layout
+from amoskys.pki import ApplianceCredentials
+from amoskys.proto import bus_pb2_grpc, events_pb2
+from amoskys.store import Store
+from amoskys.supervisor import Supervisor
+from amoskys.web.app import build_app
+from amoskys.web.auth import Auth
+from amoskys.web.context import WebContext
+from amoskys.web.firstrun import ensure_first_admin, load_secret
+from amoskys.web.reads import WebReads
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from starlette.applications import Starlette
+
+    from amoskys.collectors.base import Collector
+
+#: How long the bus trusts a looked-up publisher identity before reading the store again.
+IDENTITY_CACHE_SECONDS = 1.0
+
+
+def build_bus(
+    store: Store,
+    metrics: Metrics,
+    config: BusConfig,
+    *,
+    stamper: EnvelopeStamper,
+    faults: Mapping[str, int] | None = None,
+    identity_cache_seconds: float = IDENTITY_CACHE_SECONDS,
+) -> tuple[Bus, EventBusService]:
+    """The bus in front of `store`, and the gRPC servicer that authenticates publishers to it."""
+    bus = Bus(
+        store,
+        metrics,
+        quota_events_per_second=config.quota_events_per_second,
+        quota_burst_events=config.quota_burst_events,
+        ack_timeout_seconds=config.ack_timeout_ms / 1000,
+        ack_before_commit_ms=(faults or {}).get("ack_before_commit_ms", 0),
+    )
+    service = EventBusService(
+        bus,
+        Authenticator(
+            config.trust_domain, identity_loader(store.state), cache_seconds=identity_cache_seconds
+        ),
+        ChainTracker(),
+        metrics,
+        store_state=store.state,
+        max_events_per_batch=config.max_events_per_batch,
+        stamper=stamper,
+    )
+    return bus, service
+
+
+def build_bus_server(creds: ApplianceCredentials, config: BusConfig, service: EventBusService) -> BusServer:
+    """The mTLS gRPC server serving `service` (not listening yet: ``await server.start(host, port)``)."""
+    server = BusServer(
+        creds,
+        max_message_bytes=config.max_message_bytes,
+        max_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    bus_pb2_grpc.add_EventBusServicer_to_server(service, server.server)
+    return server
+
+
+def build_collectors(
+    config: CollectorsConfig,
+    *,
+    publish: PublishFn,
+    stamper: EnvelopeStamper,
+    metrics: Metrics,
+    data_dir: Path,
+    appliance: ApplianceInfo,
+    packet_taps: PacketTaps | None = None,
+    registry: Mapping[str, type[Collector]] | None = None,
+    clock: Clock | None = None,
+    has_capability: Callable[[str], bool] = capabilities.has_capability,
+) -> Supervisor:
+    """Every registered collector (or those of `registry`) under one supervisor, its policy from
+    `config`; every context holds the one PacketTaps (a new one unless given)."""
+    return Supervisor.from_config(
+        config,
+        registry=dict(registry) if registry is not None else None,
+        publish=publish,
+        stamper=stamper,
+        metrics=metrics,
+        data_dir=data_dir,
+        appliance=appliance,
+        packet_taps=packet_taps if packet_taps is not None else PacketTaps(),
+        clock=clock,
+        has_capability=has_capability,
+    )
+
+
+async def build_web_context(
+    config: Config,
+    layout: Layout,
+    *,
+    name: str,
+    store: Store,
+    bus: Bus,
+    supervisor: Supervisor,
+    metrics: Metrics,
+    health: Health,
+    stamper: EnvelopeStamper,
+) -> WebContext:
+    """The dashboard's view of the appliance (first admin and CSRF secret made on first start).
+
+    Its read connection is open: the caller closes it with ``await ctx.reads.close()``.
+    """
+    web_cfg = config.web
+    await ensure_first_admin(store.state, layout.root)
+    secret = await asyncio.to_thread(load_secret, layout.root)
+
+    async def audit(event: events_pb2.AuditEvent) -> None:
+        await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])
+
+    reads = WebReads(layout.db)
+    await reads.open()
+    return WebContext(
+        config=config,
+        metrics=metrics,
+        health=health,
+        store=store,
+        bus=bus,
+        supervisor=supervisor,
+        auth=Auth(
+            store.state,
+            secret=secret,
+            audit=audit,
+            idle_timeout_s=web_cfg.session_idle_minutes * 60,
+            absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
+        ),
+        pki_dir=layout.pki,
+        name=name,
+        reads=reads,
+        secure_cookies=web_cfg.tls == "on",
+    )
+
+
+def build_web_app(ctx: WebContext, *, metrics_token: str = "") -> Starlette:
+    """The dashboard's ASGI app over `ctx` (HSTS when the web port speaks TLS)."""
+    return build_app(
+        ctx.metrics, ctx.health, metrics_token=metrics_token, ctx=ctx, hsts=ctx.config.web.tls == "on"
+    )
