@@ -6,18 +6,26 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-quick lint bench proto sample-config sysdeps-test clean
 
-$(STAMP): pyproject.toml
+# The runtime alone for `make run`; the dev and test extras on top of it for everything else.
+RUNTIME := $(VENV)/.runtime
+
+$(RUNTIME): pyproject.toml
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh venv
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "AMOSKYS needs Python >= 3.11 (found: $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
 ## Start the appliance on embedded defaults (pass flags with ARGS="--data-dir /tmp/a").
-run: $(STAMP)
+run: $(RUNTIME)
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh run
+	@echo "the amoskys command: $(CURDIR)/$(BIN)/amoskys (amoskys --help lists the others)"
 	$(BIN)/amoskys run $(ARGS)
 
 ## Lint and run the whole test suite (fails when no test ran).
