@@ -307,6 +307,18 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     from amoskys.web.passwords import hash_password_sync
 
     config, layout = _layout(args)
+
+    async def taken(state) -> bool:  # type: ignore[no-untyped-def]
+        return await state.get_user(args.name) is not None
+
+    if not args.replace and _with_state(config, layout, taken):
+        from amoskys.store.state import StateConflictError
+
+        raise StateConflictError(
+            f"user {args.name!r} already exists (--replace sets a new password and role)",
+            kind="user",
+            key=args.name,
+        )
     encoded = hash_password_sync(_read_new_password(args))
 
     async def add(state) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ per line, one reply object per line. Requests:
 - ``{"cmd": "collectors", "action": "start"|"stop"|"restart", "name": NAME}``
   → ``{"ok": true, "collector": {...}}``
 
-Any refusal is ``{"ok": false, "error": "<message for the operator>"}``.
+Any refusal is ``{"ok": false, "error": "<message for the operator>"}``, with ``"not_found": true``
+when the thing named does not exist (nothing to act on).
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ class ControlServer:
         command = {"start": sup.start_collector, "stop": sup.stop_collector, "restart": sup.restart_collector}
         try:
             status = await command[action](name)
-        except (UnknownCollectorError, CollectorError) as err:
+        except UnknownCollectorError as err:
+            return _refuse(str(err)) | {"not_found": True}  # nothing to act on: the CLI exits 1
+        except CollectorError as err:
             return _refuse(str(err))
         log.info("control_command", action=action, collector=name, state=status.state_text)
         return {"ok": True, "collector": status.to_dict()}

@@ -20,6 +20,7 @@ from amoskys.errors import ControlError
 from amoskys.paths import Layout
 
 EXIT_OK, EXIT_NOT_RUNNING, EXIT_REFUSED = 0, 1, 2
+EXIT_NOTHING = 1  # nothing to act on (no such collector)
 
 
 def cmd_status(
@@ -62,7 +63,7 @@ def _ask(data_dir: Path, message: Mapping[str, Any], err: TextIO) -> tuple[dict[
         return None, EXIT_REFUSED
     if not reply.get("ok"):
         err.write(f"amoskys: error: {reply.get('error', 'the appliance refused the command')}\n")
-        return None, EXIT_REFUSED
+        return None, EXIT_NOTHING if reply.get("not_found") else EXIT_REFUSED
     return reply, EXIT_OK
 
 

@@ -129,7 +129,11 @@ async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance
     assert restarted["ok"] and restarted["collector"]["restarts"] == 1
 
     unknown = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "flow"})
-    assert unknown == {"ok": False, "error": "unknown collector 'flow' (known: needs_raw, waiter)"}
+    assert unknown == {
+        "ok": False,
+        "error": "unknown collector 'flow' (known: needs_raw, waiter)",
+        "not_found": True,
+    }
 
 
 async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running) -> None:
@@ -157,7 +161,7 @@ async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running
 
     out = io.StringIO()
     code = await asyncio.to_thread(cmd_collectors, appliance.data_dir, "start", "nope", out=out, err=err)
-    assert code == 2 and out.getvalue() == ""
+    assert code == 1 and out.getvalue() == ""  # nothing to act on
     assert err.getvalue() == "amoskys: error: unknown collector 'nope' (known: needs_raw, waiter)\n"
 
 

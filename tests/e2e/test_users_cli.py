@@ -28,6 +28,12 @@ def test_users_added_while_running_can_log_in_and_removed_ones_cannot(appliance_
         input="a-long-enough-password\n",
     )
     assert "ops" in amoskys("users", "list", "--data-dir", data).stdout
+    # a taken name is refused before any password is asked for (stdin is empty: no password at all)
+    taken = amoskys("users", "add", "ops", "--password-stdin", "--data-dir", data, input="", check=False)
+    assert taken.returncode == 2
+    assert taken.stderr.strip() == (
+        "amoskys: error: user 'ops' already exists (--replace sets a new password and role)"
+    )
     with httpx.Client(base_url=app.web_url) as web:
         r = web.post("/api/v1/login", json={"name": "ops", "password": "a-long-enough-password"})
         assert r.status_code == 200 and r.json()["role"] == "viewer"
