@@ -523,7 +523,16 @@ def _add_collector_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         p.set_defaults(func=module.run)
 
 
+def quiet_grpc_core(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Keep gRPC's C core out of our log: it prints to stderr directly (past structlog), and its fork
+    handlers log on every subprocess. Set before grpc is imported; an operator's own values win
+    (``GRPC_VERBOSITY=INFO amoskys run`` shows the core's TLS handshake failures again)."""
+    environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_grpc_core()
     args = build_parser().parse_args(argv)
     if args.func is not cmd_run:
         from amoskys import logs

@@ -26,7 +26,7 @@ import structlog
 
 from amoskys.collectors import capabilities
 from amoskys.collectors import registry as collector_registry
-from amoskys.collectors.base import Collector, CollectorConfig
+from amoskys.collectors.base import Collector, CollectorConfig, NotConfigured
 from amoskys.collectors.clock import Clock, SystemClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext, PublishFn
 from amoskys.collectors.taps import PacketTaps
@@ -347,7 +347,8 @@ class Supervisor:
                     reason = _self_check(collector)
                     if reason:
                         self._set(slot, "disabled", reason)
-                        log.warning("collector_disabled", collector=slot.name, reason=reason)
+                        level = log.info if isinstance(reason, NotConfigured) else log.warning
+                        level("collector_disabled", collector=slot.name, reason=reason)
                         return
                     slot.mode = str(getattr(collector, "mode", ""))
                     slot.collector = collector

@@ -13,7 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from amoskys.collectors.base import CollectorConfig
+from amoskys.collectors.base import CollectorConfig, NotConfigured
 from amoskys.collectors.clock import FakeClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.errors import FatalCollectorError, StartupError
@@ -304,7 +304,36 @@ async def test_missing_privilege_disables_without_running(
     assert st.state_text == "disabled: needs CAP_NET_RAW"
     assert asked == ["CAP_NET_RAW"] and not NeedsRaw.ran
     assert st.errors == 0 and st.restarts == 0 and clock.pending() == []
-    assert [e["reason"] for e in logs if e["event"] == "collector_disabled"] == ["needs CAP_NET_RAW"]
+    disabled = [(e["reason"], e["log_level"]) for e in logs if e["event"] == "collector_disabled"]
+    assert disabled == [("needs CAP_NET_RAW", "warning")]
+
+
+class Unconfigured:
+    """Has nothing to do until configured: disabled with the reason, logged at info."""
+
+    name = "unconfigured"
+    Config = Cfg
+    mode = ""
+
+    def __init__(self, config: Cfg, ctx: Any) -> None:
+        pass
+
+    def self_check(self) -> str | None:
+        return NotConfigured("no interface configured (set `interface`)")
+
+    async def run(self) -> None:
+        raise AssertionError("an unconfigured collector never runs")
+
+
+async def test_a_collector_not_configured_is_disabled_with_its_reason_at_info(
+    tmp_path: Path, logs: list[dict[str, Any]], running: Any
+) -> None:
+    sup = make([Unconfigured], tmp_path, FakeClock())
+    running(sup)
+    await eventually(lambda: sup.status_of("unconfigured").state == "disabled", what="disabled")
+    assert sup.status_of("unconfigured").state_text == "disabled: no interface configured (set `interface`)"
+    disabled = [(e["reason"], e["log_level"]) for e in logs if e["event"] == "collector_disabled"]
+    assert disabled == [("no interface configured (set `interface`)", "info")]
 
 
 async def test_self_check_passes_when_the_capability_is_held(tmp_path: Path, running: Any) -> None:

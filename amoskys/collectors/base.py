@@ -24,6 +24,14 @@ class CollectorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     enabled: bool = True
 
 
+class NotConfigured(str):
+    """A ``self_check()`` reason that means "nothing to do until configured" (no interface, no targets).
+
+    The supervisor shows it as the disabled reason like any other, but logs it at info: a collector an
+    operator simply has not set up is not a warning.
+    """
+
+
 class Collector(Protocol):
     """What the supervisor expects of a collector class and its instances.
 

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from amoskys.collectors.base import NotConfigured
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.discovery import arp, dhcp, neighbour
 from amoskys.collectors.discovery.config import DiscoveryConfig
@@ -111,7 +112,7 @@ class DiscoveryCollector:
     def self_check(self) -> str | None:
         """None when it can run here; else why not (shown as the disabled reason)."""
         if not self.config.interface:
-            return NO_INTERFACE
+            return NotConfigured(NO_INTERFACE)
         if not self.ctx.has_capability("CAP_NET_RAW"):
             return NEEDS_CAP_NET_RAW
         return None

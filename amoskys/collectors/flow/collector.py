@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from amoskys.collectors.base import NotConfigured
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.flow import bpf
 from amoskys.collectors.flow.capture import MIB, LiveCapture
@@ -116,7 +117,7 @@ class FlowCollector:
         if self.offline:
             return None
         if not self.config.interface:
-            return NO_INTERFACE
+            return NotConfigured(NO_INTERFACE)
         if not self.ctx.has_capability("CAP_NET_RAW"):
             return NEEDS_CAP_NET_RAW
         if self.config.filter and not bpf.libpcap_available():

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from amoskys.collectors.base import NotConfigured
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.snmp.config import SnmpConfig
 from amoskys.collectors.snmp.credentials import SecretError
@@ -37,7 +38,7 @@ class SnmpCollector:
 
     def self_check(self) -> str | None:
         if not self.config.targets:
-            return "no targets configured ([[collectors.snmp.targets]] in amoskys.toml)"
+            return NotConfigured("no targets configured ([[collectors.snmp.targets]] in amoskys.toml)")
         return None
 
     def _first_due(self, index: int, count: int, start: float) -> float:
