@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from amoskys import __version__
-from amoskys.errors import AmoskysError, ConfigError
+from amoskys.errors import AmoskysError, ConfigError, DataDirError
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -73,7 +73,7 @@ def cmd_config_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_init(args: argparse.Namespace) -> int:
-    _, layout, creds = _credentials(args)
+    _, layout, creds = _credentials(args, create=True)
     if creds.created:
         print(f"created in {layout.pki}: {', '.join(creds.created)}")
     else:
@@ -129,19 +129,29 @@ def cmd_collectors(args: argparse.Namespace) -> int:
 
 
 def cmd_events_export(args: argparse.Namespace) -> int:
+    from amoskys.errors import StoreError
     from amoskys.paths import Layout
     from amoskys.store.export import export_events
 
     data_dir, _ = _data_dir(args, _load_config(args))
     db = Layout(data_dir).db
-    if not db.exists():
-        raise ConfigError(
-            f"no event store at {db} (has the appliance run with this --data-dir?)", path="--data-dir"
+    try:
+        present = db.exists()
+    except OSError as err:  # an unreadable data dir
+        raise StoreError(f"store {db}: cannot read: {err.strerror}") from err
+    if not present:
+        raise DataDirError(
+            f"no event store at {db} (has the appliance run with this --data-dir?)", path=str(db)
         )
     since_ns = _parse_since(args.since) if args.since else None
-    count = asyncio.run(
-        export_events(db, sys.stdout, kind=args.kind, source=args.source, since_ns=since_ns, limit=args.limit)
-    )
+    try:
+        count = asyncio.run(
+            export_events(
+                db, sys.stdout, kind=args.kind, source=args.source, since_ns=since_ns, limit=args.limit
+            )
+        )
+    except OSError as err:
+        raise StoreError(f"store {db}: cannot read: {err.strerror or err}") from err
     print(f"exported {count} events", file=sys.stderr)
     return 0
 
@@ -160,20 +170,36 @@ def _parse_since(text: str) -> int:
     return int(when.timestamp() * 1_000_000_000)
 
 
-def _layout(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The loaded config and the data dir's layout (created if missing)."""
+def _layout(args: argparse.Namespace, *, create: bool = False):  # type: ignore[no-untyped-def]
+    """The loaded config and the data dir's layout. Only `run` and `certs init` create a data dir
+    (`create`); for every other command a missing one is an error naming it (a typo in --data-dir
+    must not make a new appliance)."""
     from amoskys.paths import Layout
 
     config = _load_config(args)
-    data_dir, _ = _data_dir(args, config)
+    data_dir, reason = _data_dir(args, config)
     layout = Layout(data_dir)
-    layout.ensure()
+    if create:
+        layout.ensure()
+    elif not data_dir.is_dir():
+        raise DataDirError(
+            f"{data_dir}: no such data dir (chosen by {reason}); `amoskys run` or `amoskys certs init` "
+            "creates one — or pass the appliance's --data-dir",
+            path=str(data_dir),
+        )
     return config, layout
 
 
-def _with_state(config, layout, action):  # type: ignore[no-untyped-def]
-    """Run `await action(state)` on the data dir's appliance state (the appliance may be running)."""
+def _with_state(config, layout, action, *, create: bool = True):  # type: ignore[no-untyped-def]
+    """Run `await action(state)` on the data dir's appliance state (the appliance may be running);
+    without `create`, a data dir that has no store yet is an error (read-only commands create nothing)."""
     from amoskys.state_access import appliance_state
+
+    if not create and not layout.db.exists():
+        raise DataDirError(
+            f"no event store at {layout.db} (has the appliance run with this --data-dir?)",
+            path=str(layout.db),
+        )
 
     async def run():  # type: ignore[no-untyped-def]
         async with appliance_state(layout.db, config.store) as state:
@@ -182,10 +208,18 @@ def _with_state(config, layout, action):  # type: ignore[no-untyped-def]
     return asyncio.run(run())
 
 
-def _credentials(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _credentials(args: argparse.Namespace, *, create: bool = False):  # type: ignore[no-untyped-def]
+    """The appliance's PKI in the data dir; only `certs init` (`create`) makes a missing one."""
     from amoskys.app import appliance_credentials
+    from amoskys.pki import ApplianceCredentials
 
-    config, layout = _layout(args)
+    config, layout = _layout(args, create=create)
+    if not create and not ApplianceCredentials.in_dir(layout.pki).ca_cert.exists():
+        raise DataDirError(
+            f"{layout.pki}: this data dir has no appliance CA; `amoskys certs init` (or `amoskys run`) "
+            "creates it",
+            path=str(layout.pki),
+        )
     return config, layout, appliance_credentials(config, layout)
 
 
@@ -235,9 +269,9 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
     from amoskys import pki
 
-    config, layout, _ = _credentials(args)
+    config, layout = _layout(args)
     rows = []
-    for ident in _with_state(config, layout, lambda state: state.list_identities()):
+    for ident in _with_state(config, layout, lambda state: state.list_identities(), create=False):
         cert = layout.pki / "agents" / f"{ident.name}.crt"
         expires = pki.cert_not_after(cert).isoformat() if cert.exists() else ""
         rows.append(
@@ -338,7 +372,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     config, layout = _layout(args)
-    for u in _with_state(config, layout, lambda state: state.list_users()):
+    for u in _with_state(config, layout, lambda state: state.list_users(), create=False):
         print(
             f"{u.name:24} {u.role:7} created {datetime.fromtimestamp(u.created_ns / 1e9, UTC):%Y-%m-%d %H:%M}"
         )
@@ -353,7 +387,7 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
         await state.revoke_user_sessions(args.name)
         return bool(await state.delete_user(args.name))
 
-    if not _with_state(config, layout, remove):
+    if not _with_state(config, layout, remove, create=False):
         print(f"amoskys: error: no user named {args.name!r}", file=sys.stderr)
         return 1
     print(f"removed {args.name!r} and ended their sessions")
