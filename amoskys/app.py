@@ -19,9 +19,10 @@ from pathlib import Path
 
 import structlog
 
-from amoskys import __version__, faults
+from amoskys import __version__, faults, fd_budget
 from amoskys.bus.core import Bus
 from amoskys.bus.server import BusServer
+from amoskys.collectors import registry as collector_registry
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
@@ -32,7 +33,7 @@ from amoskys.files import write_atomic
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki
+from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki, same_name
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
 from amoskys.web.live import count_rates
@@ -89,6 +90,7 @@ class Appliance:
         self.store: Store | None = None
         self.supervisor: Supervisor | None = None
         self.control: ControlServer | None = None
+        self.fds: fd_budget.FdBudget | None = None
         self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
         self._tasks: list[asyncio.Task[None]] = []  # cancelled if they outlive the stop deadline
 
@@ -128,17 +130,32 @@ class Appliance:
         log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
         creds = await asyncio.to_thread(self._ensure_pki)
         await asyncio.to_thread(self._export_cert_expiry, creds)
+        self.fds = self._plan_fds()
 
         web_host, web_port = parse_listen(self.config.web.listen)
         bus_host, bus_port = parse_listen(self.config.bus.listen)
         token = self._metrics_token()
         self.store = await Store.open(self.layout.db, self.config.store, self.metrics, source_name=self.name)
         try:
+            await self._refuse_enrolled_name(self.store)
             await self._serve(self.store, creds, web_host, web_port, bus_host, bus_port, token, started)
         finally:
             await self.store.close()
             self.layout.run_json.unlink(missing_ok=True)
         log.info("appliance_stopped")
+
+    async def _refuse_enrolled_name(self, store: Store) -> None:
+        """Refuse to start (ConfigError) when an unrevoked enrolled identity bears this appliance's
+        name, ignoring case: its holder could publish as the appliance itself."""
+        for ident in await store.state.list_identities():
+            if ident.revoked_ns is None and same_name(ident.name, self.name):
+                raise ConfigError(
+                    f"appliance name {self.name!r} is also the name of enrolled {ident.role} {ident.name!r} "
+                    "(compared ignoring case), which could then publish as this appliance: set another "
+                    f"[appliance] name, or revoke it (amoskys agents revoke {ident.name})",
+                    path="appliance.name",
+                    value=self.name,
+                )
 
     async def _serve(
         self,
@@ -155,7 +172,10 @@ class Appliance:
             store, self.metrics, self.config.bus, stamper=self.stamper, faults=self.faults
         )
         self.bus = bus
-        self.bus_server = build_bus_server(creds, self.config.bus, service)
+        fds = self.fds if self.fds is not None else self._plan_fds()
+        self.bus_server = build_bus_server(
+            creds, self.config.bus, service, max_connections=fds.bus_connections
+        )
         info = ApplianceInfo(self.name, __version__, socket.gethostname(), "appliance", self.started_ns)
         self.supervisor = build_collectors(
             self.config.collectors,
@@ -170,7 +190,16 @@ class Appliance:
         self.control = ControlServer(
             self.layout.control_socket,
             self.supervisor,
-            lambda: info.snapshot(clock) | {"data_dir": str(self.layout.root), "ports": ports},
+            lambda: (
+                info.snapshot(clock)
+                | {
+                    "data_dir": str(self.layout.root),
+                    "ports": ports,
+                    "bus_max_connections": fds.bus_connections,
+                    "fd_budget": fds.to_dict(),
+                }
+            ),
+            revoke=self.bus_server.gate.revoke,
         )
         web_ctx = await build_web_context(
             self.config,
@@ -187,6 +216,8 @@ class Appliance:
             build_web_app(web_ctx, metrics_token=token),
             bind(web_host, web_port),
             tls=(creds.server_cert, creds.server_key) if self._web_tls else None,
+            limit_concurrency=fds.web_connections,
+            trusted_proxies=self.config.web.trusted_proxies,
         )
         try:
             async with asyncio.TaskGroup() as tg:
@@ -281,6 +312,17 @@ class Appliance:
         while True:
             await asyncio.sleep(CERT_EXPIRY_REFRESH_SECONDS)
             await asyncio.to_thread(self._export_cert_expiry, creds)
+
+    def _plan_fds(self) -> fd_budget.FdBudget:
+        """Raise the descriptor limit and share it out (ConfigError when it is too low)."""
+        enabled = sum(
+            1 for name in collector_registry.names() if self.config.collectors.section_named(name).enabled
+        )
+        fds = fd_budget.at_start(collectors=enabled, configured_bus=self.config.bus.max_connections)
+        if fds.raised_from != fds.limit:
+            log.info("fd_limit_raised", soft_was=fds.raised_from, soft_now=fds.limit)
+        log.info("fd_budget", **fds.to_dict())
+        return fds
 
     def _ensure_pki(self) -> ApplianceCredentials:
         creds = appliance_credentials(self.config, self.layout)

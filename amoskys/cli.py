@@ -90,7 +90,12 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     bus = args.bus or identity.bus_address
     if not bus:
         raise ConfigError("loadgen: no --bus given and the bundle names no bus address", path="--bus")
-    acked = open(args.acked_file, "a", encoding="ascii") if args.acked_file else None
+    try:
+        acked = open(args.acked_file, "a", encoding="ascii") if args.acked_file else None
+    except OSError as err:
+        raise ConfigError(
+            f"loadgen: --acked-file {args.acked_file}: {err.strerror}", path="--acked-file"
+        ) from err
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             result = runner.run(
@@ -104,7 +109,10 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
                     acked_file=acked,
                     unary=args.unary,
                     server_name=args.server_name,
-                    progress=sys.stderr if not args.quiet else None,
+                    progress=sys.stderr if not args.quiet and sys.stderr.isatty() else None,
+                    connect_timeout=args.connect_timeout,
+                    bundle_dir=Path(args.identity),
+                    losses=args.losses,
                 )
             )
     finally:
@@ -291,22 +299,60 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     elif not rows:
         print("no agents enrolled (amoskys agents enroll NAME --out DIR)")
     else:
-        print(f"{'NAME':24} {'ROLE':6} {'KEY':16} {'CERT EXPIRES':26} REVOKED")
+        print(f"{'NAME':24} {'ROLE':7} {'KEY':16} {'CERT EXPIRES':26} REVOKED")
         for r in rows:
             print(
-                f"{r['name']:24} {r['role']:6} {r['key_id']:16} {r['cert_expires'][:19]:26} {r['revoked'][:19] or '-'}"
+                f"{r['name']:24} {r['role']:7} {r['key_id']:16} {r['cert_expires'][:19]:26} {r['revoked'][:19] or '-'}"
             )
     return 0
 
 
 def cmd_agents_revoke(args: argparse.Namespace) -> int:
+    """Record the revocation in the store, then have the running appliance apply it: it returns only
+    once the bus refuses the agent and has ended the agent's calls in progress."""
+    from amoskys.control import NotRunningError, request
+    from amoskys.errors import ControlError
 
-    config, layout, _ = _credentials(args)
-    if not _with_state(config, layout, lambda state: state.revoke_identity(args.name)):
-        print(f"amoskys: error: no enrolled, unrevoked agent named {args.name!r}", file=sys.stderr)
+    config, layout = _layout(args)
+    name = args.name
+
+    async def record(state):  # type: ignore[no-untyped-def]
+        if await state.revoke_identity(name):
+            return "revoked"
+        return "already" if await state.get_identity(name) is not None else "unknown"
+
+    outcome = _with_state(config, layout, record, create=False)
+    if outcome == "unknown":
+        print(f"amoskys: error: no enrolled agent named {name!r}", file=sys.stderr)
         return 1
-    print(f"revoked {args.name!r}; a running appliance refuses it within a second")
-    return 0
+    done = "revoked" if outcome == "revoked" else "already revoked"
+    try:
+        reply = request(layout.control_socket, {"cmd": "revoke", "name": name})
+    except NotRunningError:
+        print(
+            f"{done} {name!r}; no appliance is running with data dir {layout.root}: "
+            "it refuses the agent from its next start"
+        )
+        return 0 if outcome == "revoked" else 1
+    except ControlError as err:
+        print(
+            f"amoskys: error: {name!r} is {done} in the store, but the running appliance did not confirm "
+            f"it ({err}); it reads the store again within a second: run this command again to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    if not reply.get("ok"):
+        print(
+            f"amoskys: error: {name!r} is {done} in the store, but the running appliance refused to apply "
+            f"it: {reply.get('error', 'no reason given')}",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"{done} {name!r}: the running appliance confirmed it refuses the agent "
+        f"(ended {reply.get('calls_ended', 0)} of its calls in progress)"
+    )
+    return 0 if outcome == "revoked" else 1
 
 
 def cmd_certs_renew(args: argparse.Namespace) -> int:
@@ -332,8 +378,15 @@ def _read_new_password(args: argparse.Namespace) -> str:
         password = getpass.getpass("Password (12 characters at least): ")
         if getpass.getpass("Again: ") != password:
             raise ConfigError("the two passwords differ", path="password")
+    from amoskys.web.auth import MAX_PASSWORD_CHARS
+
     if len(password) < 12:
         raise ConfigError("the password needs 12 characters at least", path="password")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ConfigError(
+            f"the password may have {MAX_PASSWORD_CHARS} characters at most (logins refuse longer ones)",
+            path="password",
+        )
     return password
 
 
@@ -402,6 +455,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < 86_400 * 365:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -439,7 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("loadgen", help="publish synthetic events of every kind to a bus, and measure")
     p.add_argument(
-        "--identity", required=True, metavar="DIR", help="enrolment bundle (amoskys agents enroll --out)"
+        "--identity",
+        required=True,
+        metavar="DIR",
+        help="enrolment bundle of a loadgen identity (amoskys agents enroll NAME --role loadgen --out DIR)",
     )
     p.add_argument("--bus", metavar="HOST:PORT", help="bus address (default: the bundle's)")
     p.add_argument(
@@ -459,8 +525,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server-name", metavar="NAME", help="TLS name to expect when dialing an address not in the SANs"
     )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up when the bus is not reached in time, saying why in one line (10)",
+    )
+    p.add_argument("--losses", action="store_true", help="also publish synthetic LossReports")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress line on stderr (shown only on a terminal)"
+    )
     p.set_defaults(func=cmd_loadgen)
 
     p = sub.add_parser("status", help="show the running appliance and its collectors")
@@ -495,7 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = agents.add_parser("enroll", help="issue a client certificate and signing key for an agent")
     p.add_argument("name", metavar="NAME")
     p.add_argument(
-        "--role", choices=["agent", "relay"], default="agent", help="relay: may forward others' events"
+        "--role",
+        choices=["agent", "relay", "loadgen"],
+        default="agent",
+        help="relay: may forward others' events; loadgen: for `amoskys loadgen`, its events are marked synthetic",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="where to write the bundle (must not exist)")
     p.add_argument("--bus-address", metavar="HOST:PORT", help="address the agent dials (default from [bus])")
@@ -505,7 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_common(p)
     p.set_defaults(func=cmd_agents_list)
-    p = agents.add_parser("revoke", help="revoke an agent (takes effect without restart)")
+    p = agents.add_parser(
+        "revoke", help="revoke an agent; returns once the running appliance refuses it and ended its calls"
+    )
     p.add_argument("name", metavar="NAME")
     _add_common(p)
     p.set_defaults(func=cmd_agents_revoke)

@@ -77,9 +77,18 @@ class WebConfig(_Struct, frozen=True):
     tls: Literal["off", "on"] = "off"
     session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 30
     session_absolute_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 90)] = 12
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=8 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy)  # an address is a network of one
+            except ValueError:
+                raise ValueError(
+                    f"`trusted_proxies`: {proxy!r} is not an IP address or network (CIDR, host bits zero)"
+                ) from None
 
 
 class BusConfig(_Struct, frozen=True):
@@ -90,9 +99,11 @@ class BusConfig(_Struct, frozen=True):
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
     max_events_per_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     max_concurrent_rpcs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    max_calls_per_identity: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 32
     quota_events_per_second: Annotated[int, msgspec.Meta(ge=1)] = 50_000
     quota_burst_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
+    max_connections: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)

@@ -6,6 +6,9 @@ per line, one reply object per line. Requests:
 - ``{"cmd": "status"}`` → ``{"ok": true, "appliance": {...}, "collectors": [{...}, ...]}``
 - ``{"cmd": "collectors", "action": "start"|"stop"|"restart", "name": NAME}``
   → ``{"ok": true, "collector": {...}}``
+- ``{"cmd": "revoke", "name": NAME}`` (after the revocation is recorded in the store): the bus re-reads
+  the identity, refuses it from the next call on and ends its calls in progress before answering
+  ``{"ok": true, "agent": NAME, "calls_ended": N}``
 
 Any refusal is ``{"ok": false, "error": "<message for the operator>"}``, with ``"not_found": true``
 when the thing named does not exist (nothing to act on).
@@ -17,13 +20,13 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from amoskys.errors import CollectorError, ControlError
+from amoskys.errors import BusError, CollectorError, ControlError, StoreError
 from amoskys.supervisor import Supervisor, UnknownCollectorError
 
 log = structlog.get_logger(__name__)
@@ -32,6 +35,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 #: sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
 ACTIONS = ("start", "stop", "restart")
+
+#: Applies a recorded revocation in the running bus; returns how many calls in progress it ended.
+Revoker = Callable[[str], Awaitable[int]]
 
 
 class NotRunningError(ControlError):
@@ -57,10 +63,18 @@ def check_socket_path(path: Path) -> None:
 class ControlServer:
     """Serves the control socket inside the appliance's loop: ``await start()`` … ``await close()``."""
 
-    def __init__(self, path: Path, supervisor: Supervisor, info: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        supervisor: Supervisor,
+        info: Callable[[], Mapping[str, Any]],
+        *,
+        revoke: Revoker | None = None,
+    ) -> None:
         self.path = path
         self._supervisor = supervisor
         self._info = info
+        self._revoke = revoke
         self._server: asyncio.Server | None = None
         self._closing = False
         self._writers: set[asyncio.StreamWriter] = set()
@@ -142,7 +156,21 @@ class ControlServer:
             }
         if cmd == "collectors":
             return await self._collectors(request.get("action"), request.get("name"))
-        return _refuse(f"unknown command {cmd!r} (expected one of: status, collectors)")
+        if cmd == "revoke":
+            return await self._revoke_agent(request.get("name"))
+        return _refuse(f"unknown command {cmd!r} (expected one of: status, collectors, revoke)")
+
+    async def _revoke_agent(self, name: object) -> dict[str, Any]:
+        if not isinstance(name, str) or not name:
+            return _refuse("revoke: an agent name is required")
+        if self._revoke is None:
+            return _refuse("revoke: this appliance serves no bus")
+        try:
+            ended = await self._revoke(name)
+        except (BusError, StoreError) as err:
+            return _refuse(f"revoke {name!r}: {err}")
+        log.info("control_command", action="revoke", agent=name, calls_ended=ended)
+        return {"ok": True, "agent": name, "calls_ended": ended}
 
     async def _collectors(self, action: object, name: object) -> dict[str, Any]:
         if action not in ACTIONS:

@@ -109,6 +109,12 @@ class Metrics:
             ["outcome", "reason"],
             registry=r,
         )
+        self.bus_synthetic_events = Counter(
+            "amoskys_bus_synthetic_events_total",
+            "The part of amoskys_bus_events_total sent by loadgen identities (synthetic), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.bus_batch_events = Histogram(
             "amoskys_bus_batch_events", "Events per received batch.", buckets=_BATCH_BUCKETS, registry=r
         )
@@ -133,7 +139,17 @@ class Metrics:
         )
         self.bus_chain_forks = Counter(
             "amoskys_bus_chain_forks_total",
-            "Batches whose prev_digest forked the sender's chain.",
+            "Batches whose predecessor already had another accepted successor (a fork: an Alert each).",
+            registry=r,
+        )
+        self.bus_chain_starts = Counter(
+            "amoskys_bus_chain_starts_total",
+            "Batches that began a new chain (genesis prev_digest): a fresh or restarted publisher.",
+            registry=r,
+        )
+        self.bus_chain_unknown = Counter(
+            "amoskys_bus_chain_unknown_predecessor_total",
+            "Batches naming a predecessor the bus has not seen (after the wait for pipelined batches).",
             registry=r,
         )
         self.bus_local_lost = Counter(
@@ -144,6 +160,22 @@ class Metrics:
             "Committed events a slow live subscriber dropped (its own oldest).",
             ["subscriber"],
             registry=r,
+        )
+        self.bus_calls_refused = Counter(
+            "amoskys_bus_calls_refused_total",
+            "Bus calls refused at call start: no_identity, not_enrolled, revoked (PERMISSION_DENIED) "
+            "or over_limit (RESOURCE_EXHAUSTED).",
+            ["reason"],
+            registry=r,
+        )
+        self.bus_calls_ended = Counter(
+            "amoskys_bus_calls_ended_total",
+            "Calls in progress (streams included) the bus ended because their identity was revoked or removed.",
+            ["reason"],
+            registry=r,
+        )
+        self.bus_calls_open = Gauge(
+            "amoskys_bus_calls_open", "Bus calls in progress, open streams included.", registry=r
         )
         self.pki_cert_expiry = Gauge(
             "amoskys_pki_cert_expiry_timestamp_seconds",
@@ -158,7 +190,8 @@ class Metrics:
         )
         self.collector_state = Gauge(
             "amoskys_collector_state",
-            "1 for the collector's current state (running, stopped, backoff, disabled), 0 for the others.",
+            "1 for the collector's current state (running, stopped, backoff, degraded, disabled), 0 for the "
+            "others.",
             ["collector", "state"],
             registry=r,
         )

@@ -98,8 +98,10 @@ KEY_MODE = 0o600
 CERT_MODE = 0o644
 DIR_MODE = 0o700
 
-Role = Literal["agent", "relay"]
-ROLES: tuple[str, ...] = ("agent", "relay")
+#: agent: publishes its own events; relay: may also forward others' events; loadgen: publishes only
+#: synthetic events (`amoskys loadgen`), which the bus marks as such when it stores them.
+Role = Literal["agent", "relay", "loadgen"]
+ROLES: tuple[str, ...] = ("agent", "relay", "loadgen")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TRUST_DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,253}[a-z0-9])?")
@@ -108,6 +110,11 @@ _U16 = struct.Struct(">H")
 
 # ---------------------------------------------------------------------------------------------------
 # Identities
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether `name` can be an identity name (1–64 of ``[A-Za-z0-9._-]``, starting alphanumeric)."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
 
 def validate_name(name: str) -> str:
@@ -798,6 +805,26 @@ def renew_server_cert(
 # Enrolment
 
 
+def same_name(a: str, b: str) -> bool:
+    """Whether two identity names are the same name: compared ignoring case, so that `Edge-1` can
+    never pass for `edge-1` on a page or in a log."""
+    return a.lower() == b.lower()
+
+
+def appliance_identity(credentials: ApplianceCredentials, trust_domain: str) -> str:
+    """The appliance's own identity name, read from its client certificate (PkiError when that
+    certificate is unreadable or names no identity of `trust_domain`)."""
+    cert = load_cert(credentials.identity_cert)
+    for uri in _uris(cert):
+        name = identity_from_uri(uri, trust_domain)
+        if name is not None:
+            return name
+    raise PkiError(
+        f"{credentials.identity_cert}: names no identity of trust domain {trust_domain!r}",
+        path=str(credentials.identity_cert),
+    )
+
+
 @dataclass(frozen=True)
 class EnrolmentBundle:
     """What ``enroll_agent`` wrote, and what the appliance records about the new identity."""
@@ -825,9 +852,18 @@ def enroll_agent(
     """Issue a client certificate and an Ed25519 identity for a remote agent into `out_dir`.
 
     Writes client.crt, client.key (0600), identity.ed25519 (0600), ca.crt and bundle.json. Refuses to
-    overwrite an existing bundle (PkiError naming the file): its keys may be in use.
+    overwrite an existing bundle (PkiError naming the file): its keys may be in use. Refuses the
+    appliance's own name, ignoring case (read from its client certificate): no enrolled identity may
+    ever speak as the appliance.
     """
     validate_name(name)
+    own = appliance_identity(credentials, trust_domain)
+    if same_name(name, own):
+        raise PkiError(
+            f"cannot enrol {name!r}: that is this appliance's own name ({own!r}, compared ignoring case), "
+            "and no agent or relay may publish as the appliance; choose another name",
+            path=str(credentials.identity_cert),
+        )
     uri = identity_uri(trust_domain, name)
     if role not in ROLES:
         raise PkiError(f"role {role!r} is not valid: expected one of {', '.join(ROLES)}")

@@ -6,6 +6,11 @@ crashes in a row, each within `healthy_after_seconds` of its start, the collecto
 the reason. A collector whose ``self_check()`` names something missing ("needs CAP_NET_RAW") is
 disabled without ever running. Operators start, stop and restart collectors by name at runtime.
 
+A failure caused by the machine running short of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS, or a
+MemoryError) is not a crash: the collector is ``degraded: retrying (EMFILE)`` while it waits (backoff
+capped at `resource_retry_max_seconds`), such failures never count toward `max_fast_failures`, and it
+comes back by itself once the resource does.
+
 Logging follows Home Assistant's coordinators: one error when a collector starts failing, one info
 line when it has run healthy again for `healthy_after_seconds` — never one line per crash.
 
@@ -16,6 +21,7 @@ appliance down.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -39,8 +45,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-State = Literal["running", "stopped", "backoff", "disabled"]
-STATES: tuple[State, ...] = ("running", "stopped", "backoff", "disabled")
+State = Literal["running", "stopped", "backoff", "degraded", "disabled"]
+STATES: tuple[State, ...] = ("running", "stopped", "backoff", "degraded", "disabled")
+
+#: errno values meaning the machine (or this process) ran short of something: not the collector's bug.
+RESOURCE_ERRNOS = {
+    errno.EMFILE: "EMFILE",
+    errno.ENFILE: "ENFILE",
+    errno.ENOMEM: "ENOMEM",
+    errno.ENOBUFS: "ENOBUFS",
+}
 
 
 class UnknownCollectorError(AmoskysError, LookupError):
@@ -63,6 +77,7 @@ class RestartPolicy:
     healthy_after_seconds: float = 60.0
     max_fast_failures: int = 5
     stop_timeout_seconds: float = 5.0  # a runtime stop waits this long for the collector to end
+    resource_retry_max_seconds: float = 30.0  # retries after a resource shortage wait at most this long
 
     @classmethod
     def from_config(cls, config: CollectorsConfig) -> RestartPolicy:
@@ -78,6 +93,13 @@ class RestartPolicy:
         base = min(self.max_backoff_seconds, self.initial_backoff_seconds * self.multiplier ** (failures - 1))
         return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
+    def resource_delay(self, shortages: int, rng: random.Random) -> float:
+        """The delay before retry number `shortages` of a run of resource shortages: the same curve,
+        capped lower, so a collector is back soon after the resource is."""
+        cap = min(self.max_backoff_seconds, self.resource_retry_max_seconds)
+        base = min(cap, self.initial_backoff_seconds * self.multiplier ** (shortages - 1))
+        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
 
 @dataclass(frozen=True)
 class CollectorStatus:
@@ -85,7 +107,7 @@ class CollectorStatus:
 
     name: str
     state: State
-    reason: str  # why it is stopped, backing off or disabled ("" while running)
+    reason: str  # why it is stopped, backing off, degraded or disabled ("" while running)
     mode: str
     events: int
     errors: int
@@ -120,7 +142,8 @@ class _Slot:
         self.since_ns = 0
         self.task: asyncio.Task[None] | None = None
         self.fast_failures = 0  # crashes in a row, each soon after its start
-        self.failing = False  # "collector_failed" was logged; "collector_recovered" is due
+        self.shortages = 0  # resource shortages in a row (never counted as crashes)
+        self.failing = False  # "collector_failed" or "_degraded" was logged; "collector_recovered" is due
         self.stop_reason = ""  # set by whoever cancels the task
 
     def alive(self) -> bool:
@@ -394,6 +417,7 @@ class Supervisor:
         await self.clock.sleep(self.policy.healthy_after_seconds)
         slot.failing = False
         slot.fast_failures = 0
+        slot.shortages = 0
         log.info(
             "collector_recovered",
             collector=slot.name,
@@ -406,6 +430,9 @@ class Supervisor:
         policy = self.policy
         slot.ctx.count_error(err)
         error = slot.ctx.last_error
+        shortage = resource_shortage(err)
+        if shortage is not None:
+            return self._short_of(slot, shortage, error)
         if isinstance(err, FatalCollectorError) or (isinstance(err, StartupError) and not err.retry):
             self._set(slot, "disabled", str(err))
             log.error("collector_disabled", collector=slot.name, reason=str(err))
@@ -437,6 +464,50 @@ class Supervisor:
                 "collector_failed_again", collector=slot.name, error=error, retry_in_seconds=round(delay, 3)
             )
         return delay
+
+    def _short_of(self, slot: _Slot, shortage: str, error: str) -> float:
+        """A resource shortage: degraded, retried with a capped backoff, never disabled for it."""
+        slot.shortages += 1
+        delay = self.policy.resource_delay(slot.shortages, self._rng)
+        self._set(slot, "degraded", f"retrying ({shortage})")
+        if not slot.failing:
+            slot.failing = True
+            log.warning(
+                "collector_degraded",
+                collector=slot.name,
+                resource=shortage,
+                error=error,
+                retry_in_seconds=round(delay, 3),
+            )
+        else:
+            log.debug(
+                "collector_degraded_again",
+                collector=slot.name,
+                resource=shortage,
+                error=error,
+                retry_in_seconds=round(delay, 3),
+            )
+        return delay
+
+
+def resource_shortage(err: BaseException) -> str | None:
+    """The errno name ("EMFILE") when `err`, an exception it was raised from or during, or one in its
+    group, says the machine ran short of a resource; None for any other failure."""
+    todo: list[BaseException] = [err]
+    seen: set[int] = set()
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in RESOURCE_ERRNOS:
+            return RESOURCE_ERRNOS[e.errno]
+        if isinstance(e, MemoryError):
+            return "ENOMEM"
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return None
 
 
 def _self_check(collector: Collector) -> str | None:

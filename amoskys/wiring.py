@@ -12,8 +12,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from amoskys.bus.auth import Authenticator, ChainTracker
+from amoskys.bus.auth import Authenticator
+from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus
+from amoskys.bus.gate import CallGate
 from amoskys.bus.identities import identity_loader
 from amoskys.bus.server import BusServer
 from amoskys.bus.service import EventBusService
@@ -34,6 +36,7 @@ from amoskys.web.app import build_app
 from amoskys.web.auth import Auth
 from amoskys.web.context import WebContext
 from amoskys.web.firstrun import ensure_first_admin, load_secret
+from amoskys.web.metrics import WebMetrics
 from amoskys.web.reads import WebReads
 
 if TYPE_CHECKING:
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 
     from amoskys.collectors.base import Collector
 
-#: How long the bus trusts a looked-up publisher identity before reading the store again.
+#: How long the bus trusts a looked-up publisher identity before reading the store again (a change made
+#: through the control socket, as `amoskys agents revoke` does, is applied at once).
 IDENTITY_CACHE_SECONDS = 1.0
 
 
@@ -60,6 +64,7 @@ def build_bus(
     bus = Bus(
         store,
         metrics,
+        appliance_name=stamper.source,
         quota_events_per_second=config.quota_events_per_second,
         quota_burst_events=config.quota_burst_events,
         ack_timeout_seconds=config.ack_timeout_ms / 1000,
@@ -79,14 +84,21 @@ def build_bus(
     return bus, service
 
 
-def build_bus_server(creds: ApplianceCredentials, config: BusConfig, service: EventBusService) -> BusServer:
-    """The mTLS gRPC server serving `service` (not listening yet: ``await server.start(host, port)``)."""
+def build_bus_server(
+    creds: ApplianceCredentials, config: BusConfig, service: EventBusService, *, max_connections: int = 0
+) -> BusServer:
+    """The mTLS gRPC server serving `service` (not listening yet: ``await server.start(host, port)``).
+
+    `max_connections` is the appliance's descriptor budget for the bus (amoskys.fd_budget); 0 takes
+    ``[bus] max_connections`` as it is (0 there too: no limit, as in the test harnesses)."""
     server = BusServer(
         creds,
+        gate=CallGate(service.auth, service.metrics, max_calls_per_identity=config.max_calls_per_identity),
         max_message_bytes=config.max_message_bytes,
         max_concurrent_rpcs=config.max_concurrent_rpcs,
+        max_connections=max_connections or config.max_connections,
     )
-    bus_pb2_grpc.add_EventBusServicer_to_server(service, server.server)
+    server.add_servicer(bus_pb2_grpc.add_EventBusServicer_to_server, service)
     return server
 
 
@@ -157,6 +169,7 @@ async def build_web_context(
             audit=audit,
             idle_timeout_s=web_cfg.session_idle_minutes * 60,
             absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
+            metrics=metrics.component(WebMetrics),
         ),
         pki_dir=layout.pki,
         name=name,

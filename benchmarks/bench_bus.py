@@ -152,7 +152,17 @@ def main() -> None:
     try:
         data = work / "data"
         amoskys("certs", "init", "--data-dir", str(data))
-        amoskys("agents", "enroll", "loadgen", "--out", str(work / "loadgen"), "--data-dir", str(data))
+        amoskys(
+            "agents",
+            "enroll",
+            "loadgen",
+            "--role",
+            "loadgen",
+            "--out",
+            str(work / "loadgen"),
+            "--data-dir",
+            str(data),
+        )
         enroll_many(data, work / "pubs", PUBLISHERS)
         config = work / "bench.toml"
         # one publisher may use the whole box here: the per-source quota is not what is measured

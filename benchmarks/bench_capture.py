@@ -230,6 +230,12 @@ def start_appliance(work: Path, interface: str, ring_mib: int) -> tuple[subproce
 def enroll(work: Path) -> Path:
     out = work / "agent"
     subprocess.run(
+        [PY, "-m", "amoskys", "certs", "init", "--data-dir", str(work / "data")],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    subprocess.run(
         [
             PY,
             "-m",
@@ -237,6 +243,8 @@ def enroll(work: Path) -> Path:
             "agents",
             "enroll",
             "bench-agent",
+            "--role",
+            "loadgen",
             "--out",
             str(out),
             "--data-dir",

@@ -130,6 +130,12 @@ def main() -> None:
     try:
         data = work / "data"
         subprocess.run(
+            [PY, "-m", "amoskys", "certs", "init", "--data-dir", str(data)],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        subprocess.run(
             [
                 PY,
                 "-m",
@@ -137,6 +143,8 @@ def main() -> None:
                 "agents",
                 "enroll",
                 "lg",
+                "--role",
+                "loadgen",
                 "--out",
                 str(work / "lg"),
                 "--data-dir",

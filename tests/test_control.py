@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from amoskys.bus.gate import NotRevokedError
 from amoskys.collectors.base import CollectorConfig
 from amoskys.collectors.clock import FakeClock
 from amoskys.collectors.context import ApplianceInfo, CollectorContext
@@ -170,12 +171,14 @@ async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running
     [
         (b"not json\n", "request is not JSON"),
         (b"[1, 2]\n", "request must be a JSON object, got list"),
-        (b'{"cmd": "reboot"}\n', "unknown command 'reboot' (expected one of: status, collectors)"),
+        (b'{"cmd": "reboot"}\n', "unknown command 'reboot' (expected one of: status, collectors, revoke)"),
         (
             b'{"cmd": "collectors", "action": "kill", "name": "x"}\n',
             "action must be one of start, stop, restart",
         ),
         (b'{"cmd": "collectors", "action": "stop"}\n', "collectors stop: a collector name is required"),
+        (b'{"cmd": "revoke"}\n', "revoke: an agent name is required"),
+        (b'{"cmd": "revoke", "name": "edge-1"}\n', "revoke: this appliance serves no bus"),
     ],
 )
 async def test_bad_requests_are_refused_with_a_reason_and_the_connection_stays_usable(
@@ -291,3 +294,25 @@ def test_format_status_renders_facts_rows_and_last_errors() -> None:
         "flow       -           0       3         2   0.000  backoff: restarting in 4.0 s after: OSError: gone\n"
         "    last error 1m30s ago: OSError: gone\n"
     )
+
+
+async def test_revoke_answers_only_after_the_bus_applied_it(appliance: Running, tmp_path: Path) -> None:
+    applied: list[str] = []
+
+    async def revoke(name: str) -> int:
+        if name == "edge-2":
+            raise NotRevokedError(name)
+        await asyncio.sleep(0)
+        applied.append(name)
+        return 3
+
+    path = tmp_path / "c.sock"
+    server = ControlServer(path, appliance.supervisor, dict, revoke=revoke)
+    await server.start()
+    try:
+        reply = await asyncio.to_thread(request, path, {"cmd": "revoke", "name": "edge-1"})
+        assert reply == {"ok": True, "agent": "edge-1", "calls_ended": 3} and applied == ["edge-1"]
+        refused = await asyncio.to_thread(request, path, {"cmd": "revoke", "name": "edge-2"})
+        assert refused["ok"] is False and "'edge-2' is enrolled and not revoked" in refused["error"]
+    finally:
+        await server.close()

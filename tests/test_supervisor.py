@@ -4,10 +4,11 @@ self-check, shutdown. Time is a FakeClock the tests drive; nothing else is faked
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import structlog
@@ -19,7 +20,13 @@ from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.errors import FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.supervisor import CollectorStatus, RestartPolicy, Supervisor, UnknownCollectorError
+from amoskys.supervisor import (
+    CollectorStatus,
+    RestartPolicy,
+    Supervisor,
+    UnknownCollectorError,
+    resource_shortage,
+)
 
 from support import ListSink, eventually
 
@@ -498,3 +505,112 @@ async def test_startup_errors_and_a_returning_run(
 
 def matches(text: str, expected: str) -> bool:
     return text == expected or (expected == "backoff" and text.startswith("backoff: restarting in "))
+
+
+class Starved:
+    """Fails with `errors[n]` on its n-th start while there are any left, then runs until cancelled."""
+
+    name = "starved"
+    Config = Cfg
+    mode = "test"
+    starts = 0
+    errors: ClassVar[list[BaseException]] = []
+
+    def __init__(self, config: Cfg, ctx: CollectorContext) -> None:
+        pass
+
+    async def run(self) -> None:
+        type(self).starts += 1
+        if type(self).errors:
+            raise type(self).errors.pop(0)
+        await asyncio.Event().wait()
+
+
+def _emfile() -> OSError:
+    return OSError(errno.EMFILE, "Too many open files")
+
+
+async def test_resource_shortage_degrades_never_disables_and_recovers_by_itself(
+    tmp_path: Path, logs: list[dict[str, Any]], running: Any
+) -> None:
+    shortages = 3 * POLICY.max_fast_failures  # far more than would disable a crashing collector
+    Starved.starts, Starved.errors = 0, [_emfile() for _ in range(shortages)]
+    clock = FakeClock()
+    sup = make([Starved], tmp_path, clock)
+    running(sup)
+    labels = {"collector": "starved"}
+    delays = []
+    for _ in range(shortages):
+        (delay,) = await clock.wait_sleeping()
+        assert state(sup, "starved") == "degraded: retrying (EMFILE)"
+        assert metric(sup, "amoskys_collector_state", labels | {"state": "degraded"}) == 1
+        assert metric(sup, "amoskys_collector_state", labels | {"state": "disabled"}) == 0
+        delays.append(delay)
+        clock.advance(delay)
+    await eventually(lambda: state(sup, "starved") == "running", what="starved to run again")
+
+    # the usual growing backoff, capped low so the collector is back soon after the resource is
+    assert 0.8 <= delays[0] <= 1.2 and delays[1] > delays[0]
+    assert max(delays) <= POLICY.resource_retry_max_seconds * 1.2
+    assert min(delays[-3:]) >= POLICY.resource_retry_max_seconds * 0.8
+    st = sup.status_of("starved")
+    assert st.errors == shortages and st.restarts == shortages
+    assert st.last_error == "OSError: [Errno 24] Too many open files"
+
+    (healthy,) = await clock.wait_sleeping()  # the recovery timer
+    assert healthy == POLICY.healthy_after_seconds
+    clock.advance(healthy)
+    await eventually(lambda: any(e["event"] == "collector_recovered" for e in logs), what="recovery log")
+    # logged once when it degraded, once when it recovered: no error, never disabled
+    events = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("collector_")]
+    assert events.count(("collector_degraded", "warning")) == 1
+    assert events.count(("collector_recovered", "info")) == 1
+    assert not [e for e in events if e[0] in ("collector_failed", "collector_disabled")]
+
+
+async def test_resource_shortages_never_count_toward_max_fast_failures(tmp_path: Path, running: Any) -> None:
+    crashes = POLICY.max_fast_failures - 1
+    Starved.starts = 0
+    Starved.errors = [
+        *(RuntimeError(f"bug {n}") for n in range(crashes)),
+        *(_emfile() for _ in range(2 * POLICY.max_fast_failures)),
+        RuntimeError("bug again"),
+    ]
+    clock = FakeClock()
+    sup = make([Starved], tmp_path, clock)
+    running(sup)
+    for _ in range(len(Starved.errors) - 1):  # the last error disables it: no wait after that one
+        (delay,) = await clock.wait_sleeping()
+        assert sup.status_of("starved").state in ("backoff", "degraded")
+        clock.advance(delay)
+    # the crash after the shortages is the max_fast_failures-th: only crashes were counted
+    await eventually(lambda: sup.status_of("starved").state == "disabled", what="starved disabled")
+    assert state(sup, "starved").startswith(f"disabled: crashed {POLICY.max_fast_failures} times in a row")
+
+
+@pytest.mark.parametrize(
+    ("error", "shortage"),
+    [
+        (OSError(errno.EMFILE, "Too many open files"), "EMFILE"),
+        (OSError(errno.ENFILE, "Too many open files in system"), "ENFILE"),
+        (OSError(errno.ENOMEM, "Cannot allocate memory"), "ENOMEM"),
+        (OSError(errno.ENOBUFS, "No buffer space available"), "ENOBUFS"),
+        (MemoryError(), "ENOMEM"),
+        (ExceptionGroup("tasks", [ValueError("x"), OSError(errno.EMFILE, "Too many open files")]), "EMFILE"),
+        (OSError(errno.ENOENT, "No such file or directory"), None),
+        (PermissionError(errno.EACCES, "Permission denied"), None),
+        (RuntimeError("a bug"), None),
+    ],
+)
+def test_resource_shortage_is_told_by_errno(error: BaseException, shortage: str | None) -> None:
+    assert resource_shortage(error) == shortage
+
+
+def test_resource_shortage_is_found_behind_a_wrapping_error() -> None:
+    try:
+        try:
+            raise OSError(errno.EMFILE, "Too many open files")
+        except OSError as err:
+            raise StartupError("cannot open the capture socket", retry=True) from err
+    except StartupError as wrapped:
+        assert resource_shortage(wrapped) == "EMFILE"

@@ -1,14 +1,13 @@
 """Who is publishing: mTLS identity → enrolled, unrevoked identity → verified batch signature → chain.
 
-Revocation is live: enrolled identities are re-read from the store at most `cache_seconds` after a
-change made by another process (`amoskys agents revoke`), without a restart.
+Revocation is live: `amoskys agents revoke` records it in the store and then has the running
+appliance re-read the identity at once (`refresh`, over the control socket); any other change to the
+identities table is seen at most `cache_seconds` later, without a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -22,7 +21,7 @@ class Identity:
     """An enrolled publisher, as the bus needs it."""
 
     name: str
-    role: Literal["agent", "relay"]
+    role: Literal["agent", "relay", "loadgen"]
     public_key: bytes  # raw Ed25519, 32 bytes
     key_id: str
     revoked: bool
@@ -55,26 +54,40 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, Identity | None]] = {}
+        # bumped by invalidate/refresh: a load that was in flight meanwhile may hold older data
+        self._generation: dict[str, int] = {}
+
+    @property
+    def cache_seconds(self) -> float:
+        return self._cache_seconds
 
     def invalidate(self, name: str | None = None) -> None:
-        if name is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(name, None)
+        names = set(self._cache) | set(self._generation) if name is None else {name}
+        for n in names:
+            self._cache.pop(n, None)
+            self._generation[n] = self._generation.get(n, 0) + 1
 
     async def identity(self, name: str) -> Identity | None:
-        now = self._clock()
+        """The enrolled identity `name` (None when not enrolled), at most `cache_seconds` old."""
         hit = self._cache.get(name)
-        if hit is not None and now - hit[0] < self._cache_seconds:
+        if hit is not None and self._clock() - hit[0] < self._cache_seconds:
             return hit[1]
-        ident = await self._load(name)
-        self._cache[name] = (now, ident)
-        return ident
+        while True:
+            now = self._clock()
+            generation = self._generation.get(name, 0)
+            ident = await self._load(name)
+            if self._generation.get(name, 0) == generation:
+                self._cache[name] = (now, ident)
+                return ident
+            # refreshed while this load was in flight: its answer may predate a revocation
 
-    async def authorize(
-        self, auth_context: Mapping[str, Sequence[bytes]], batch: bus_pb2.SignedBatch
-    ) -> Identity | Denied:
-        """Check the peer certificate identity, enrolment, sender and signature of one batch."""
+    async def refresh(self, name: str) -> Identity | None:
+        """Re-read `name` from the store now; every later call sees the new state."""
+        self.invalidate(name)
+        return await self.identity(name)
+
+    async def admit(self, auth_context: Mapping[str, Sequence[bytes]]) -> Identity | Denied:
+        """The enrolled, unrevoked identity of a caller's certificate, or why it is refused."""
         peer = pki.peer_identity(auth_context, self.trust_domain)
         if peer is None:
             return Denied("no_identity", "client certificate carries no identity of this trust domain")
@@ -83,6 +96,16 @@ class Authenticator:
             return Denied("not_enrolled", f"identity {peer!r} is not enrolled")
         if ident.revoked:
             return Denied("revoked", f"identity {peer!r} is revoked")
+        return ident
+
+    async def authorize(
+        self, auth_context: Mapping[str, Sequence[bytes]], batch: bus_pb2.SignedBatch
+    ) -> Identity | Denied:
+        """Check the peer certificate identity, enrolment, sender and signature of one batch."""
+        verdict = await self.admit(auth_context)
+        if isinstance(verdict, Denied):
+            return verdict
+        ident, peer = verdict, verdict.name
         if batch.sender != peer:
             return Denied(
                 "sender_mismatch", f"sender {batch.sender!r} is not the certificate identity {peer!r}"
@@ -94,59 +117,3 @@ class Authenticator:
         ):
             return Denied("bad_signature", "batch signature does not verify")
         return ident
-
-
-class ChainTracker:
-    """Per-sender hash chains, tolerant of pipelined publishers.
-
-    A batch continues the chain when its prev_digest is a digest this sender recently had taken
-    (submitted to the store): the anchor, or one of the last `recent` ones. That lets a publisher keep
-    several batches in flight, each chained to the one before it. A batch whose predecessor is still
-    unknown waits up to `wait_seconds` for it (pipelined batches may be judged out of order) before it
-    is called a fork. A batch whose own digest was already taken is a replay.
-    """
-
-    def __init__(self, recent: int = 256, wait_seconds: float = 0.5) -> None:
-        self._anchor: dict[str, bytes] = {}
-        self._known: dict[str, OrderedDict[bytes, None]] = {}
-        self._changed: dict[str, asyncio.Condition] = {}
-        self._keep = recent
-        self._wait = wait_seconds
-
-    def anchor(self, sender: str) -> bytes | None:
-        return self._anchor.get(sender)
-
-    def _is_known(self, sender: str, digest: bytes) -> bool:
-        return digest in self._known.get(sender, ()) or digest == self._anchor.get(sender)
-
-    async def judge(self, sender: str, prev_digest: bytes, digest: bytes) -> ChainVerdict:
-        if self._is_known(sender, digest):
-            return "replay"
-        if sender not in self._anchor:
-            return "first"
-        if self._is_known(sender, prev_digest):
-            return "next"
-        cond = self._changed.setdefault(sender, asyncio.Condition())
-        async with cond:
-            try:
-                async with asyncio.timeout(self._wait):
-                    await cond.wait_for(lambda: self._is_known(sender, prev_digest))
-            except TimeoutError:
-                return "fork"
-        return "replay" if self._is_known(sender, digest) else "next"
-
-    def advance(self, sender: str, digest: bytes) -> None:
-        """Record that a batch with this digest was taken (call it when it is handed to the store)."""
-        self._anchor[sender] = digest
-        known = self._known.setdefault(sender, OrderedDict())
-        known[digest] = None
-        while len(known) > self._keep:
-            known.popitem(last=False)
-        cond = self._changed.get(sender)
-        if cond is not None:
-            asyncio.get_running_loop().create_task(_notify(cond))
-
-
-async def _notify(cond: asyncio.Condition) -> None:
-    async with cond:
-        cond.notify_all()

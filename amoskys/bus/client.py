@@ -1,8 +1,10 @@
 """The publisher side of the EventBus: sign, chain, send, and retry until an honest answer.
 
 Written once for every publisher (loadgen, agents, the gRPC forwarder): RETRY and transport errors
-are retried with exponential backoff + jitter, honouring `backoff_hint_ms`, re-sending the same
-bytes (so the same event ids); UNAUTHORIZED and INVALID are final and raised.
+are retried with exponential backoff + jitter, honouring `backoff_hint_ms` (and, for
+RESOURCE_EXHAUSTED, the trailing metadata ``amoskys-retry-after-ms``), re-sending the same bytes (so
+the same event ids); UNAUTHORIZED and INVALID acks are final and raised as PublishRefusedError, and so
+is PERMISSION_DENIED (an unknown or revoked identity) as AccessDeniedError.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from amoskys import pki
+from amoskys.bus.gate import RETRY_AFTER_KEY
 from amoskys.errors import BusError, PkiError
 from amoskys.proto import bus_pb2, bus_pb2_grpc
 from amoskys.retry import Backoff
@@ -39,6 +42,43 @@ class PublishRefusedError(BusError):
     def __init__(self, ack: bus_pb2.PublishAck) -> None:
         super().__init__(f"{bus_pb2.AckStatus.Name(ack.status)}: {ack.message}")
         self.ack = ack
+
+
+class AccessDeniedError(BusError):
+    """The bus refuses this identity (PERMISSION_DENIED: not enrolled there, or revoked); retrying
+    cannot help until an operator enrols it again."""
+
+    def __init__(self, address: str, details: str) -> None:
+        super().__init__(f"bus {address}: PERMISSION_DENIED: {details}")
+        self.address = address
+        self.details = details
+
+
+class MessageTooLargeError(BusError):
+    """The batch is larger than the bus (or this client) accepts in one message (RESOURCE_EXHAUSTED
+    "message larger than max"): the same bytes can never pass, so it is final; send smaller batches."""
+
+    def __init__(self, address: str, size: int, details: str) -> None:
+        super().__init__(f"bus {address}: a batch of {size} bytes is too large: {details}")
+        self.address = address
+        self.size = size
+        self.details = details
+
+
+def too_large(err: grpc.aio.AioRpcError) -> bool:
+    """Whether `err` is gRPC's own size check (either side), not the bus's retry-later answer."""
+    return err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (err.details() or "")
+
+
+def retry_after_seconds(err: grpc.aio.AioRpcError) -> float:
+    """The wait a RESOURCE_EXHAUSTED answer asks for (trailing metadata RETRY_AFTER_KEY), else 0."""
+    for key, value in err.trailing_metadata() or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except (TypeError, ValueError):
+                return 0.0
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +173,16 @@ class BusClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def wait_ready(self, timeout_seconds: float) -> bool:
+        """Whether the channel is connected (TLS handshake done) within `timeout_seconds`. For a
+        publisher that must not wait forever (loadgen); agents never call it, and the channel keeps
+        trying either way."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_seconds)
+        except TimeoutError:
+            return False
+        return True
+
     def sign(self, events: bytes) -> bus_pb2.SignedBatch:
         return bus_pb2.SignedBatch(
             sender=self.identity.name,
@@ -152,7 +202,8 @@ class BusClient:
     async def send(self, batch: bus_pb2.SignedBatch, *, unary: bool = False) -> bus_pb2.PublishAck:
         """Send one signed batch until it is acked OK; re-sends the same bytes on RETRY and transport
         errors (exponential backoff + jitter, never sooner than the server's hint). UNAUTHORIZED and
-        INVALID raise PublishRefusedError."""
+        INVALID raise PublishRefusedError, PERMISSION_DENIED AccessDeniedError, a batch above the
+        message size limit MessageTooLargeError."""
         call = self._stub.Publish if unary else self._stub.PublishBatch
         backoff = Backoff(self._backoff.base_seconds, self._backoff.cap_seconds)
         while True:
@@ -160,11 +211,15 @@ class BusClient:
             try:
                 ack: bus_pb2.PublishAck = await call(batch, timeout=self._timeout, wait_for_ready=True)
             except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    raise AccessDeniedError(self.address, err.details() or "") from err
+                if too_large(err):
+                    raise MessageTooLargeError(self.address, batch.ByteSize(), err.details() or "") from err
                 if err.code() not in RETRYABLE_CODES:
                     raise BusError(f"bus {self.address}: {err.code().name}: {err.details()}") from err
                 self.stats.transport_errors += 1
                 self.stats.retries += 1
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay(retry_after_seconds(err)))
                 continue
             if ack.status == bus_pb2.RETRY:
                 self.stats.retries += 1

@@ -1,8 +1,10 @@
 """The bus core: one publish path for local collectors and remote publishers, acking only after commit.
 
-Remote batches: per-event validation with reasons → per-source quota → store.submit → await the
-commit (bounded) → ack. Local collectors publish in-process (no gRPC, no re-serialization) and are
-told to slow down, not refused, when the writer is behind. Committed events fan out to subscribers.
+Remote batches: per-event validation with reasons (who may say what: validate.check) → per-source
+quota → store.submit, each event recorded with its origin (the authenticated sender it came
+through) → await the commit (bounded) → ack. Local collectors publish in-process (no gRPC, no
+re-serialization) and are told to slow down, not refused, when the writer is behind. Committed
+events fan out to subscribers.
 """
 
 from __future__ import annotations
@@ -64,14 +66,18 @@ class Bus:
         store: Store,
         metrics: Metrics,
         *,
+        appliance_name: str,
         quota_events_per_second: float,
         quota_burst_events: float,
         ack_timeout_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         ack_before_commit_ms: int = 0,
     ) -> None:
+        if not appliance_name:
+            raise ValueError("Bus: appliance_name is required (no remote event may use it as its source)")
         self.store = store
         self.metrics = metrics
+        self.appliance_name = appliance_name
         self.quota = TokenBuckets(quota_events_per_second, quota_burst_events, clock=clock)
         self.ack_timeout = ack_timeout_seconds
         self.fanout: Fanout[Record] = Fanout(on_drop=self._count_dropped)
@@ -93,11 +99,15 @@ class Bus:
         *,
         sender: str,
         relay: bool,
+        synthetic: bool = False,
         anchor: ChainAnchor | None = None,
         on_submit: Callable[[], None] | None = None,
     ) -> IngestResult:
         """Judge each serialized envelope on its own, store the good ones, ack after the commit.
 
+        `sender` is the authenticated identity; `relay` says it was enrolled with the relay role,
+        `synthetic` with the loadgen role (its events are stored marked synthetic and counted apart).
+        Every stored event records `sender` as its origin (never empty: empty means in-process).
         `anchor` (the sender's new chain position) is committed in the same transaction;
         `on_submit` is called once the store has taken the batch (before its commit).
         """
@@ -109,16 +119,22 @@ class Bus:
         skewed = 0
         for i, raw in enumerate(raws):
             env = parse_event(raw)
-            reason = "malformed_envelope" if env is None else check(env, sender=None if relay else sender)
+            reason = (
+                "malformed_envelope"
+                if env is None
+                else check(env, sender=sender, relay=relay, reserved_source=self.appliance_name)
+            )
             if reason is not None or env is None:
                 rejected.append(Rejection(i, reason or "malformed_envelope"))
                 self.metrics.bus_events.labels(
                     outcome="rejected", reason=reason or "malformed_envelope"
                 ).inc()
+                if synthetic:
+                    self.metrics.bus_synthetic_events.labels(outcome="rejected").inc()
                 continue
             if env.ts_ns > future_limit:
                 skewed += 1  # accepted and flagged, never rejected: the publisher's clock is off
-            records.append(Record.from_envelope(env, raw))
+            records.append(Record.from_envelope(env, raw, origin=sender, synthetic=synthetic))
         if skewed:
             self.metrics.bus_events_skewed.inc(skewed)
         result = IngestResult(status=bus_pb2.OK, rejected=rejected)
@@ -157,6 +173,9 @@ class Bus:
         result.committed = committed
         self.metrics.bus_events.labels(outcome="accepted", reason="").inc(result.accepted)
         self.metrics.bus_events.labels(outcome="duplicate", reason="").inc(result.duplicates)
+        if records and records[0].synthetic:  # one ingest is one sender's: all synthetic or none
+            self.metrics.bus_synthetic_events.labels(outcome="accepted").inc(result.accepted)
+            self.metrics.bus_synthetic_events.labels(outcome="duplicate").inc(result.duplicates)
         self.fanout.publish(committed)
         return result
 

@@ -2,20 +2,37 @@
 
 The server certificate and the client CA bundle are re-read when their files change (checked at
 each new TLS handshake), so `amoskys certs renew` takes effect without a restart.
+
+Every method of every service served here (the gRPC health service included) runs behind the
+CallGate (amoskys.bus.gate): servicers are added with `add_servicer`, which wraps each handler, so an
+unknown or revoked identity is refused at call start and no identity holds more than
+`[bus] max_calls_per_identity` calls.
+
+Idle connections cannot take the process's descriptors: grpc core accepts at most `max_connections`
+at once (`grpc.max_allowed_incoming_connections`, counted per listening address; more are accepted
+and closed at once) and closes a connection whose TLS handshake has not finished within
+HANDSHAKE_TIMEOUT_MS (`grpc.server_handshake_timeout_ms`; grpc's own default is 120 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from amoskys.bus.gate import CallGate, gated_handlers
 from amoskys.errors import BusError
 from amoskys.pki import ApplianceCredentials
 
 log = structlog.get_logger(__name__)
+
+#: A connection that has not finished its TLS handshake by then is closed.
+HANDSHAKE_TIMEOUT_MS = 10_000
 
 
 class _ReloadingCredentials:
@@ -55,29 +72,42 @@ class BusServer:
     """Owns the grpc.aio server; servicers are added before start()."""
 
     def __init__(
-        self, creds: ApplianceCredentials, *, max_message_bytes: int, max_concurrent_rpcs: int
+        self,
+        creds: ApplianceCredentials,
+        *,
+        gate: CallGate,
+        max_message_bytes: int,
+        max_concurrent_rpcs: int,
+        max_connections: int = 0,
+        handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS,
     ) -> None:
+        """`max_connections`: most connections open at once (0: no limit)."""
         self._creds = creds
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.keepalive_timeout_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ("grpc.http2.max_pings_without_data", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=max_concurrent_rpcs,
-        )
+        self.max_connections = max_connections
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),
+            ("grpc.server_handshake_timeout_ms", handshake_timeout_ms),
+        ]
+        if max_connections > 0:
+            options.append(("grpc.max_allowed_incoming_connections", max_connections))
+        self._server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
+        self.gate = gate
+        self._gate_task: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.add_servicer(health_pb2_grpc.add_HealthServicer_to_server, self.health)
         self.port = 0
 
-    @property
-    def server(self) -> grpc.aio.Server:
-        return self._server
+    def add_servicer(self, add_to_server: Callable[[Any, Any], None], servicer: Any) -> None:
+        """Serve `servicer` behind the gate: `add_to_server` is its generated
+        ``add_<Service>Servicer_to_server`` function (call before start())."""
+        add_to_server(servicer, _GatedRegistrar(self._server, self.gate))
 
     async def start(self, host: str, port: int) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -92,6 +122,7 @@ class BusServer:
         if not self.port:
             raise BusError(f"bus cannot listen on {address}: address in use or not available")
         await self._server.start()
+        self._gate_task = asyncio.get_running_loop().create_task(self.gate.run(), name="bus-call-gate")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("amoskys.v1.EventBus", health_pb2.HealthCheckResponse.SERVING)
         return self.port
@@ -99,3 +130,26 @@ class BusServer:
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace_seconds)
+        task, self._gate_task = self._gate_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class _GatedRegistrar:
+    """Stands in for the grpc server in generated ``add_*Servicer_to_server`` functions, so that every
+    handler they register is wrapped by the gate (the generic and the pre-registered paths alike)."""
+
+    def __init__(self, server: grpc.aio.Server, gate: CallGate) -> None:
+        self._server = server
+        self._gate = gate
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(gated_handlers(self._gate, handlers))
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service, {name: self._gate.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )

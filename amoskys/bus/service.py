@@ -1,4 +1,5 @@
-"""The EventBus gRPC servicer: authorize each call, verify the batch, ingest, answer an honest ack."""
+"""The EventBus gRPC servicer: verify the batch (its sender, key and signature), ingest, answer an
+honest ack. The call itself was admitted by the CallGate (amoskys.bus.gate) before it got here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from amoskys import pki
-from amoskys.bus.auth import Authenticator, ChainTracker, Denied, Identity
+from amoskys.bus.auth import Authenticator, Denied, Identity
+from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus, IngestResult
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
@@ -42,6 +44,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self.stamper = stamper
         self.state = store_state
         self._anchors_loaded: set[str] = set()
+        self._unknown_logged: set[str] = set()
 
     async def PublishBatch(
         self, request: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext
@@ -94,22 +97,39 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self.metrics.bus_batch_events.observe(len(raws))
         digest = pki.batch_digest(batch.key_id, batch.prev_digest, batch.events)
         await self._load_anchor(ident.name)
-        expected = self.chains.anchor(ident.name) or b""
         chain = await self.chains.judge(ident.name, batch.prev_digest, digest)
+        expected = self.chains.successor(ident.name, batch.prev_digest) or b""
         anchor = None if chain == "replay" else ChainAnchor(ident.name, digest, time.time_ns())
 
         def taken() -> None:  # the store took the batch: later pipelined batches may chain to it
             if anchor is not None:
-                self.chains.advance(ident.name, digest)
+                self.chains.advance(ident.name, digest, batch.prev_digest)
 
         result: IngestResult = await self.bus.ingest(
-            raws, sender=ident.name, relay=ident.role == "relay", anchor=anchor, on_submit=taken
+            raws,
+            sender=ident.name,
+            relay=ident.role == "relay",
+            synthetic=ident.role == "loadgen",
+            anchor=anchor,
+            on_submit=taken,
         )
         if result.status != bus_pb2.OK:
             self._outcome(result.status, result.reason)
             return result.to_ack()
         if chain == "fork":
             await self._fork_alert(ident.name, batch.prev_digest, expected)
+        elif chain == "start":
+            self.metrics.bus_chain_starts.inc()
+            log.info("bus_chain_started", sender=ident.name)
+        elif chain == "unknown":
+            self.metrics.bus_chain_unknown.inc()
+            if ident.name not in self._unknown_logged:  # once per sender: its next batches chain to this
+                self._unknown_logged.add(ident.name)
+                log.warning(
+                    "bus_chain_predecessor_unknown",
+                    sender=ident.name,
+                    prev_digest=batch.prev_digest.hex()[:16],
+                )
         self._outcome(bus_pb2.OK, "replay" if chain == "replay" else "")
         return result.to_ack(digest)
 
@@ -124,13 +144,15 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
 
     async def _fork_alert(self, sender: str, got: bytes, expected: bytes) -> None:
         self.metrics.bus_chain_forks.inc()
-        log.warning("bus_chain_fork", sender=sender, prev_digest=got.hex()[:16], expected=expected.hex()[:16])
+        log.warning(
+            "bus_chain_fork", sender=sender, prev_digest=got.hex()[:16], successor=expected.hex()[:16]
+        )
         env = events_pb2.Envelope(
             alert=events_pb2.Alert(
                 rule="bus.chain_fork",
                 severity=events_pb2.Alert.WARNING,
-                summary=f"batch chain of {sender!r} forked: its prev_digest is not the last accepted batch",
-                attributes={"sender": sender, "prev_digest": got.hex(), "expected": expected.hex()},
+                summary=f"batch chain of {sender!r} forked: its predecessor already has another accepted successor",
+                attributes={"sender": sender, "prev_digest": got.hex(), "successor": expected.hex()},
             )
         )
         await self.bus.publish([self.stamper.stamp(env)])

@@ -1,4 +1,10 @@
-"""Per-event validation of envelopes arriving at the bus: parse, check identity fields, name the reason."""
+"""Per-event validation of envelopes arriving at the bus: parse, check identity fields, name the reason.
+
+Who may say what (DESIGN §4, §8): no remote publisher may use the appliance's own name as `source`
+(`reserved_source`, compared ignoring case); an agent speaks only for itself (`source_not_sender`) and
+never sends AuditEvents (`kind_not_allowed`: audit comes only from the appliance's in-process path);
+a relay may forward any kind for other sources, and the bus records it as the events' origin.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from amoskys.pki import is_valid_name
 from amoskys.proto import events_pb2
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -17,12 +24,18 @@ REASONS = (
     "missing_event_id",
     "bad_event_id",
     "missing_source",
+    "bad_source",
+    "reserved_source",
     "source_not_sender",
     "missing_boot_id",
     "bad_source_seq",
     "missing_body",
     "bad_ts",
+    "kind_not_allowed",
 )
+
+#: Body kinds only a relay (or the appliance itself) may send: an agent never speaks for the audit log.
+RELAY_ONLY_KINDS = frozenset({"audit"})
 
 INT64_MAX = 2**63 - 1
 MAX_FUTURE_SKEW_NS = 300 * 1_000_000_000  # flag (not reject) events more than 5 min in the future
@@ -41,26 +54,43 @@ def parse_event(raw: bytes) -> events_pb2.Envelope | None:
         return None
 
 
-def check(envelope: events_pb2.Envelope, *, sender: str | None) -> str | None:
+def check(
+    envelope: events_pb2.Envelope,
+    *,
+    sender: str | None,
+    relay: bool = False,
+    reserved_source: str = "",
+) -> str | None:
     """The rejection reason for one parsed envelope, or None when it is acceptable.
 
-    `sender` is the authenticated publisher; None for a relay (any source allowed) or for the
-    appliance's own collectors.
+    `sender` is the authenticated remote publisher, None for the appliance's own collectors (no
+    restriction on who they speak for). `relay` lets a remote sender speak for other sources and send
+    every kind. `reserved_source` is the appliance's own name: no remote event may carry it (ignoring
+    case), so nothing remote is ever shown as the appliance's own.
     """
     if not envelope.event_id:
         return "missing_event_id"
     if not _UUID.fullmatch(envelope.event_id):
         return "bad_event_id"
-    if not envelope.source:
+    source = envelope.source
+    if not source:
         return "missing_source"
-    if sender is not None and envelope.source != sender:
-        return "source_not_sender"
+    if sender is not None:
+        if not is_valid_name(source):  # no look-alikes: spaces, control or non-ASCII characters
+            return "bad_source"
+        if reserved_source and source.lower() == reserved_source.lower():
+            return "reserved_source"
+        if not relay and source != sender:
+            return "source_not_sender"
     if not envelope.boot_id:
         return "missing_boot_id"
     if not 1 <= envelope.source_seq <= INT64_MAX:  # the store keeps it in a signed 64-bit column
         return "bad_source_seq"
-    if envelope.WhichOneof("body") is None:
+    kind = envelope.WhichOneof("body")
+    if kind is None:
         return "missing_body"
     if envelope.ts_ns <= 0:
         return "bad_ts"
+    if sender is not None and not relay and kind in RELAY_ONLY_KINDS:
+        return "kind_not_allowed"
     return None

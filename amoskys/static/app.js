@@ -79,17 +79,22 @@
     const es = new EventSource(`/api/v1/stream${kinds ? "?kinds=" + kinds : ""}`);
     const chartEl = document.getElementById("rate-chart");
     const rates = chartEl ? JSON.parse(chartEl.dataset.series || "[]") : [];
+    // The overview's totals leave synthetic (loadgen) events out unless the page counts them (?synthetic=1).
+    const cards = document.querySelector(".cards[data-synthetic]");
+    const withSynthetic = !!cards && cards.dataset.synthetic === "1";
     es.addEventListener("tick", (ev) => {
       const t = JSON.parse(ev.data);
+      const perSecond = Math.round((t.events_per_second + (withSynthetic ? t.synthetic_events_per_second || 0 : 0)) * 10) / 10;
       const eps = document.getElementById("eps");
-      if (eps) eps.textContent = t.events_per_second;
+      if (eps) eps.textContent = perSecond;
       const chart = document.querySelector("#rate-chart polyline");
-      if (chart) { rates.push(t.events_per_second); if (rates.length > 300) rates.shift(); chart.setAttribute("points", points(rates, 600, 80)); }
+      if (chart) { rates.push(perSecond); if (rates.length > 300) rates.shift(); chart.setAttribute("points", points(rates, 600, 80)); }
     });
     es.addEventListener("events", (ev) => {
       const rows = document.getElementById("rows");
       const list = JSON.parse(ev.data);
-      if (rows) rows.textContent = (parseInt(rows.textContent.replace(/\D/g, ""), 10) + list.length).toLocaleString("en");
+      const counted = withSynthetic ? list.length : list.filter((e) => !e.synthetic).length;
+      if (rows) rows.textContent = (parseInt(rows.textContent.replace(/\D/g, ""), 10) + counted).toLocaleString("en");
       const live = document.getElementById("exec-live");
       if (live) live.textContent = `live: ${list.length} new process events — reload to see them`;
     });

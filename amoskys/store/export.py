@@ -1,9 +1,11 @@
 """Export the event log as JSON Lines, read-only, also while an appliance is writing to it.
 
 One JSON object per event, in store_seq order, with the fields documented in amoskys/store/README.md:
-store_seq, event_id, source, boot_id, source_seq, kind, ts_ns, received_ns and body (the body message
-as protobuf JSON: field names as in the .proto, bytes as base64, 64-bit integers as strings, fields
-at their default value left out; null when the stored envelope cannot be parsed).
+store_seq, event_id, source, origin ("" for the appliance's own events, else the enrolled identity
+the event came through: the agent itself, or the relay that forwarded it), synthetic (true when a
+loadgen identity published it), boot_id, source_seq, kind, ts_ns, received_ns and body (the body
+message as protobuf JSON: field names as in the .proto, bytes as base64, 64-bit integers as strings,
+fields at their default value left out; null when the stored envelope cannot be parsed).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def event_json(row: Any) -> dict[str, Any]:
         "store_seq": row.store_seq,
         "event_id": row.event_id,
         "source": row.source,
+        "origin": row.origin,
+        "synthetic": bool(row.synthetic),
         "boot_id": row.boot_id,
         "source_seq": row.source_seq,
         "kind": row.kind,

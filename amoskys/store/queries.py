@@ -21,7 +21,8 @@ WINDOW = 65_536
 MAX_LIMIT = 10_000
 
 _EVENT_COLUMNS = (
-    "store_seq, event_id, source, boot_id, source_seq, kind, ts_ns, received_ns, envelope, digest"
+    "store_seq, event_id, source, boot_id, source_seq, kind, ts_ns, received_ns, envelope, digest, "
+    "origin, synthetic"
 )
 
 

@@ -11,7 +11,10 @@ from amoskys.proto import events_pb2
 @dataclass(frozen=True, slots=True)
 class Record:
     """One event handed to the store. `envelope` is stored exactly as received (never re-serialized);
-    `parsed`, when the caller already has it, saves a re-parse for the derived views."""
+    `parsed`, when the caller already has it, saves a re-parse for the derived views. `origin` is the
+    enrolled identity the event came through (set by the bus, never by the publisher); empty for the
+    appliance's own, in-process events. `synthetic` says that identity is enrolled with the loadgen
+    role (also set by the bus)."""
 
     source: str
     event_id: str
@@ -21,10 +24,21 @@ class Record:
     ts_ns: int
     envelope: bytes
     parsed: events_pb2.Envelope | None = None
+    origin: str = ""
+    synthetic: bool = False
 
     @classmethod
-    def from_envelope(cls, envelope: events_pb2.Envelope, data: bytes | None = None) -> Record:
-        """A Record for `envelope`; `data` are its bytes as received (serialized here when None)."""
+    def from_envelope(
+        cls,
+        envelope: events_pb2.Envelope,
+        data: bytes | None = None,
+        *,
+        origin: str = "",
+        synthetic: bool = False,
+    ) -> Record:
+        """A Record for `envelope`; `data` are its bytes as received (serialized here when None);
+        `origin` the authenticated remote sender ("" for in-process events); `synthetic` whether
+        that sender is a loadgen identity."""
         return cls(
             source=envelope.source,
             event_id=envelope.event_id,
@@ -34,6 +48,8 @@ class Record:
             ts_ns=envelope.ts_ns,
             envelope=envelope.SerializeToString() if data is None else data,
             parsed=envelope,
+            origin=origin,
+            synthetic=synthetic,
         )
 
 
@@ -54,7 +70,9 @@ def check_record(record: Record) -> str | None:
         return "missing_source"
     if not record.event_id or type(record.event_id) is not str:
         return "missing_event_id"
-    if type(record.boot_id) is not str or type(record.kind) is not str:
+    if type(record.boot_id) is not str or type(record.kind) is not str or type(record.origin) is not str:
+        return "bad_identity_fields"
+    if type(record.synthetic) is not bool:
         return "bad_identity_fields"
     if type(record.source_seq) is not int or not 0 <= record.source_seq <= _INT64_MAX:
         return "source_seq_out_of_range"  # SQLite integers are signed 64-bit
@@ -72,7 +90,8 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """One row of the event log."""
+    """One row of the event log. `origin` is "" for the appliance's own events, else the enrolled
+    identity (agent or relay) that sent it; `synthetic` is 1 when that identity is a loadgen one."""
 
     store_seq: int
     event_id: str
@@ -84,6 +103,13 @@ class StoredEvent:
     received_ns: int
     envelope: bytes
     digest: bytes
+    origin: str = ""
+    synthetic: int = 0
+
+    @property
+    def remote(self) -> bool:
+        """Whether the event came from outside this appliance (through the bus)."""
+        return bool(self.origin)
 
     def parse(self) -> events_pb2.Envelope:
         """The envelope as a message (raises google.protobuf.message.DecodeError when malformed)."""

@@ -176,6 +176,41 @@ CREATE TABLE chain_anchors (
 """
 
 
+_V2 = """
+-- Where each event came from: '' for the appliance's own (in-process) events, else the enrolled
+-- identity whose signed batch carried it (an agent, or the relay it was forwarded through). Set by
+-- the bus, never by the publisher. Not part of the chain digest (that covers the envelope only).
+ALTER TABLE events ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+-- Rows stored before origins were recorded: those of an enrolled identity's name came through the
+-- bus. (A relay's rows for other sources cannot be told apart after the fact; they stay '').
+UPDATE events SET origin = source WHERE source IN (SELECT name FROM identities);
+"""
+
+
+_V3 = """
+-- Synthetic events: 1 when the identity whose signed batch carried the event is enrolled with the
+-- loadgen role (`amoskys loadgen`). Set by the bus from the sender's role when it stores the event,
+-- never by the publisher, so re-enrolling a name later changes nothing already stored. The
+-- dashboard marks these events and leaves them out of its totals. Not part of the chain digest.
+ALTER TABLE events ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0;
+-- Only synthetic rows are indexed: counting them never scans the log.
+CREATE INDEX events_synthetic ON events (store_seq) WHERE synthetic = 1;
+-- The loadgen role (SQLite cannot change a CHECK constraint: the small table is rebuilt).
+CREATE TABLE identities_v3 (
+    name        TEXT    PRIMARY KEY,
+    role        TEXT    NOT NULL CHECK (role IN ('agent', 'relay', 'loadgen')),
+    public_key  BLOB    NOT NULL,
+    cert_serial TEXT    NOT NULL,
+    enrolled_ns INTEGER NOT NULL,
+    revoked_ns  INTEGER
+);
+INSERT INTO identities_v3 (name, role, public_key, cert_serial, enrolled_ns, revoked_ns)
+    SELECT name, role, public_key, cert_serial, enrolled_ns, revoked_ns FROM identities;
+DROP TABLE identities;
+ALTER TABLE identities_v3 RENAME TO identities;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: `script` takes the database from `version - 1` to `version`."""
@@ -185,7 +220,11 @@ class Migration:
     script: str
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "event log, marks, derived views, appliance state", _V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "event log, marks, derived views, appliance state", _V1),
+    Migration(2, "events.origin: the identity a remote event came through", _V2),
+    Migration(3, "events.synthetic (sent by a loadgen identity); the loadgen identity role", _V3),
+)
 
 #: The schema version this build writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

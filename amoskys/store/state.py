@@ -21,7 +21,8 @@ from amoskys.store.errors import StateConflictError
 from amoskys.store.sql import fetch_one, rollback_quietly
 
 UserRole = Literal["admin", "viewer"]
-IdentityRole = Literal["agent", "relay"]
+IdentityRole = Literal["agent", "relay", "loadgen"]
+IDENTITY_ROLES: tuple[str, ...] = ("agent", "relay", "loadgen")
 _T = TypeVar("_T")
 
 
@@ -308,7 +309,7 @@ class ApplianceState:
     ) -> Identity:
         """Record an enrolled identity. StateConflictError when an unrevoked one has the name; a
         revoked one is replaced (re-enrolment)."""
-        _check_choice("role", role, ("agent", "relay"))
+        _check_choice("role", role, IDENTITY_ROLES)
         now = self._clock_ns()
 
         async def body(db: aiosqlite.Connection) -> None:

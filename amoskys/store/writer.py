@@ -67,7 +67,7 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.05, 5.0
 
 _INSERT_EVENT = (
     "INSERT INTO events (store_seq, source, event_id, boot_id, source_seq, kind, ts_ns, received_ns, "
-    "envelope, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "envelope, digest, origin, synthetic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_MARK = (
     "INSERT INTO source_marks (source, boot_id, max_seq, pruned_seq, first_received_ns, last_received_ns) "
@@ -496,6 +496,8 @@ class Store:
                         received_ns,
                         envelope,
                         digest,
+                        r.origin,
+                        1 if r.synthetic else 0,
                     )
                 )
                 if source_seq > top:

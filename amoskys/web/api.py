@@ -22,7 +22,7 @@ from amoskys.proto import events_pb2
 from amoskys.store import StateConflictError
 from amoskys.supervisor import UnknownCollectorError
 from amoskys.web import passwords
-from amoskys.web.auth import Principal
+from amoskys.web.auth import MAX_PASSWORD_CHARS, Principal
 from amoskys.web.context import WebContext
 from amoskys.web.reads import WebReads, event_dict
 
@@ -139,11 +139,13 @@ def _counter_totals(metric: MetricWrapperBase, label: str) -> dict[str, float]:
     params=(Param("name", "body", required=True), Param("password", "body", required=True)),
 )
 async def login(request: Request, ctx: WebContext, _: Any) -> Any:
-    body = await _json(request)
+    body = await _json(request)  # at most 8 KiB (amoskys.web.app.LOGIN_MAX_BODY_BYTES)
     name, password = body.get("name"), body.get("password")
-    if not isinstance(name, str) or not isinstance(password, str) or not name or len(name) > 64:
-        raise ApiError(400, "name and password are required")
+    if not isinstance(name, str) or not isinstance(password, str):
+        raise ApiError(400, "name and password are required (strings)")
     result = await ctx.auth.login(name, password, _remote(request))
+    if result.invalid:
+        raise ApiError(400, result.invalid)
     if result.throttled:
         return JSONResponse(
             {"error": "too many failed logins; try again later"},
@@ -202,22 +204,49 @@ async def new_token(request: Request, ctx: WebContext, p: Principal) -> Any:
 
 
 # ---------------------------------------------------------------------- overview
+SYNTHETIC = Param(
+    "synthetic",
+    type="boolean",
+    description="1: count synthetic events (published by loadgen identities) in the totals; "
+    "by default they are left out",
+)
+
+
+def _per_second(series: list[tuple[int, int]]) -> float:
+    recent = [c for _, c in series[-10:]]
+    return round(sum(recent) / len(recent), 1) if recent else 0.0
+
+
+def _without(totals: dict[str, float], part: dict[str, float]) -> dict[str, float]:
+    return {k: max(0.0, v - part.get(k, 0.0)) for k, v in totals.items()}
+
+
 @api.route(
-    "GET", "/api/v1/overview", "Health, events/s, store size, sink lag, losses, collectors", tag="overview"
+    "GET",
+    "/api/v1/overview",
+    "Health, events/s, store size, sink lag, losses, collectors (synthetic events left out by default)",
+    tag="overview",
+    params=(SYNTHETIC,),
 )
 async def overview(request: Request, ctx: WebContext, _: Principal) -> Any:
+    with_synthetic = _bool(request, "synthetic")
     stats = await ctx.store.stats()
+    synthetic_rows = await ctx.reads.synthetic_rows()
     sinks = await ctx.store.state.list_sinks()
-    losses = [event_dict(e) for e in await ctx.reads.recent(kind="loss", limit=10)]
-    series = ctx.rates.series()
-    recent = [c for _, c in series[-10:]]
+    losses = [
+        event_dict(e)
+        for e in await ctx.reads.recent(kind="loss", limit=10, synthetic=None if with_synthetic else False)
+    ]
+    series = ctx.rates.series(synthetic=with_synthetic)
+    by_outcome = _counter_totals(ctx.metrics.bus_events, "outcome")
+    synthetic_by_outcome = _counter_totals(ctx.metrics.bus_synthetic_events, "outcome")
     return {
         "appliance": {"name": ctx.name, "version": __version__},
         "health": ctx.health.snapshot(),
-        "events_per_second": round(sum(recent) / len(recent), 1) if recent else 0.0,
+        "events_per_second": _per_second(series),
         "rate_series": [{"t": t, "events": c} for t, c in series],
         "store": {
-            "rows": stats.rows,
+            "rows": stats.rows if with_synthetic else max(0, stats.rows - synthetic_rows),
             "last_seq": stats.last_seq,
             "db_bytes": stats.db_bytes,
             "wal_bytes": stats.wal_bytes,
@@ -235,7 +264,13 @@ async def overview(request: Request, ctx: WebContext, _: Principal) -> Any:
         },
         "bus": {
             "batches_by_status": _counter_totals(ctx.metrics.bus_batches, "status"),
-            "events_by_outcome": _counter_totals(ctx.metrics.bus_events, "outcome"),
+            "events_by_outcome": by_outcome if with_synthetic else _without(by_outcome, synthetic_by_outcome),
+        },
+        "synthetic": {
+            "included": with_synthetic,
+            "rows": synthetic_rows,
+            "events_per_second": _per_second(ctx.rates.synthetic_series()),
+            "events_by_outcome": synthetic_by_outcome,
         },
         "collectors": [c.to_dict() | {"state_text": c.state_text} for c in ctx.supervisor.status()],
     }
@@ -291,6 +326,12 @@ async def collector_action(request: Request, ctx: WebContext, p: Principal) -> A
         Param("source"),
         Param("since", description="ISO 8601: observed at or after"),
         Param("until", description="ISO 8601: observed before"),
+        Param(
+            "synthetic",
+            type="boolean",
+            description="0: leave out synthetic events (from loadgen identities), 1: only those; "
+            "default: every event, synthetic ones marked `synthetic: true`",
+        ),
         BEFORE,
         LIMIT,
     ),
@@ -307,6 +348,7 @@ async def events(request: Request, ctx: WebContext, _: Principal) -> Any:
         until_ns=_time(request, "until"),
         before_seq=_int(request, "before", None, 1),
         limit=limit,
+        synthetic=_bool(request, "synthetic") if request.query_params.get("synthetic") else None,
     )
     return _page([event_dict(e) for e in rows], limit)
 
@@ -338,6 +380,7 @@ async def event(request: Request, ctx: WebContext, _: Principal) -> Any:
 )
 async def processes(request: Request, ctx: WebContext, _: Principal) -> Any:
     rows = await ctx.store.processes(source=request.query_params.get("source") or None)
+    await _mark_synthetic(ctx, rows)
     q = (request.query_params.get("q") or "").lower()
     if q:
         rows = [
@@ -404,19 +447,21 @@ async def flows(request: Request, ctx: WebContext, _: Principal) -> Any:
 @api.route(
     "GET",
     "/api/v1/flows/top",
-    "Top talkers by octets over the most recent flow records",
+    "Top talkers by octets over the most recent flow records (synthetic ones left out by default)",
     tag="flows",
     params=(
         Param("records", type="integer", description="how many recent records to sum (default 5000)"),
+        SYNTHETIC,
         LIMIT,
     ),
 )
 async def top_talkers(request: Request, ctx: WebContext, _: Principal) -> Any:
     n = _int(request, "records", 5000, 1, 100_000) or 5000
     limit = _int(request, "limit", 20, 1, 500) or 20
+    synthetic = None if _bool(request, "synthetic") else False
     octets: Counter[str] = Counter()
     packets: Counter[str] = Counter()
-    for e in await ctx.reads.recent(kind="flow", limit=n):
+    for e in await ctx.reads.recent(kind="flow", limit=n, synthetic=synthetic):
         f = e.parse().flow
         for addr, d_out, d_in in ((f.src_addr, f.forward, f.reverse), (f.dst_addr, f.reverse, f.forward)):
             octets[addr] += d_out.octets + d_in.octets
@@ -440,6 +485,7 @@ async def devices(request: Request, ctx: WebContext, _: Principal) -> Any:
     present = request.query_params.get("present") in ("1", "true", "yes")
     hours = _int(request, "new_within_hours", 24, 1, 24 * 365) or 24
     rows = await ctx.store.devices(present_only=present)
+    await _mark_synthetic(ctx, rows)
     cutoff = ctx.clock_ns() - hours * 3600 * 10**9
     for r in rows:
         r["mac"] = r["mac"].hex(":") if isinstance(r["mac"], bytes) else r["mac"]
@@ -449,7 +495,7 @@ async def devices(request: Request, ctx: WebContext, _: Principal) -> Any:
 
 @api.route("GET", "/api/v1/snmp/targets", "Polled SNMP devices with their latest state", tag="snmp")
 async def snmp_targets(request: Request, ctx: WebContext, _: Principal) -> Any:
-    return {"items": await ctx.store.snmp_targets()}
+    return {"items": await _mark_synthetic(ctx, await ctx.store.snmp_targets())}
 
 
 @api.route(
@@ -545,7 +591,7 @@ async def users(request: Request, ctx: WebContext, _: Principal) -> Any:
     params=(
         Param("name", "body", required=True),
         Param("role", "body", required=True),
-        Param("password", "body", required=True, description="at least 12 characters"),
+        Param("password", "body", required=True, description="12 to 1024 characters"),
     ),
 )
 async def add_user(request: Request, ctx: WebContext, p: Principal) -> Any:
@@ -555,8 +601,10 @@ async def add_user(request: Request, ctx: WebContext, p: Principal) -> Any:
         raise ApiError(400, "name: 1-64 letters, digits, '.', '_' or '-'")
     if role not in ("admin", "viewer"):
         raise ApiError(400, f"role: expected 'admin' or 'viewer', got {role!r}")
-    if not isinstance(password, str) or len(password) < 12:
-        raise ApiError(400, "password: at least 12 characters")
+    if not isinstance(password, str) or not 12 <= len(password) <= MAX_PASSWORD_CHARS:
+        raise ApiError(
+            400, f"password: 12 characters at least, {MAX_PASSWORD_CHARS} at most (logins refuse longer ones)"
+        )
     try:
         await ctx.store.state.create_user(name, await passwords.hash_password(password), role)
     except StateConflictError as err:
@@ -587,14 +635,47 @@ async def delete_user(request: Request, ctx: WebContext, p: Principal) -> Any:
 @api.route(
     "GET",
     "/api/v1/audit",
-    "Audit log: logins, failed logins, control actions, newest first",
+    "Audit log: logins, failed logins, control actions, newest first (this appliance's own by default)",
     tag="audit",
-    params=(BEFORE, LIMIT),
+    params=(
+        Param(
+            "remote",
+            type="boolean",
+            description="instead, the audit events that came through the bus (relayed from other "
+            "appliances), each with its source and origin",
+        ),
+        BEFORE,
+        LIMIT,
+    ),
 )
 async def audit(request: Request, ctx: WebContext, _: Principal) -> Any:
     limit = _int(request, "limit", 50, 1, 500) or 50
-    rows = await ctx.reads.recent(kind="audit", before_seq=_int(request, "before", None, 1), limit=limit)
-    return _page([event_dict(e) for e in rows], limit)
+    remote = _bool(request, "remote")
+    rows = await ctx.reads.recent(
+        kind="audit",
+        scope="remote" if remote else "local",
+        before_seq=_int(request, "before", None, 1),
+        limit=limit,
+    )
+    return _page([event_dict(e) for e in rows], limit) | {"remote": remote}
+
+
+async def _mark_synthetic(ctx: WebContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set `synthetic` on rows of a derived view (process table, devices, SNMP targets): those views
+    keep no per-event flag, so a row is synthetic when its source is enrolled with the loadgen role."""
+    loadgen = {i.name for i in await ctx.store.state.list_identities() if i.role == "loadgen"}
+    for r in rows:
+        r["synthetic"] = r["source"] in loadgen
+    return rows
+
+
+def _bool(request: Request, name: str) -> bool:
+    raw = (request.query_params.get(name) or "").lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ApiError(400, f"query parameter {name!r}: expected 1/0, true/false or yes/no, got {raw!r}")
 
 
 # ---------------------------------------------------------------------- plumbing
@@ -636,6 +717,7 @@ def openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 "400": {"description": "Bad request: the message names the parameter"},
                 "401": {"description": "Not logged in"},
                 "403": {"description": "Not allowed for this role, or a missing/wrong CSRF token"},
+                "413": {"description": "Request body too large ([web] max_body_bytes; 8 KiB for login)"},
             },
         }
         if ep.role != "public":

@@ -12,13 +12,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from amoskys.config import WebConfig
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.web import api, live, pages
+from amoskys.web.body_limit import BodyLimit
 from amoskys.web.context import WebContext
+from amoskys.web.metrics import WebMetrics
 from amoskys.web.security import SecurityHeaders
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: the login endpoints (JSON and form) take small bodies whatever `[web] max_body_bytes` says
+LOGIN_MAX_BODY_BYTES = 8 * 1024
+LOGIN_PATHS = ("/api/v1/login", "/login")
 
 
 def build_app(
@@ -30,7 +36,8 @@ def build_app(
     hsts: bool = False,
 ) -> Starlette:
     """/metrics (bearer token when configured), /healthz, /readyz; with a context, also the dashboard
-    pages, the /api/v1 JSON API with its OpenAPI document, the SSE stream and the static assets."""
+    pages, the /api/v1 JSON API with its OpenAPI document, the SSE stream and the static assets.
+    Request bodies are limited here, once, for every route (`[web] max_body_bytes`; 8 KiB to log in)."""
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_token:
@@ -65,4 +72,17 @@ def build_app(
         routes.append(Route("/api/v1/stream", stream))
         routes += pages.routes(ctx)
         routes.append(Mount("/static", app=StaticFiles(packages=[("amoskys", "static")]), name="static"))
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, hsts=hsts)])
+    max_body = ctx.config.web.max_body_bytes if ctx is not None else WebConfig().max_body_bytes
+    refused = metrics.component(WebMetrics).requests_refused.labels("body_too_large")
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders, hsts=hsts),
+            Middleware(
+                BodyLimit,
+                default=max_body,
+                limits=dict.fromkeys(LOGIN_PATHS, min(LOGIN_MAX_BODY_BYTES, max_body)),
+                on_refused=refused.inc,
+            ),
+        ],
+    )

@@ -2,9 +2,15 @@
 
 - Passwords: scrypt, verified in a worker thread; an unknown user is verified against a dummy hash,
   so it gets the same answer in about the same time as a wrong password.
-- Throttling is checked before any hashing: per source address, and per (account, address), so a
-  guesser is slowed cheaply while the real admin can still log in from another address. At most
-  `MAX_CONCURRENT_HASHES` scrypt computations run at once (bounded CPU under a distributed attack).
+- Login fields are length-capped before anything else (`MAX_NAME_CHARS`, `MAX_PASSWORD_CHARS`): an
+  over-long one is refused and never hashed.
+- Throttling is decided before any hashing: per source address, and per (account, address), so a
+  guesser is slowed cheaply while the real admin can still log in from another address. Each attempt
+  takes an in-flight slot before its first await, and failures plus attempts in flight may not pass
+  the limit, so concurrent guesses beyond it are refused unhashed (see `_Tally`). At most
+  `MAX_CONCURRENT_HASHES` scrypt computations run at once (bounded CPU under a distributed attack),
+  and one address holds at most `HASHES_PER_ADDRESS` of them (its other attempts wait in a queue of
+  its own, bounded by its throttle limit), so one address cannot make everyone else wait.
 - Sessions live in the store (only the SHA-256 of the token); logout revokes; idle and absolute
   timeouts. API tokens are sessions presented as `Authorization: Bearer <token>` (no cookie, no CSRF).
 - CSRF: every state-changing request with a session cookie carries `HMAC(secret, session)` in the
@@ -18,15 +24,17 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from amoskys.proto import events_pb2
 from amoskys.store.state import ApplianceState
 from amoskys.web import passwords
+from amoskys.web.metrics import WebMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +42,23 @@ Role = Literal["admin", "viewer"]
 AuditFn = Callable[[events_pb2.AuditEvent], Awaitable[None]]
 
 MAX_CONCURRENT_HASHES = 2
+HASHES_PER_ADDRESS = 1
 ADDR_MAX_FAILURES, ADDR_WINDOW_S, ADDR_LOCK_S = 20, 600, 600
 PAIR_MAX_FAILURES, PAIR_WINDOW_S, PAIR_LOCK_S = 5, 600, 600
+MAX_NAME_CHARS = 64  # user names are 1-64 characters (amoskys users add, POST /api/v1/users)
+MAX_PASSWORD_CHARS = 1024
 _S = 1_000_000_000
+
+
+def login_fields_problem(name: str, password: str) -> str:
+    """Why a login's name and password are refused before any hashing ("" when they are fine)."""
+    if not name or not password:
+        return "name and password are required"
+    if len(name) > MAX_NAME_CHARS:
+        return f"name: at most {MAX_NAME_CHARS} characters (got {len(name)})"
+    if len(password) > MAX_PASSWORD_CHARS:
+        return f"password: at most {MAX_PASSWORD_CHARS} characters (got {len(password)})"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +80,51 @@ class LoginResult:
     role: Role = "viewer"
     throttled: bool = False
     retry_after_s: int = 0
+    invalid: str = ""  # why the fields were refused unhashed (a 400, not a failed login)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One throttle key (an address, or an account at an address) while logins for it are under way:
+    its failures as stored, and the attempts admitted but not yet decided (`pending`). Admission is
+    synchronous: an attempt is refused when failures plus pending reach the limit, and otherwise takes
+    a pending slot at once, before it awaits anything. A tally lives while a login holds it (its store
+    writes included) and is loaded from the store again afterwards, so the store stays the truth."""
+
+    key: str
+    max_failures: int
+    window_ns: int
+    lockout_ns: int
+    failures: int = 0
+    window_start_ns: int = 0
+    locked_until_ns: int = 0
+    pending: int = 0
+    holders: int = 0
+    loaded: bool = False
+    loading: asyncio.Event | None = None
+    # only used on address tallies: the address's own queue for the global hashing slots
+    hash_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HASHES_PER_ADDRESS))
+
+    def failures_at(self, now: int) -> int:
+        return self.failures if now - self.window_start_ns < self.window_ns else 0
+
+    def full(self, now: int, *, mine: int = 0) -> bool:
+        """No further attempt may start (`mine`: this attempt's own slot is already in `pending`)."""
+        return now < self.locked_until_ns or self.failures_at(now) + self.pending - mine >= self.max_failures
+
+    def retry_after_s(self, now: int) -> int:
+        return max(1, (self.locked_until_ns - now) // _S)
+
+    def count_failure(self, now: int) -> None:
+        """The same arithmetic as ApplianceState.record_login_failure, in memory, with no await."""
+        if now - self.window_start_ns >= self.window_ns:
+            self.failures, self.window_start_ns = 0, now
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            self.locked_until_ns = max(self.locked_until_ns, now + self.lockout_ns)
+
+    def clear(self) -> None:
+        self.failures = self.window_start_ns = self.locked_until_ns = 0
 
 
 class Auth:
@@ -70,8 +137,10 @@ class Auth:
         idle_timeout_s: int = 1800,
         absolute_timeout_s: int = 12 * 3600,
         clock_ns: Callable[[], int] = time.time_ns,
+        metrics: WebMetrics | None = None,
     ) -> None:
         self.state = state
+        self.metrics = metrics if metrics is not None else WebMetrics(CollectorRegistry())
         self._secret = secret
         self._audit = audit
         self.idle_timeout_ns = idle_timeout_s * _S
@@ -79,45 +148,122 @@ class Auth:
         self._clock = clock_ns
         self._last_seen: dict[bytes, int] = {}
         self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        self._tallies: dict[str, _Tally] = {}
 
     # ------------------------------------------------------------------ login / logout
     async def login(self, name: str, password: str, remote: str) -> LoginResult:
+        problem = login_fields_problem(name, password)
+        if problem:
+            self.metrics.logins.labels("invalid").inc()
+            return LoginResult(False, invalid=problem)
+        # no await before the slots are taken: concurrent attempts see each other here
+        tallies = (
+            self._hold(f"addr:{remote}", ADDR_MAX_FAILURES, ADDR_WINDOW_S, ADDR_LOCK_S),
+            self._hold(f"pair:{name}@{remote}", PAIR_MAX_FAILURES, PAIR_WINDOW_S, PAIR_LOCK_S),
+        )
+        try:
+            return await self._attempt(name, password, remote, tallies)
+        finally:
+            for tally in tallies:
+                self._unhold(tally)
+
+    async def _attempt(
+        self, name: str, password: str, remote: str, tallies: tuple[_Tally, _Tally]
+    ) -> LoginResult:
         now = self._clock()
-        keys = (f"addr:{remote}", f"pair:{name}@{remote}")
-        for key in keys:
-            throttle = await self.state.get_throttle(key)
-            if throttle is not None and throttle.locked(now):
-                await self._audit_event("login_throttled", name, remote, False, "")
-                return LoginResult(
-                    False, throttled=True, retry_after_s=max(1, (throttle.locked_until_ns - now) // _S)
+        full = next((t for t in tallies if t.full(now)), None)
+        if full is not None:
+            return await self._throttled(name, remote, full, now)
+        for tally in tallies:
+            tally.pending += 1
+        decided = False
+        try:
+            for tally in tallies:  # what the store says: lockouts and failures of finished logins
+                await self._load(tally)
+            now = self._clock()
+            full = next((t for t in tallies if t.full(now, mine=1)), None)
+            if full is not None:
+                self._settle(tallies)
+                decided = True
+                return await self._throttled(name, remote, full, now)
+            user = await self.state.get_user(name)
+            async with tallies[0].hash_slots, self._hashing:
+                self.metrics.password_checks.inc()
+                good = await passwords.verify_password(
+                    password, user.password_hash if user else passwords.dummy_hash()
                 )
-        user = await self.state.get_user(name)
-        async with self._hashing:
-            good = await passwords.verify_password(
-                password, user.password_hash if user else passwords.dummy_hash()
-            )
-        if not (good and user):
-            await self.state.record_login_failure(
-                keys[0],
-                window_ns=ADDR_WINDOW_S * _S,
-                max_failures=ADDR_MAX_FAILURES,
-                lockout_ns=ADDR_LOCK_S * _S,
-            )
-            await self.state.record_login_failure(
-                keys[1],
-                window_ns=PAIR_WINDOW_S * _S,
-                max_failures=PAIR_MAX_FAILURES,
-                lockout_ns=PAIR_LOCK_S * _S,
-            )
-            await self._audit_event("login_failed", name, remote, False, "")
-            return LoginResult(False)
-        await self.state.clear_throttle(keys[1])
+            now = self._clock()
+            if not (good and user):
+                self._settle(tallies, failed_at=now)
+                decided = True
+                for tally in tallies:
+                    await self.state.record_login_failure(
+                        tally.key,
+                        window_ns=tally.window_ns,
+                        max_failures=tally.max_failures,
+                        lockout_ns=tally.lockout_ns,
+                    )
+                self.metrics.logins.labels("failed").inc()
+                await self._audit_event("login_failed", name, remote, False, "")
+                return LoginResult(False)
+            self._settle(tallies)
+            decided = True
+            tallies[1].clear()  # the account's failures at this address are forgiven
+        finally:
+            if not decided:  # an error or a cancellation before the outcome: give the slots back
+                self._settle(tallies)
+        await self.state.clear_throttle(tallies[1].key)
         token = passwords.new_token()
         await self.state.create_session(
             passwords.token_hash(token), user.name, now + self.absolute_timeout_ns
         )
+        self.metrics.logins.labels("ok").inc()
         await self._audit_event("login", name, remote, True, "")
         return LoginResult(True, token=token, role=user.role)
+
+    async def _throttled(self, name: str, remote: str, full: _Tally, now: int) -> LoginResult:
+        self.metrics.logins.labels("throttled").inc()
+        await self._audit_event("login_throttled", name, remote, False, "")
+        return LoginResult(False, throttled=True, retry_after_s=full.retry_after_s(now))
+
+    def _hold(self, key: str, max_failures: int, window_s: int, lockout_s: int) -> _Tally:
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = _Tally(key, max_failures, window_s * _S, lockout_s * _S)
+        tally.holders += 1
+        return tally
+
+    def _unhold(self, tally: _Tally) -> None:
+        tally.holders -= 1
+        if tally.holders == 0:  # every write of its logins is done: the store has it all
+            del self._tallies[tally.key]
+
+    @staticmethod
+    def _settle(tallies: tuple[_Tally, ...], *, failed_at: int | None = None) -> None:
+        """An attempt is decided: free its slots (counting its failure first, with no await between)."""
+        for tally in tallies:
+            if failed_at is not None:
+                tally.count_failure(failed_at)
+            tally.pending -= 1
+
+    async def _load(self, tally: _Tally) -> None:
+        """Fill a new tally from the store, once: concurrent logins wait for the one that reads it (if
+        that read fails, the next one tries)."""
+        while not tally.loaded:
+            if tally.loading is not None:
+                await tally.loading.wait()
+                continue
+            loading = tally.loading = asyncio.Event()
+            try:
+                stored = await self.state.get_throttle(tally.key)
+            finally:
+                tally.loading = None
+                loading.set()
+            if stored is not None:
+                tally.failures = stored.failures
+                tally.window_start_ns = stored.window_start_ns
+                tally.locked_until_ns = stored.locked_until_ns
+            tally.loaded = True
 
     async def logout(self, principal: Principal, remote: str) -> None:
         await self.state.revoke_session(principal.session)

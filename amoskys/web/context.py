@@ -20,24 +20,39 @@ from amoskys.web.reads import WebReads
 
 @dataclass
 class RateHistory:
-    """Committed events per second over the last `size` seconds (for the overview chart)."""
+    """Committed events per second over the last `size` seconds (for the overview chart); synthetic
+    events (from loadgen identities) are counted apart, so the totals can leave them out."""
 
     size: int = 300
     points: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=300))
+    synthetic_points: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=300))
     _second: int = 0
     _count: int = 0
+    _synthetic: int = 0
 
-    def add(self, n: int, now: float | None = None) -> None:
+    def add(self, n: int, now: float | None = None, *, synthetic: int = 0) -> None:
+        """Count `n` committed events, `synthetic` of them synthetic."""
         sec = int(now if now is not None else time.time())
         if sec != self._second:
             if self._second:
                 self.points.append((self._second, self._count))
-            self._second, self._count = sec, 0
-        self._count += n
+                self.synthetic_points.append((self._second, self._synthetic))
+            self._second, self._count, self._synthetic = sec, 0, 0
+        self._count += n - synthetic
+        self._synthetic += synthetic
 
-    def series(self, now: float | None = None) -> list[tuple[int, int]]:
+    def series(self, now: float | None = None, *, synthetic: bool = False) -> list[tuple[int, int]]:
+        """(second, events) of the last `size` whole seconds: observed events only, or with the
+        synthetic ones added when `synthetic`."""
         self.add(0, now)
-        return list(self.points)
+        if not synthetic:
+            return list(self.points)
+        return [(t, c + s) for (t, c), (_, s) in zip(self.points, self.synthetic_points, strict=True)]
+
+    def synthetic_series(self, now: float | None = None) -> list[tuple[int, int]]:
+        """(second, synthetic events) of the last `size` whole seconds."""
+        self.add(0, now)
+        return list(self.synthetic_points)
 
 
 @dataclass

@@ -23,14 +23,28 @@ KEEPALIVE_SECONDS = 15.0
 
 
 async def count_rates(sub: Subscription[Record], rates: RateHistory) -> None:
-    """Feed the overview's events/s history from the committed-event fan-out (runs until cancelled)."""
+    """Feed the overview's events/s history from the committed-event fan-out (runs until cancelled);
+    synthetic events are counted apart."""
     with sub:
         while True:
-            rates.add(len(await sub.get_many(10_000)))
+            batch = await sub.get_many(10_000)
+            rates.add(len(batch), synthetic=sum(1 for r in batch if r.synthetic))
 
 
 def _summary(r: Record) -> dict[str, object]:
-    return {"kind": r.kind, "source": r.source, "event_id": r.event_id, "ts_ns": r.ts_ns}
+    return {
+        "kind": r.kind,
+        "source": r.source,
+        "origin": r.origin,
+        "synthetic": r.synthetic,
+        "event_id": r.event_id,
+        "ts_ns": r.ts_ns,
+    }
+
+
+def _per_second(series: list[tuple[int, int]]) -> float:
+    recent = [c for _, c in series[-10:]]
+    return round(sum(recent) / len(recent), 1) if recent else 0.0
 
 
 async def stream(request: Request, ctx: WebContext) -> Response:
@@ -55,10 +69,9 @@ async def stream(request: Request, ctx: WebContext) -> Response:
                     yield f"event: events\ndata: {json.dumps(chosen)}\n\n"
                     last_data = now
                 if now - last_tick >= TICK_SECONDS:
-                    series = ctx.rates.series()
-                    recent = [c for _, c in series[-10:]]
                     tick = {
-                        "events_per_second": round(sum(recent) / len(recent), 1) if recent else 0.0,
+                        "events_per_second": _per_second(ctx.rates.series()),
+                        "synthetic_events_per_second": _per_second(ctx.rates.synthetic_series()),
                         "dropped": sub.dropped,
                     }
                     yield f"event: tick\ndata: {json.dumps(tick)}\n\n"

@@ -168,7 +168,8 @@ async def users(request: Request, ctx: WebContext, p: Principal) -> dict[str, An
 
 
 async def audit(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"page": await api.audit(request, ctx, p)}
+    page = await api.audit(request, ctx, p)
+    return {"page": page, "remote": page["remote"]}
 
 
 # ---------------------------------------------------------------------- login
@@ -200,7 +201,11 @@ def login_routes(ctx: WebContext, env: jinja2.Environment) -> list[Route]:
         form = await request.form()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         nxt = _safe_next(str(form.get("next", "/")))
-        result = await ctx.auth.login(name[:64], password, request.client.host if request.client else "")
+        result = await ctx.auth.login(name, password, request.client.host if request.client else "")
+        if result.invalid:
+            return _render(
+                env, "login.html", request, ctx, None, {"error": result.invalid, "next": nxt}, status=400
+            )
         if result.throttled:
             return _render(
                 env,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 from google.protobuf.message import DecodeError
@@ -19,7 +19,10 @@ from amoskys.proto import events_pb2
 from amoskys.store.export import event_json
 from amoskys.store.records import StoredEvent
 
-_COLUMNS = "store_seq, event_id, source, boot_id, source_seq, kind, ts_ns, received_ns, envelope, digest"
+_COLUMNS = (
+    "store_seq, event_id, source, boot_id, source_seq, kind, ts_ns, received_ns, envelope, digest, "
+    "origin, synthetic"
+)
 WINDOW = 20_000  # store_seq values per statement when scanning backwards
 
 
@@ -68,9 +71,14 @@ class WebReads:
         limit: int = 50,
         match: Callable[[events_pb2.Envelope], bool] | None = None,
         scan_limit: int = 200_000,
+        scope: Literal["local", "remote"] | None = None,
+        synthetic: bool | None = None,
     ) -> list[StoredEvent]:
         """Up to `limit` events, newest first, with store_seq < before_seq; `match` filters decoded
-        envelopes (for searches inside bodies) and at most `scan_limit` rows are looked at."""
+        envelopes (for searches inside bodies) and at most `scan_limit` rows are looked at. `scope`
+        "local" keeps only the appliance's own events (empty origin), "remote" only those that came
+        through the bus. `synthetic` False leaves out events of loadgen identities, True keeps only
+        those (None: both)."""
         hi = (before_seq - 1) if before_seq else await self.last_seq()
         where, params = ["store_seq > ?", "store_seq <= ?"], []
         for clause, value in (
@@ -82,6 +90,10 @@ class WebReads:
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        if scope is not None:
+            where.append("origin = ''" if scope == "local" else "origin != ''")
+        if synthetic is not None:
+            where.append("synthetic = 1" if synthetic else "synthetic = 0")
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY store_seq DESC LIMIT ?"
         out: list[StoredEvent] = []
         scanned = 0
@@ -97,6 +109,11 @@ class WebReads:
             scanned += hi - lo
             hi = lo
         return out
+
+    async def synthetic_rows(self) -> int:
+        """Stored events that loadgen identities published (counted on their partial index)."""
+        rows = await self._rows("SELECT COUNT(*) FROM events WHERE synthetic = 1", ())
+        return int(rows[0][0] or 0)
 
     async def by_seq(self, seq: int) -> StoredEvent | None:
         rows = await self._rows(f"SELECT {_COLUMNS} FROM events WHERE store_seq = ?", (seq,))

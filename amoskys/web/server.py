@@ -1,11 +1,17 @@
-"""uvicorn's Server inside the appliance's loop, on a socket we bind, with our own signal handling."""
+"""uvicorn's Server inside the appliance's loop, on a socket we bind, with our own signal handling.
+
+Proxy headers (X-Forwarded-For, X-Forwarded-Proto) are ignored unless the peer is one of
+`trusted_proxies` (``[web] trusted_proxies``): otherwise any client could pick the address the login
+throttle and the audit log see. uvicorn trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS) by default; we never
+let it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -51,7 +57,11 @@ class WebServer:
         *,
         graceful_seconds: float = 2.0,
         tls: tuple[Path, Path] | None = None,
+        limit_concurrency: int | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
+        """`limit_concurrency`: connections served at once (more are answered 503); `trusted_proxies`:
+        addresses and networks whose X-Forwarded-For / X-Forwarded-Proto are believed."""
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -64,6 +74,9 @@ class WebServer:
             timeout_graceful_shutdown=graceful_seconds,
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
+            limit_concurrency=limit_concurrency,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies),  # never None: uvicorn would read the environment
         )
         self._server = _Server(config)
 

@@ -94,6 +94,7 @@ async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw)
             server_ip_addresses=("127.0.0.1",),
             max_events_per_batch=bus_kw.pop("max_events_per_batch", 500),
             max_concurrent_rpcs=100,
+            max_calls_per_identity=bus_kw.pop("max_calls_per_identity", 32),
             quota_events_per_second=bus_kw.pop("quota_events_per_second", 1_000_000),
             quota_burst_events=bus_kw.pop("quota_burst_events", 1_000_000),
         ),

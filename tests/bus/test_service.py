@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amoskys import pki
-from amoskys.bus.client import PublisherIdentity, PublishRefusedError
+from amoskys.bus.client import AccessDeniedError, PublisherIdentity, PublishRefusedError
 from amoskys.config import StoreConfig
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
 from amoskys.state_access import appliance_state
@@ -91,11 +91,11 @@ async def test_expired_certificate_gets_unavailable(bus_env: BusEnv, tmp_path: P
     await _expect_unavailable(bus_env, creds)
 
 
-async def test_revocation_takes_effect_without_restart(bus_env: BusEnv) -> None:
+async def test_revocation_recorded_by_another_process_takes_effect_without_restart(bus_env: BusEnv) -> None:
     agent = await bus_env.enroll("agent-1")
     client = bus_env.client(agent)
     assert (await client.publish_raw(events_for(agent, 1)[1])).status == bus_pb2.OK
-    # revoked from another connection, as `amoskys agents revoke` does while the appliance runs
+    # revoked from another connection and never announced: the identity cache expires (0.2 s here)
     async with appliance_state(bus_env.store.path, StoreConfig()) as state:
         assert await state.revoke_identity("agent-1")
     loop = asyncio.get_running_loop()
@@ -103,27 +103,27 @@ async def test_revocation_takes_effect_without_restart(bus_env: BusEnv) -> None:
     while True:
         try:
             await client.publish_raw(events_for(agent, 1)[1])
-        except PublishRefusedError as err:
-            assert err.ack.status == bus_pb2.UNAUTHORIZED and "revoked" in err.ack.message
+        except AccessDeniedError as err:  # final: the client does not retry it
+            assert "revoked" in err.details
             break
         assert loop.time() < deadline, "revocation not seen within 5 s"
-    assert bus_env.counter("amoskys_bus_batches_total", status="unauthorized", reason="revoked") >= 1
+    assert bus_env.counter("amoskys_bus_calls_refused_total", reason="revoked") >= 1
     stored = len(await bus_env.stored_ids("agent-1"))
-    with pytest.raises(PublishRefusedError):
+    with pytest.raises(AccessDeniedError):
         await client.publish_raw(events_for(agent, 1)[1])
     assert len(await bus_env.stored_ids("agent-1")) == stored  # nothing from a revoked identity
 
 
-async def test_unknown_identity_is_unauthorized(bus_env: BusEnv, tmp_path: Path) -> None:
+async def test_unknown_identity_is_denied_at_call_start(bus_env: BusEnv, tmp_path: Path) -> None:
     out = tmp_path / "stray"
     pki.enroll_agent(
         bus_env.creds, name="stray", role="agent", trust_domain=TRUST, bus_address="", out_dir=out
     )
     stray = PublisherIdentity.from_bundle(out)  # a valid certificate, never recorded as enrolled
-    with pytest.raises(PublishRefusedError) as info:
+    with pytest.raises(AccessDeniedError) as info:
         await bus_env.client(stray).publish_raw(events_for(stray, 3)[1])
-    assert info.value.ack.status == bus_pb2.UNAUTHORIZED
-    assert bus_env.counter("amoskys_bus_batches_total", status="unauthorized", reason="not_enrolled") == 1
+    assert "not enrolled" in info.value.details
+    assert bus_env.counter("amoskys_bus_calls_refused_total", reason="not_enrolled") == 1
     assert (await bus_env.store.stats()).rows == 0
 
 
@@ -215,10 +215,12 @@ async def test_a_fork_in_the_chain_raises_an_alert_and_is_stored(bus_env: BusEnv
     agent = await bus_env.enroll("agent-1")
     client = bus_env.client(agent)
     await client.publish_raw(events_for(agent, 3)[1])
-    client.prev_digest = b"\x00" * 32  # a publisher that lost its place in the chain
+    first = client.prev_digest
+    await client.publish_raw(events_for(agent, 3)[1])  # the first batch's accepted successor
+    client.prev_digest = first  # a second history claiming the same past
     ack = await client.publish_raw(events_for(agent, 3)[1])
     assert ack.status == bus_pb2.OK and ack.accepted == 3  # never locked out
-    assert len(await bus_env.stored_ids("agent-1")) == 6
+    assert len(await bus_env.stored_ids("agent-1")) == 9
 
     # the chain continues from the fork: the next batch is no fork; and since the writer commits in
     # order, its OK also means the alert (queued before it) is committed
@@ -227,7 +229,28 @@ async def test_a_fork_in_the_chain_raises_an_alert_and_is_stored(bus_env: BusEnv
     parsed = [e.parse() for e in await bus_env.store.events(kind="alert")]
     forks = [e for e in parsed if e.alert.rule == "bus.chain_fork"]
     assert len(forks) == 1 and forks[0].alert.attributes["sender"] == "agent-1"
+    assert forks[0].alert.attributes["prev_digest"] == first.hex()
     assert forks[0].source == "appliance"
+
+
+async def test_a_restarted_publisher_starts_a_new_chain_without_an_alert(bus_env: BusEnv) -> None:
+    agent = await bus_env.enroll("agent-1")
+    for _ in range(3):  # three runs of a publisher that keeps no chain state: each starts at genesis
+        client = bus_env.client(agent)
+        assert client.prev_digest == b""
+        await client.publish_raw(events_for(agent, 2)[1])
+        await client.publish_raw(events_for(agent, 2)[1])
+    assert bus_env.counter("amoskys_bus_chain_starts_total") == 3
+    assert bus_env.counter("amoskys_bus_chain_forks_total") == 0
+    lost = bus_env.client(agent)
+    lost.prev_digest = b"\x00" * 32  # names a predecessor the bus never took: counted, no alert
+    ack = await lost.publish_raw(events_for(agent, 2)[1])
+    assert ack.status == bus_pb2.OK and ack.accepted == 2
+    assert bus_env.counter("amoskys_bus_chain_unknown_predecessor_total") == 1
+    await lost.publish_raw(events_for(agent, 1)[1])  # chains to the batch just taken
+    assert bus_env.counter("amoskys_bus_chain_unknown_predecessor_total") == 1
+    alerts = [e.parse().alert.rule for e in await bus_env.store.events(kind="alert")]
+    assert alerts == []
 
 
 async def test_source_other_than_sender_needs_the_relay_role(bus_env: BusEnv) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
-from amoskys.bus.auth import ChainTracker
 from amoskys.bus.fanout import Fanout
 from amoskys.bus.quota import TokenBuckets
 from amoskys.bus.validate import check, parse_event
@@ -80,30 +78,6 @@ def test_validation_names_each_reason() -> None:
 def test_garbage_bytes_do_not_parse() -> None:
     assert parse_event(b"\xff\xff\xff") is None
     assert parse_event(_good().SerializeToString()) is not None
-
-
-async def test_chain_verdicts() -> None:
-    chains = ChainTracker(wait_seconds=0.05)
-    assert await chains.judge("a", b"", b"d1") == "first"
-    chains.advance("a", b"d1")
-    assert await chains.judge("a", b"d1", b"d2") == "next"
-    chains.advance("a", b"d2")
-    assert await chains.judge("a", b"d1", b"d2") == "replay"  # the last batch again
-    assert await chains.judge("a", b"", b"d1") == "replay"  # an older one
-    assert await chains.judge("a", b"d2", b"d3") == "next"
-    assert await chains.judge("a", b"d1", b"d3b") == "next"  # pipelined: chained to a recent batch
-    assert await chains.judge("a", b"never-seen", b"dX") == "fork"
-
-
-async def test_a_pipelined_batch_judged_before_its_predecessor_waits_for_it() -> None:
-    chains = ChainTracker(wait_seconds=5)
-    chains.advance("a", b"d1")
-    later = asyncio.ensure_future(chains.judge("a", b"d2", b"d3"))  # d3 arrives before d2 is taken
-    await asyncio.sleep(0)
-    assert not later.done()
-    assert await chains.judge("a", b"d1", b"d2") == "next"
-    chains.advance("a", b"d2")
-    assert await asyncio.wait_for(later, 5) == "next"
 
 
 def test_backoff_grows_is_capped_and_honours_the_hint() -> None:

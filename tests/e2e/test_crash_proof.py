@@ -46,7 +46,9 @@ def _harness(
     data = tmp_path / "data"
     bundle = tmp_path / "bundle"
     amoskys("certs", "init", "--data-dir", str(data))
-    amoskys("agents", "enroll", "loadgen-1", "--out", str(bundle), "--data-dir", str(data))
+    amoskys(
+        "agents", "enroll", "loadgen-1", "--role", "loadgen", "--out", str(bundle), "--data-dir", str(data)
+    )
     port = free_port()
     acked = tmp_path / "acked.txt"
     rng = random.Random(20261127)

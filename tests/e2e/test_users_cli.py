@@ -16,6 +16,10 @@ def test_users_added_while_running_can_log_in_and_removed_ones_cannot(appliance_
     data = str(app.data_dir)
     short = amoskys("users", "add", "ops", "--data-dir", data, input="short\n", check=False)
     assert short.returncode == 2 and "12 characters" in short.stderr
+    long = amoskys(
+        "users", "add", "ops", "--password-stdin", "--data-dir", data, input="x" * 1025 + "\n", check=False
+    )
+    assert long.returncode == 2 and "1024 characters at most" in long.stderr
     amoskys(
         "users",
         "add",

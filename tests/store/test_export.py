@@ -17,7 +17,19 @@ from amoskys.store.export import export_events
 
 from .helpers import flow_records, open_store, running
 
-FIELDS = ["store_seq", "event_id", "source", "boot_id", "source_seq", "kind", "ts_ns", "received_ns", "body"]
+FIELDS = [
+    "store_seq",
+    "event_id",
+    "source",
+    "origin",
+    "synthetic",
+    "boot_id",
+    "source_seq",
+    "kind",
+    "ts_ns",
+    "received_ns",
+    "body",
+]
 
 
 def _lines(buf: io.StringIO) -> list[dict[str, object]]:

@@ -14,6 +14,17 @@ dropped by the kernel when the socket closes.
 The interface's hardware type picks the parser: Ethernet and loopback frames, or bare IP packets
 (tun, WireGuard: ``ARPHRD_NONE``/``ARPHRD_RAWIP``); the filter is compiled for the same link type.
 
+On loopback (``ARPHRD_LOOPBACK``) every frame reaches a packet socket twice: once as the host sends
+it (``sll_pkttype`` ``PACKET_OUTGOING``) and once as the host receives it (``PACKET_HOST``). As libpcap
+does (``linux_check_direction`` in pcap-linux.c drops outgoing frames of the loopback device), the
+capture skips the outgoing copy there, so each packet counts once, as tcpdump and tshark count it;
+skipped copies are not handed to the table (``outgoing_skipped`` counts them) but are in the kernel's
+``PACKET_STATISTICS``. The packet type is read from the ``sockaddr_ll`` the kernel writes after each
+``tpacket3_hdr``, at ``TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`` = 48 bytes from the frame's
+header. On every other interface an outgoing frame is the host's own traffic, seen only once, and
+counts: the decision is made once, at :meth:`LiveCapture.open`, and other interfaces keep a frame
+loop that never reads the packet type.
+
 The kernel strips the outermost VLAN tag of a received frame into the ring's metadata
 (``tp_vlan_tci`` with ``TP_STATUS_VLAN_VALID``); its id goes to the table as the frame's outer VLAN
 (a tag still in the frame is then the inner one), so tagged and QinQ traffic meters as from a file.
@@ -31,6 +42,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from amoskys.collectors.flow import bpf
 from amoskys.collectors.flow.parse import ParseFn, parse_ethernet, parse_raw
@@ -49,6 +61,7 @@ ETH_P_ALL = 0x0003
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
+PACKET_OUTGOING = 4  # sockaddr_ll.sll_pkttype of a frame the host sent
 
 # Interface hardware types (linux/if_arp.h, /sys/class/net/<name>/type) the capture decodes, with
 # the parser and the libpcap DLT their frames have on a SOCK_RAW packet socket.
@@ -75,6 +88,9 @@ _BLOCK = struct.Struct("=8xIII")  # tpacket_block_desc: (version, priv offset,) 
 _BLOCK_STATUS = struct.Struct("=I")
 # tpacket3_hdr: next_offset, sec, nsec, snaplen, (len,) status, mac, (net, rxhash,) vlan_tci, (vlan_tpid)
 _HDR = struct.Struct("=IIII4xIH6xI2x")
+# ... the same, then the sockaddr_ll at TPACKET_ALIGN(48) = 48: (family, protocol, ifindex, hatype,)
+# pkttype at 48 + 10
+_HDR_PKTTYPE = struct.Struct("=IIII4xIH6xI22xB")
 _STATS = struct.Struct("=III")  # tpacket_stats_v3: packets (drops included), drops, freeze_q_cnt
 _MREQ = struct.Struct("=iHH8s")  # packet_mreq: ifindex, type, alen, address
 
@@ -88,7 +104,15 @@ class KernelStats:
     freezes: int  # times the ring was full (the queue froze)
 
 
-def link_of(interface: str, sys_class_net: Path = Path("/sys/class/net")) -> tuple[ParseFn, int]:
+class Link(NamedTuple):
+    """How frames of an interface's hardware type are read."""
+
+    parse: ParseFn
+    dlt: int  # the libpcap link type its filter is compiled for
+    hatype: int  # ARPHRD_* (linux/if_arp.h)
+
+
+def link_of(interface: str, sys_class_net: Path = Path("/sys/class/net")) -> Link:
     """The parser and libpcap DLT for ``interface``'s hardware type; StartupError when the interface
     does not exist (retry: it may come up) or its type is not one the capture decodes (no retry)."""
     try:
@@ -102,7 +126,7 @@ def link_of(interface: str, sys_class_net: Path = Path("/sys/class/net")) -> tup
             "(Ethernet, loopback and raw-IP interfaces such as tun or WireGuard are)",
             retry=False,
         )
-    return link
+    return Link(*link, hatype)
 
 
 def block_bytes_for(ring_bytes: int) -> int:
@@ -138,6 +162,9 @@ class LiveCapture:
         self._left = 0  # frames of that block not yet read (0: block not started)
         self._pos = 0  # offset of its next frame
         self.parse: ParseFn = parse_ethernet  # set by open() from the interface's hardware type
+        #: loopback: each frame comes twice, the sent copy is skipped (set by open())
+        self.skip_outgoing = False
+        self.outgoing_skipped = 0  # sent copies skipped on loopback since open()
 
     @property
     def ring_bytes(self) -> int:
@@ -151,8 +178,10 @@ class LiveCapture:
             ifindex = socket.if_nametoindex(name)
         except OSError as err:
             raise StartupError(f"capture interface {name!r}: no such interface", retry=True) from err
-        self.parse, dlt = link_of(name)
-        program = bpf.compile_filter(self.filter_expression, linktype=dlt) if self.filter_expression else None
+        link = link_of(name)
+        program = (
+            bpf.compile_filter(self.filter_expression, linktype=link.dlt) if self.filter_expression else None
+        )
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError as err:
@@ -187,6 +216,9 @@ class LiveCapture:
             raise StartupError(f"capture on {name!r}: {step} failed: {err}", retry=True) from err
         self.sock = sock
         self.ring = ring
+        self.parse = link.parse
+        self.skip_outgoing = link.hatype == ARPHRD_LOOPBACK
+        self.outgoing_skipped = 0
         self._block = 0
         self._left = 0
         self.kernel_stats()  # start counting from now
@@ -214,6 +246,8 @@ class LiveCapture:
         ring = self.ring
         if ring is None:
             raise CollectorError(f"capture on {self.interface!r} is not open")
+        if self.skip_outgoing:
+            return self._feed_received(ring, sink, max_packets)
         packet = sink.packet
         parse = self.parse
         plain = parse is parse_ethernet  # the table's default parser: not passed per frame
@@ -246,6 +280,47 @@ class LiveCapture:
             _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)
             block = (block + 1) % blocks
         self._block, self._left, self._pos = block, left, pos
+        return count
+
+    def _feed_received(self, ring: mmap.mmap, sink: PacketSink, max_packets: int) -> int:
+        """:meth:`feed` for loopback: the same walk, skipping the sent copy of each frame
+        (``PACKET_OUTGOING``); skipped copies are not counted in the frames returned."""
+        packet = sink.packet
+        parse = self.parse
+        plain = parse is parse_ethernet
+        hdr = _HDR_PKTTYPE.unpack_from
+        blocks = self.block_count
+        size = self.block_bytes
+        block, left, pos = self._block, self._left, self._pos
+        count = skipped = 0
+        while count < max_packets:
+            base = block * size
+            if not left:
+                status, num, first = _BLOCK.unpack_from(ring, base)
+                if not status & TP_STATUS_USER:
+                    break
+                left, pos = num, base + first
+            while left and count < max_packets:
+                nxt, sec, nsec, snaplen, status, mac, tci, pkttype = hdr(ring, pos)
+                if pkttype == PACKET_OUTGOING:
+                    skipped += 1
+                else:
+                    start = pos + mac
+                    if status & TP_STATUS_VLAN_VALID:
+                        packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen, parse, tci & 0xFFF)
+                    elif plain:
+                        packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen)
+                    else:
+                        packet(sec * 1_000_000_000 + nsec, ring, start, start + snaplen, parse)
+                    count += 1
+                pos += nxt
+                left -= 1
+            if left:
+                break
+            _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)
+            block = (block + 1) % blocks
+        self._block, self._left, self._pos = block, left, pos
+        self.outgoing_skipped += skipped
         return count
 
     async def wait(self, timeout_seconds: float) -> None:

@@ -41,7 +41,6 @@ import struct
 from typing import Any, Protocol
 
 from amoskys.collectors.flow import parse as P
-from amoskys.collectors.flow.community_id import ICMP4_PAIRS, ICMP6_PAIRS, community_id
 from amoskys.collectors.flow.records import (
     ACTIVE_TIMEOUT,
     END_OF_FLOW,
@@ -51,6 +50,7 @@ from amoskys.collectors.flow.records import (
     FlowLoss,
     FlowRecordData,
 )
+from amoskys.community_id import ICMP4_PAIRS, ICMP6_PAIRS, community_id
 
 NS = 1_000_000_000
 INF = 1 << 126  # a deadline that never comes (still an int: comparisons stay int-vs-int)

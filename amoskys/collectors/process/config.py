@@ -10,17 +10,27 @@ import msgspec
 from amoskys.collectors.base import CollectorConfig
 
 #: Option names whose values are secrets (regular expressions, case-insensitive, matched against the
-#: end of an option name such as ``--db-password`` or ``MYSQL_PWD``).
+#: end of an option or variable name such as ``--db-password``, ``MYSQL_PWD`` or ``X-Api-Key``). The
+#: password pattern also matches inside a name (``PASSWORD_ADMIN``); ``(?-i:…)`` makes ``*_KEY`` match
+#: only upper-case, environment-style names (``STRIPE_KEY=``, not ``--tls-key /path``). Names ending
+#: in ``file``, ``path``, ``dir``, ``fd``, ``stdin``, ``env`` … are never secret (redact.py). No pattern
+#: may hold a "|": the README's configuration table could not show it.
 DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
-    "pass(w(or)?d)?",
+    "pass",
+    "passw(or)?d[0-9a-z_.-]*",
+    "passphrase",
     "pwd",
     "secret",
     "token",
+    "bearer",
     "api[-_]?key",
     "access[-_]?key",
     "private[-_]?key",
+    "(?-i:[A-Z0-9]_KEY)",
     "credentials?",
     "auth",
+    "psk",
+    "community",
 )
 
 Mode = Literal["auto", "netlink", "polling"]
@@ -41,11 +51,13 @@ class ProcessConfig(CollectorConfig, frozen=True):
 
     def __post_init__(self) -> None:
         for pattern in self.redact_patterns:
-            if not pattern:
-                raise ValueError("`redact_patterns`: an empty pattern would match every option")
             try:
-                re.compile(pattern)
+                compiled = re.compile(pattern)
             except re.error as err:
                 raise ValueError(
                     f"`redact_patterns`: {pattern!r} is not a regular expression: {err}"
                 ) from None
+            if compiled.fullmatch("") is not None:
+                raise ValueError(
+                    f"`redact_patterns`: {pattern!r} matches an empty name, so it would match every option"
+                )

@@ -274,16 +274,23 @@ class RealtimeTracker:
     def _digest(self, fd: int | None, key: procfs.ExeKey) -> asyncio.Future[bytes | None] | None:
         """The future sha256 of an executable: one hashing job per (dev, inode, size, mtime).
 
-        `fd` (closed here or by the hasher) starts the job unless one runs already; without it, only
-        a running job can answer (None otherwise: the hash is left empty)."""
+        `fd` (closed here or by the hasher) starts the job unless one runs already; without it, a
+        running job or the cache (a job that finished since the reader looked) can answer (None
+        otherwise: the hash is left empty)."""
         pending = self._pending_digests.get(key)
         if pending is not None:
             if fd is not None:
                 os.close(fd)
             return pending
-        if fd is None:
-            return None
         loop = asyncio.get_running_loop()
+        if fd is None:
+            # the job that hashed it may have finished since the reader missed the cache
+            cached = self.hashes.get(key)
+            if cached is None:
+                return None
+            done: asyncio.Future[bytes | None] = loop.create_future()
+            done.set_result(cached)
+            return done
         future = loop.run_in_executor(self._hash_pool, self.hashes.digest_fd, fd, key)
         self._pending_digests[key] = future
         future.add_done_callback(lambda _: self._pending_digests.pop(key, None))

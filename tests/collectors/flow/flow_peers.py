@@ -1,5 +1,5 @@
 """Run the peers — softflowd (NetFlow v9 → nfcapd → nfdump) and tshark — on a pcap, and put their
-results and ours in one comparable shape.
+results and ours in one comparable shape; and tshark capturing a live interface beside the collector.
 
 Both peers see one *direction* of a flow at a time (softflowd exports each direction as a record of
 its own; tshark's conversation table has a column per direction), so the comparison is a multiset of
@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import TracebackType
 
 from amoskys.collectors.flow.pcap import open_capture
 from amoskys.collectors.flow.records import FlowRecordData
@@ -184,3 +185,63 @@ def our_packets_by_5tuple(records: list[FlowRecordData]) -> dict[Key, int]:
         if r.rev_packets:
             out[(r.dst_addr, r.src_addr, r.protocol, r.dst_port, r.src_port)] += r.rev_packets
     return dict(out)
+
+
+class TsharkCapture:
+    """``tshark -i INTERFACE [-f FILTER] -w FILE``: tshark capturing a live interface into a pcapng file
+    while a test sends traffic, to compare with the collector on the same interface.
+
+    Entering starts tshark and returns once it captures (its capture file exists: dumpcap writes it
+    after opening the interface and setting the filter); leaving stops it with SIGINT, so the file
+    is complete. Blocking: from a coroutine, enter and leave it in a thread.
+    """
+
+    def __init__(self, interface: str, path: Path, capture_filter: str = "") -> None:
+        self.interface = interface
+        self.path = path
+        self.capture_filter = capture_filter
+        self.log = path.with_suffix(".tshark.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> TsharkCapture:
+        tshark = require_tool("tshark", "tshark")
+        command = [tshark, "-n", "-i", self.interface, "-w", str(self.path)]
+        if self.capture_filter:
+            command += ["-f", self.capture_filter]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(self._capturing, timeout=60, what=f"tshark to capture on {self.interface}")
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop()
+
+    def _capturing(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"tshark exited with {self.proc.returncode}:\n{self.output()}")
+        return self.path.exists() and self.path.stat().st_size > 0
+
+    def holds(self, data: bytes) -> bool:
+        """True once the capture file holds ``data`` (tshark writes what it captured every ~0.5 s)."""
+        return data in self.path.read_bytes()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def _stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise AssertionError(f"tshark did not stop on SIGINT:\n{self.output()}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amoskys.collectors.flow.community_id import community_id, community_id_of
+from amoskys.community_id import community_id, community_id_of
 
 from flow_golden import CASES_DIR
 

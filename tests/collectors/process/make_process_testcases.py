@@ -278,10 +278,21 @@ def case_malformed() -> Case:
 
 def case_redaction() -> Case:
     """Site-specific secret option names (config.toml): `--pin` and `--passphrase` values are masked,
-    `--token` is not (no longer in the patterns); URL credentials always are."""
+    `--token` is not (no longer in the patterns); URL credentials, HTTP authorization headers and a
+    tool's secret options (`mysql -p…`, after the tool's name) always are."""
     procs = {
         400: ProcDir(
-            ["unlock", "--pin", "1234", "--passphrase=correct-horse", "--token=visible", "ftp://u:pw@h/"],
+            [
+                "unlock",
+                "--pin",
+                "1234",
+                "--passphrase=correct-horse",
+                "--token=visible",
+                "ftp://u:pw@h/",
+                "Authorization: Bearer abc123",
+                "mysql",
+                "-phunter2",
+            ],
             "/usr/local/bin/unlock",
             1,
             ticks(0),

@@ -5,6 +5,9 @@ canonical order (smaller address, then port, first; raw network-order bytes comp
 directions of a flow hash alike. ICMP and ICMPv6 use the type as sport and the code as dport, except
 for request/response types, where dport is the partner type and the pair orders like ports; the other
 ICMP types are one-way and never reordered. Protocols without ports hash without the port fields.
+
+Pure and shared: the flow collector computes its records' IDs with it, and so does `amoskys loadgen`
+(a core module may not import a collector's folder).
 """
 
 from __future__ import annotations

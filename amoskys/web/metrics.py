@@ -1,0 +1,36 @@
+"""The web port's series: logins by outcome, passwords hashed, requests refused before a handler."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+LOGIN_OUTCOMES = ("ok", "failed", "throttled", "invalid")
+REFUSAL_REASONS = ("body_too_large",)
+
+
+class WebMetrics:
+    """Every ``amoskys_web_*`` series, on the registry the appliance gives (``Metrics.component``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.logins = Counter(
+            "amoskys_web_logins_total",
+            "Login attempts by outcome: ok, failed (wrong name or password), throttled (refused before "
+            "hashing: too many failures or attempts in progress) or invalid (a field too long).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.password_checks = Counter(
+            "amoskys_web_password_checks_total",
+            "Passwords hashed (scrypt) to check a login.",
+            registry=registry,
+        )
+        self.requests_refused = Counter(
+            "amoskys_web_requests_refused_total",
+            "Requests refused before any handler ran, by reason (body_too_large: answered 413).",
+            ["reason"],
+            registry=registry,
+        )
+        for outcome in LOGIN_OUTCOMES:
+            self.logins.labels(outcome)
+        for reason in REFUSAL_REASONS:
+            self.requests_refused.labels(reason)
