@@ -7,6 +7,7 @@ STOP_DEADLINE_SECONDS → cancel what is left. A second signal forces exit at on
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import json
 import os
@@ -27,7 +28,7 @@ from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
-from amoskys.errors import ConfigError, PkiError
+from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
 from amoskys.health import Health
@@ -45,6 +46,9 @@ log = structlog.get_logger(__name__)
 STOP_DEADLINE_SECONDS = 5.0
 CERT_EXPIRY_REFRESH_SECONDS = 300.0
 
+#: The config key and the flag that choose each listening address, for start-up errors.
+_LISTEN_SETTINGS = {"web": "[web] listen / --web-listen", "bus": "[bus] listen / --bus-listen"}
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -56,6 +60,39 @@ class RunOptions:
 
 def appliance_name(config: Config) -> str:
     return config.appliance.name or socket.gethostname().split(".")[0] or "appliance"
+
+
+def cannot_listen(service: str, host: str, port: int, err: OSError | None) -> ListenError:
+    """The ListenError for `service` ("web" or "bus") failing to listen on host:port because of `err`
+    (None: the reason is unknown), naming the address and the setting to change."""
+    address = format_listen(host, port)
+    setting = _LISTEN_SETTINGS[service]
+    if err is not None and err.errno == errno.EADDRINUSE:
+        message = f"{service} port {address} is in use ({setting})"
+    else:
+        reason = (err.strerror or str(err)) if err is not None else "address in use or not available"
+        message = f"{service} cannot listen on {address}: {reason} ({setting})"
+    return ListenError(message, address=address, setting=setting)
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why binding host:port fails now (None if it would succeed): grpc does not tell."""
+    try:
+        bind(host, port).close()
+    except OSError as err:
+        return err
+    return None
+
+
+def _first_amoskys_error(group: BaseExceptionGroup[BaseException]) -> AmoskysError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, AmoskysError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_amoskys_error(exc)
+            if found is not None:
+                return found
+    return None
 
 
 def appliance_credentials(config: Config, layout: Layout) -> ApplianceCredentials:
@@ -111,12 +148,20 @@ class Appliance:
 
     # -- lifecycle
     async def run(self) -> None:
-        """Start everything, serve until a stop is requested, then stop gracefully."""
+        """Start everything, serve until a stop is requested, then stop gracefully.
+
+        A start-up failure stops whatever had started and raises its AmoskysError (the first one
+        found when the TaskGroup reports several)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             await self._run()
+        except BaseExceptionGroup as group:
+            err = _first_amoskys_error(group)
+            if err is None:
+                raise
+            raise err from group
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -135,13 +180,26 @@ class Appliance:
         web_host, web_port = parse_listen(self.config.web.listen)
         bus_host, bus_port = parse_listen(self.config.bus.listen)
         token = self._metrics_token()
-        self.store = await Store.open(self.layout.db, self.config.store, self.metrics, source_name=self.name)
+        if bus_port:  # grpc would print its own bind error on stderr, past our log: look first
+            why = _bind_error(bus_host, bus_port)
+            if why is not None:
+                raise cannot_listen("bus", bus_host, bus_port, why) from why
         try:
-            await self._refuse_enrolled_name(self.store)
-            await self._serve(self.store, creds, web_host, web_port, bus_host, bus_port, token, started)
+            web_sock = bind(web_host, web_port)  # before anything else starts: nothing to undo
+        except OSError as err:
+            raise cannot_listen("web", web_host, web_port, err) from err
+        try:
+            self.store = await Store.open(
+                self.layout.db, self.config.store, self.metrics, source_name=self.name
+            )
+            try:
+                await self._refuse_enrolled_name(self.store)
+                await self._serve(self.store, creds, web_sock, web_host, bus_host, bus_port, token, started)
+            finally:
+                await self.store.close()
+                self.layout.run_json.unlink(missing_ok=True)
         finally:
-            await self.store.close()
-            self.layout.run_json.unlink(missing_ok=True)
+            web_sock.close()
         log.info("appliance_stopped")
 
     async def _refuse_enrolled_name(self, store: Store) -> None:
@@ -161,8 +219,8 @@ class Appliance:
         self,
         store: Store,
         creds: ApplianceCredentials,
+        web_sock: socket.socket,
         web_host: str,
-        web_port: int,
         bus_host: str,
         bus_port: int,
         token: str,
@@ -214,7 +272,7 @@ class Appliance:
         )
         self.web = WebServer(
             build_web_app(web_ctx, metrics_token=token),
-            bind(web_host, web_port),
+            web_sock,
             tls=(creds.server_cert, creds.server_key) if self._web_tls else None,
             limit_concurrency=fds.web_connections,
             trusted_proxies=self.config.web.trusted_proxies,
@@ -222,7 +280,11 @@ class Appliance:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tasks.append(tg.create_task(store.run(), name="store-writer"))
-                bus_port = await self.bus_server.start(bus_host, bus_port)
+                try:
+                    bus_port = await self.bus_server.start(bus_host, bus_port)
+                except BusError as err:
+                    why = await asyncio.to_thread(_bind_error, bus_host, bus_port)
+                    raise cannot_listen("bus", bus_host, bus_port, why) from err
                 tg.create_task(self.web.serve(), name="web")
                 async with asyncio.timeout(10):
                     await self.web.wait_started()
@@ -250,6 +312,9 @@ class Appliance:
                 )
                 await self._stop.wait()
                 await self._shutdown()
+        except BaseException:
+            await self._abandon()
+            raise
         finally:
             if self.control:
                 await self.control.close()
@@ -281,6 +346,18 @@ class Appliance:
         for task in self._tasks:  # whatever did not stop in time is cancelled, so the TaskGroup can end
             if not task.done() and task.get_name() != "web":
                 task.cancel()
+
+    async def _abandon(self) -> None:
+        """After a failure (at start-up or later) ended the TaskGroup: stop the bus server, which
+        lives outside it, so nothing keeps serving or keeps the process from exiting."""
+        if self.web:
+            self.web.stop()
+        if self.bus_server and self.bus_server.port:
+            try:
+                async with asyncio.timeout(STOP_DEADLINE_SECONDS):
+                    await self.bus_server.stop(grace_seconds=0)
+            except TimeoutError:
+                log.warning("stop_step_timed_out", step="bus_server", deadline_seconds=STOP_DEADLINE_SECONDS)
 
     def _stop_steps(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []

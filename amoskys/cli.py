@@ -235,7 +235,7 @@ def cmd_agents_enroll(args: argparse.Namespace) -> int:
     from amoskys import pki
 
     config, layout, creds = _credentials(args)
-    bus_address = args.bus_address or _default_bus_address(config)
+    bus_address = _enrol_bus_address(args.bus_address, config, layout, creds)
     bundle = pki.enroll_agent(
         creds,
         name=args.name,
@@ -262,13 +262,70 @@ def cmd_agents_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_bus_address(config) -> str:  # type: ignore[no-untyped-def]
-    from amoskys.config import format_listen, parse_listen
+def _enrol_bus_address(flag: str | None, config, layout, creds) -> str:  # type: ignore[no-untyped-def]
+    """The bus address an agent's bundle names: --bus-address, else `[bus] advertise_address`, else the
+    running appliance's bus address (run.json), else `[bus] listen` — the last two only when they name
+    a specific host and port. Its host must be one the bus server certificate names."""
+    from amoskys import pki
+    from amoskys.config import format_listen, is_wildcard_host, parse_listen
 
-    host, port = parse_listen(config.bus.listen)
-    if host in ("0.0.0.0", "::"):
-        host = (config.bus.server_dns_names or ("localhost",))[0]
+    if flag:
+        try:
+            host, port = parse_listen(flag)
+        except ValueError as err:
+            raise ConfigError(f"--bus-address: {err}", path="--bus-address", value=flag) from None
+        if is_wildcard_host(host) or port == 0:
+            raise ConfigError(
+                f"--bus-address: expected the HOST:PORT agents dial (a specific host, a port other than 0), "
+                f"got {flag!r}",
+                path="--bus-address",
+                value=flag,
+            )
+        source = "--bus-address"
+    elif config.bus.advertise_address:
+        host, port = parse_listen(config.bus.advertise_address)
+        source = "[bus] advertise_address"
+    else:
+        running = _running_bus_address(layout.run_json)
+        host, port = running or parse_listen(config.bus.listen)
+        source = f"the running appliance's bus ({layout.run_json})" if running else "[bus] listen"
+        if is_wildcard_host(host) or port == 0:
+            raise ConfigError(
+                f"agents enroll: {source} is {format_listen(host, port)}, which agents cannot dial; "
+                "pass --bus-address HOST:PORT or set [bus] advertise_address",
+                path="$.bus.advertise_address",
+            )
+    accepted, names = pki.cert_accepts_host(creds.server_cert, host)
+    if not accepted:
+        raise ConfigError(
+            f"agents enroll: {source} names host {host!r}, which the bus server certificate "
+            f"{creds.server_cert} does not (it names {names}); add it to [bus] server_dns_names or "
+            "server_ip_addresses and run `amoskys certs renew`, or dial one of those",
+            path=source,
+            value=host,
+        )
     return format_listen(host, port)
+
+
+def _running_bus_address(run_json: Path) -> tuple[str, int] | None:
+    """The bus host and port run.json names, when the appliance that wrote it is still running."""
+    import json
+
+    try:
+        info = json.loads(run_json.read_text())
+        pid, bus = info["pid"], info["bus"]
+        host, port = bus["host"], bus["port"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(pid, int) and pid > 0 and isinstance(host, str) and host and isinstance(port, int)):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # stale: left by an appliance that did not stop cleanly
+    except PermissionError:
+        pass  # alive, owned by another user
+    return host, port
 
 
 def cmd_agents_list(args: argparse.Namespace) -> int:
@@ -577,7 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="relay: may forward others' events; loadgen: for `amoskys loadgen`, its events are marked synthetic",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="where to write the bundle (must not exist)")
-    p.add_argument("--bus-address", metavar="HOST:PORT", help="address the agent dials (default from [bus])")
+    p.add_argument(
+        "--bus-address",
+        metavar="HOST:PORT",
+        help="address the agent dials (default: [bus] advertise_address, else the running appliance's "
+        "bus, else [bus] listen when not a wildcard); its host must be in the bus server certificate",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_agents_enroll)
     p = agents.add_parser("list", help="enrolled agents, their keys, certificate expiry and revocation")

@@ -57,6 +57,24 @@ def _check_listen(key: str, value: str) -> None:
         raise ValueError(f"`{key}`: {err}") from None
 
 
+def is_wildcard_host(host: str) -> bool:
+    """Whether `host` is an unspecified address (0.0.0.0, ::): bindable, but nothing one can dial."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _check_advertise(key: str, value: str) -> None:
+    """An address others dial: HOST:PORT with a specific host and a non-zero port."""
+    _check_listen(key, value)
+    host, port = parse_listen(value)
+    if is_wildcard_host(host) or port == 0:
+        raise ValueError(
+            f"`{key}`: expected the HOST:PORT agents dial (a specific host, a port other than 0), got {value!r}"
+        )
+
+
 class ApplianceConfig(_Struct, frozen=True):
     name: str = ""
     data_dir: str = ""
@@ -104,9 +122,12 @@ class BusConfig(_Struct, frozen=True):
     quota_burst_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
     max_connections: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
+    advertise_address: str = ""
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
+        if self.advertise_address:
+            _check_advertise("advertise_address", self.advertise_address)
         if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", self.trust_domain):
             raise ValueError(
                 f"`trust_domain`: expected a lower-case DNS-like name, got {self.trust_domain!r}"

@@ -11,7 +11,11 @@ per line, one reply object per line. Requests:
   ``{"ok": true, "agent": NAME, "calls_ended": N}``
 
 Any refusal is ``{"ok": false, "error": "<message for the operator>"}``, with ``"not_found": true``
-when the thing named does not exist (nothing to act on).
+when the thing named does not exist, ``"nothing_to_do": true`` when it is already in the state asked
+for (both: nothing to act on, the CLI exits 1). A collector action its state does not allow
+(stop on a stopped or disabled one, start on a running one, ...) or a start that ends with the
+collector disabled again ("did not start: disabled: needs CAP_NET_RAW") is such a refusal (see
+amoskys.supervisor): the CLI exits 2 with that line.
 """
 
 from __future__ import annotations
@@ -184,7 +188,11 @@ class ControlServer:
         except UnknownCollectorError as err:
             return _refuse(str(err)) | {"not_found": True}  # nothing to act on: the CLI exits 1
         except CollectorError as err:
-            return _refuse(str(err))
+            log.info("control_command_refused", action=action, collector=name, reason=str(err))
+            # already in the state asked for: nothing to act on (the CLI exits 1); else refused (2)
+            return _refuse(str(err)) | (
+                {"nothing_to_do": True} if getattr(err, "nothing_to_do", False) else {}
+            )
         log.info("control_command", action=action, collector=name, state=status.state_text)
         return {"ok": True, "collector": status.to_dict()}
 

@@ -28,6 +28,18 @@ class DataDirError(AmoskysError):
         self.path = path
 
 
+class ListenError(AmoskysError):
+    """`amoskys run` cannot listen on a configured address (in use, or not an address of this host).
+
+    `address` is ``host:port``; `setting` names the config key and the flag that choose it.
+    """
+
+    def __init__(self, message: str, *, address: str, setting: str) -> None:
+        super().__init__(message)
+        self.address = address
+        self.setting = setting
+
+
 class PkiError(AmoskysError):
     """A certificate or key is missing, unreadable, expired or inconsistent."""
 

@@ -553,6 +553,17 @@ def _san_set(cert: x509.Certificate) -> set[tuple[str, str]]:
     }
 
 
+def cert_accepts_host(path: Path, host: str) -> tuple[bool, str]:
+    """Whether the certificate at `path` names `host` (a DNS name, ignoring case, or an IP address)
+    among its SANs; also the SANs it names, as text for an error message."""
+    sans = _san_set(load_cert(path))
+    try:
+        wanted = ("ip", str(ipaddress.ip_address(host)))
+    except ValueError:
+        wanted = ("dns", host.lower().rstrip("."))
+    return wanted in sans, _describe_sans(sans)
+
+
 def _uris(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

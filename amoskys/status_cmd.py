@@ -63,7 +63,7 @@ def _ask(data_dir: Path, message: Mapping[str, Any], err: TextIO) -> tuple[dict[
         return None, EXIT_REFUSED
     if not reply.get("ok"):
         err.write(f"amoskys: error: {reply.get('error', 'the appliance refused the command')}\n")
-        return None, EXIT_NOTHING if reply.get("not_found") else EXIT_REFUSED
+        return None, EXIT_NOTHING if reply.get("not_found") or reply.get("nothing_to_do") else EXIT_REFUSED
     return reply, EXIT_OK
 
 

@@ -6,6 +6,19 @@ crashes in a row, each within `healthy_after_seconds` of its start, the collecto
 the reason. A collector whose ``self_check()`` names something missing ("needs CAP_NET_RAW") is
 disabled without ever running. Operators start, stop and restart collectors by name at runtime.
 
+Which operator actions each state allows (`allowed_actions`; anything else raises
+CollectorRefusedError naming the state and its reason, and changes nothing):
+
+- ``running``: stop, restart (start: "already running")
+- ``backoff``, ``degraded``: start (now, skipping the wait), stop, restart
+- ``stopped``: start (stop: "already stopped"; restart: nothing to restart)
+- ``disabled``: start, except when its self-check disabled it ("needs CAP_NET_RAW", "no interface
+  configured"): starting it again would only fail the same check, so no action is offered. Stop is
+  refused ("already disabled: needs CAP_NET_RAW"), which keeps the reason that says how to fix it.
+
+A start that ends with the collector disabled (its self-check fails again, or it fails fatally at
+once) is a refusal naming the reason, never a success.
+
 A failure caused by the machine running short of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS, or a
 MemoryError) is not a crash: the collector is ``degraded: retrying (EMFILE)`` while it waits (backoff
 capped at `resource_retry_max_seconds`), such failures never count toward `max_fast_failures`, and it
@@ -116,6 +129,7 @@ class CollectorStatus:
     last_error_ns: int
     busy_seconds: float
     since_ns: int  # when it entered this state
+    actions: tuple[str, ...] = ()  # the operator actions this state allows (see the module docstring)
 
     @property
     def state_text(self) -> str:
@@ -123,7 +137,17 @@ class CollectorStatus:
         return f"{self.state}: {self.reason}" if self.reason else self.state
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"busy_seconds": round(self.busy_seconds, 6)}
+        return asdict(self) | {"busy_seconds": round(self.busy_seconds, 6), "actions": list(self.actions)}
+
+
+class CollectorRefusedError(CollectorError):
+    """An operator action that the collector's state does not allow, or a start that ended with the
+    collector disabled: nothing was done (or nothing started). The message names the reason."""
+
+    def __init__(self, name: str, message: str, *, nothing_to_do: bool = False) -> None:
+        self.name = name
+        self.nothing_to_do = nothing_to_do  # already in the state asked for: nothing to act on
+        super().__init__(message)
 
 
 class _Slot:
@@ -145,6 +169,7 @@ class _Slot:
         self.shortages = 0  # resource shortages in a row (never counted as crashes)
         self.failing = False  # "collector_failed" or "_degraded" was logged; "collector_recovered" is due
         self.stop_reason = ""  # set by whoever cancels the task
+        self.failed_check = False  # disabled by its self-check: starting it again would fail the same way
 
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
@@ -240,10 +265,25 @@ class Supervisor:
             last_error_ns=ctx.last_error_ns,
             busy_seconds=ctx.busy_seconds,
             since_ns=slot.since_ns,
+            actions=self._allowed(slot),
         )
 
     def status(self) -> list[CollectorStatus]:
         return [self.status_of(name) for name in self._slots]
+
+    def allowed_actions(self, name: str) -> tuple[str, ...]:
+        """The operator actions (start, stop, restart) the collector's current state allows."""
+        return self._allowed(self._slot(name))
+
+    @staticmethod
+    def _allowed(slot: _Slot) -> tuple[str, ...]:
+        if slot.state == "running":
+            return ("stop", "restart")
+        if slot.state in ("backoff", "degraded"):
+            return ("start", "stop", "restart")
+        if slot.state == "disabled" and slot.failed_check:
+            return ()
+        return ("start",)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -280,37 +320,64 @@ class Supervisor:
             await self._done.wait()
 
     async def start_collector(self, name: str) -> CollectorStatus:
-        """Start a stopped, backing-off or disabled collector now (a fresh failure count)."""
+        """Start a stopped, backing-off or disabled collector now (a fresh failure count).
+
+        Raises CollectorRefusedError when it is already running, or when it ends up disabled (its
+        self-check failed again: the message names the reason)."""
         slot = self._slot(name)
         self._require_running(name)
-        if slot.alive() and slot.state == "running":
-            return self.status_of(name)
-        if slot.alive():  # backing off: skip the wait
+        if slot.state == "running":
+            raise CollectorRefusedError(name, f"collector {name!r} is already running", nothing_to_do=True)
+        if slot.alive():  # backing off or degraded: skip the wait
             await self._cancel(slot, "starting again now")
-        slot.fast_failures = 0
-        self._spawn(slot)
-        await asyncio.sleep(0)  # let it get as far as its first await: running or disabled
-        return self.status_of(name)
+        return await self._start(slot)
 
     async def stop_collector(self, name: str) -> CollectorStatus:
-        """Stop a collector until it is started again (by an operator or the next appliance start)."""
+        """Stop a collector until it is started again (by an operator or the next appliance start).
+
+        Raises CollectorRefusedError when it is already stopped or disabled: a disabled collector keeps
+        the reason it was disabled for (which says how to fix it)."""
         slot = self._slot(name)
         self._require_running(name)
+        if "stop" not in self._allowed(slot):
+            raise CollectorRefusedError(
+                name, f"collector {name!r} is already {self.status_of(name).state_text}", nothing_to_do=True
+            )
         if slot.alive():
             await self._cancel(slot, "stopped by operator")
-            log.info("collector_stopped", collector=name, reason="stopped by operator")
-        elif slot.state != "stopped":
+        else:  # not expected (only running, backoff and degraded may be stopped, and they have a task)
             self._set(slot, "stopped", "stopped by operator")
+        log.info("collector_stopped", collector=name, reason="stopped by operator")
         return self.status_of(name)
 
     async def restart_collector(self, name: str) -> CollectorStatus:
-        """Stop (if needed) and start a collector again."""
+        """Stop and start a running, backing-off or degraded collector again.
+
+        Raises CollectorRefusedError when it is stopped or disabled (nothing to restart: start it), or
+        when it ends up disabled."""
         slot = self._slot(name)
         self._require_running(name)
+        if "restart" not in self._allowed(slot):
+            raise CollectorRefusedError(
+                name,
+                f"collector {name!r} is {self.status_of(name).state_text}: nothing to restart"
+                + ("; start it instead" if "start" in self._allowed(slot) else ""),
+            )
         if slot.alive():
             await self._cancel(slot, "restarted by operator")
             self._count_restart(slot)
-        return await self.start_collector(name)
+        return await self._start(slot)
+
+    async def _start(self, slot: _Slot) -> CollectorStatus:
+        slot.fast_failures = 0
+        self._spawn(slot)
+        await asyncio.sleep(0)  # let it get as far as its first await: running, backing off or disabled
+        status = self.status_of(slot.name)
+        if status.state == "disabled":
+            raise CollectorRefusedError(
+                slot.name, f"collector {slot.name!r} did not start: {status.state_text}"
+            )
+        return status
 
     # ------------------------------------------------------------------ internals
     def _slot(self, name: str) -> _Slot:
@@ -327,6 +394,7 @@ class Supervisor:
         if self._tg is None:
             raise RuntimeError("the supervisor is not running")
         slot.stop_reason = ""
+        slot.failed_check = False
         task = self._tg.create_task(self._supervise(slot), name=f"collector:{slot.name}")
         task.add_done_callback(lambda t: self._task_done(slot, t))
         slot.task = task
@@ -369,6 +437,7 @@ class Supervisor:
                     collector = slot.cls(slot.config, slot.ctx)
                     reason = _self_check(collector)
                     if reason:
+                        slot.failed_check = True
                         self._set(slot, "disabled", reason)
                         level = log.info if isinstance(reason, NotConfigured) else log.warning
                         level("collector_disabled", collector=slot.name, reason=reason)

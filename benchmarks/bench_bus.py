@@ -152,6 +152,7 @@ def main() -> None:
     try:
         data = work / "data"
         amoskys("certs", "init", "--data-dir", str(data))
+        port = free_port()
         amoskys(
             "agents",
             "enroll",
@@ -162,12 +163,13 @@ def main() -> None:
             str(work / "loadgen"),
             "--data-dir",
             str(data),
+            "--bus-address",
+            f"127.0.0.1:{port}",
         )
         enroll_many(data, work / "pubs", PUBLISHERS)
         config = work / "bench.toml"
         # one publisher may use the whole box here: the per-source quota is not what is measured
         config.write_text("[bus]\nquota_events_per_second = 10000000\nquota_burst_events = 10000000\n")
-        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSKYS_")}
         app = subprocess.Popen(
             [

@@ -135,6 +135,7 @@ def main() -> None:
             capture_output=True,
             cwd=ROOT,
         )
+        bus_port = free_port()
         subprocess.run(
             [
                 PY,
@@ -149,12 +150,13 @@ def main() -> None:
                 str(work / "lg"),
                 "--data-dir",
                 str(data),
+                "--bus-address",
+                f"127.0.0.1:{bus_port}",
             ],
             check=True,
             capture_output=True,
             cwd=ROOT,
         )
-        bus_port = free_port()
         app = subprocess.Popen(
             [
                 PY,

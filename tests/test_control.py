@@ -129,6 +129,9 @@ async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance
     restarted = await appliance.ask({"cmd": "collectors", "action": "restart", "name": "waiter"})
     assert restarted["ok"] and restarted["collector"]["restarts"] == 1
 
+    again = await appliance.ask({"cmd": "collectors", "action": "start", "name": "waiter"})
+    assert again == {"ok": False, "error": "collector 'waiter' is already running", "nothing_to_do": True}
+
     unknown = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "flow"})
     assert unknown == {
         "ok": False,
@@ -164,6 +167,38 @@ async def test_cli_handlers_print_a_table_json_and_new_states(appliance: Running
     code = await asyncio.to_thread(cmd_collectors, appliance.data_dir, "start", "nope", out=out, err=err)
     assert code == 1 and out.getvalue() == ""  # nothing to act on
     assert err.getvalue() == "amoskys: error: unknown collector 'nope' (known: needs_raw, waiter)\n"
+
+
+async def test_start_and_stop_of_a_disabled_collector_are_refused_with_its_reason(appliance: Running) -> None:
+    await eventually(
+        lambda: appliance.supervisor.status_of("needs_raw").state == "disabled", what="needs_raw disabled"
+    )
+    status = await appliance.ask({"cmd": "status"})
+    by_name = {c["name"]: c for c in status["collectors"]}
+    assert by_name["needs_raw"]["actions"] == [] and by_name["waiter"]["actions"] == ["stop", "restart"]
+
+    started = await appliance.ask({"cmd": "collectors", "action": "start", "name": "needs_raw"})
+    assert started == {
+        "ok": False,
+        "error": "collector 'needs_raw' did not start: disabled: needs CAP_NET_RAW",
+    }
+    stopped = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "needs_raw"})
+    assert stopped == {
+        "ok": False,
+        "error": "collector 'needs_raw' is already disabled: needs CAP_NET_RAW",
+        "nothing_to_do": True,
+    }
+    assert appliance.supervisor.status_of("needs_raw").state_text == "disabled: needs CAP_NET_RAW"
+
+    for action, line, exit_code in [
+        ("start", "collector 'needs_raw' did not start: disabled: needs CAP_NET_RAW", 2),  # refused
+        ("stop", "collector 'needs_raw' is already disabled: needs CAP_NET_RAW", 1),  # nothing to act on
+    ]:
+        out, err = io.StringIO(), io.StringIO()
+        code = await asyncio.to_thread(
+            cmd_collectors, appliance.data_dir, action, "needs_raw", out=out, err=err
+        )
+        assert (code, out.getvalue(), err.getvalue()) == (exit_code, "", f"amoskys: error: {line}\n")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from amoskys.errors import FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.supervisor import (
+    CollectorRefusedError,
     CollectorStatus,
     RestartPolicy,
     Supervisor,
@@ -256,8 +257,9 @@ async def test_runtime_stop_start_and_restart(tmp_path: Path, running: Any) -> N
     assert st.state_text == "running" and st.restarts == 0
     assert metric(sup, "amoskys_collector_up", {"collector": "blocker"}) == 1
 
-    again = await sup.start_collector("blocker")  # already running: nothing happens
-    assert again.state == "running" and Blocker.cancelled == 1
+    with pytest.raises(CollectorRefusedError, match=r"^collector 'blocker' is already running$"):
+        await sup.start_collector("blocker")  # refused: nothing happens
+    assert state(sup, "blocker") == "running" and Blocker.cancelled == 1
 
     st = await sup.restart_collector("blocker")
     assert st.state_text == "running" and st.restarts == 1 and Blocker.cancelled == 2
@@ -315,6 +317,86 @@ async def test_missing_privilege_disables_without_running(
     assert disabled == [("needs CAP_NET_RAW", "warning")]
 
 
+async def test_start_of_a_collector_disabled_by_its_self_check_is_refused_with_the_reason(
+    tmp_path: Path, logs: list[dict[str, Any]], running: Any
+) -> None:
+    sup = make([NeedsRaw], tmp_path, FakeClock(), has_capability=lambda cap: False)
+    running(sup)
+    await eventually(lambda: sup.status_of("needs_raw").state == "disabled", what="needs_raw disabled")
+    assert sup.allowed_actions("needs_raw") == () and sup.status_of("needs_raw").actions == ()
+
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.start_collector("needs_raw")  # tried again: the self-check fails again
+    assert str(refused.value) == "collector 'needs_raw' did not start: disabled: needs CAP_NET_RAW"
+    assert state(sup, "needs_raw") == "disabled: needs CAP_NET_RAW" and not NeedsRaw.ran
+
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.stop_collector("needs_raw")  # the reason (how to fix it) is kept
+    assert str(refused.value) == "collector 'needs_raw' is already disabled: needs CAP_NET_RAW"
+    assert state(sup, "needs_raw") == "disabled: needs CAP_NET_RAW"
+
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.restart_collector("needs_raw")
+    assert str(refused.value) == "collector 'needs_raw' is disabled: needs CAP_NET_RAW: nothing to restart"
+    assert (
+        state(sup, "needs_raw") == "disabled: needs CAP_NET_RAW" and sup.status_of("needs_raw").restarts == 0
+    )
+
+
+async def test_each_state_allows_only_its_actions(tmp_path: Path, running: Any) -> None:
+    clock = FakeClock()
+    sup = make([Blocker, Crashy], tmp_path, clock)
+    running(sup)
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker to run")
+    assert sup.allowed_actions("blocker") == ("stop", "restart")
+    assert sup.status_of("blocker").to_dict()["actions"] == ["stop", "restart"]
+    await clock.wait_sleeping()
+    assert sup.status_of("crashy").state == "backoff"
+    assert sup.allowed_actions("crashy") == ("start", "stop", "restart")
+
+    await sup.stop_collector("blocker")
+    assert sup.allowed_actions("blocker") == ("start",)
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.stop_collector("blocker")
+    assert str(refused.value) == "collector 'blocker' is already stopped: stopped by operator"
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.restart_collector("blocker")
+    assert str(refused.value) == (
+        "collector 'blocker' is stopped: stopped by operator: nothing to restart; start it instead"
+    )
+    assert state(sup, "blocker") == "stopped: stopped by operator" and Blocker.cancelled == 1
+
+    st = await sup.stop_collector("crashy")  # backing off: stopped, the pending restart dropped
+    assert st.state_text == "stopped: stopped by operator" and st.actions == ("start",)
+
+
+async def test_disabled_in_config_or_by_crashes_may_still_be_started(tmp_path: Path, running: Any) -> None:
+    sup = make([Blocker], tmp_path, FakeClock(), enabled=False)
+    running(sup)
+    await eventually(lambda: sup.status_of("blocker").state == "disabled", what="blocker disabled")
+    assert sup.allowed_actions("blocker") == ("start",)
+    with pytest.raises(CollectorRefusedError, match=r"already disabled: enabled = false in the config$"):
+        await sup.stop_collector("blocker")
+    st = await sup.start_collector("blocker")
+    assert st.state_text == "running" and st.actions == ("stop", "restart")
+
+
+async def test_a_start_that_fails_fatally_at_once_is_refused(tmp_path: Path, running: Any) -> None:
+    class Fatal(Blocker):
+        name = "fatal"
+
+        async def run(self) -> None:
+            raise FatalCollectorError("interface 'eth9' does not exist")
+
+    sup = make([Fatal], tmp_path, FakeClock())
+    running(sup)
+    await eventually(lambda: sup.status_of("fatal").state == "disabled", what="fatal disabled")
+    assert sup.allowed_actions("fatal") == ("start",)  # not its self-check: the operator may retry
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.start_collector("fatal")
+    assert str(refused.value) == "collector 'fatal' did not start: disabled: interface 'eth9' does not exist"
+
+
 class Unconfigured:
     """Has nothing to do until configured: disabled with the reason, logged at info."""
 
@@ -341,6 +423,17 @@ async def test_a_collector_not_configured_is_disabled_with_its_reason_at_info(
     assert sup.status_of("unconfigured").state_text == "disabled: no interface configured (set `interface`)"
     disabled = [(e["reason"], e["log_level"]) for e in logs if e["event"] == "collector_disabled"]
     assert disabled == [("no interface configured (set `interface`)", "info")]
+    assert sup.allowed_actions("unconfigured") == ()
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.start_collector("unconfigured")
+    assert str(refused.value) == (
+        "collector 'unconfigured' did not start: disabled: no interface configured (set `interface`)"
+    )
+    with pytest.raises(CollectorRefusedError) as refused:
+        await sup.stop_collector("unconfigured")
+    assert str(refused.value) == (
+        "collector 'unconfigured' is already disabled: no interface configured (set `interface`)"
+    )
 
 
 async def test_self_check_passes_when_the_capability_is_held(tmp_path: Path, running: Any) -> None:

@@ -26,16 +26,44 @@
     return values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`).join(" ");
   }
 
-  // Collector start / stop / restart (admins)
-  document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", async () => {
+  // Collector start / stop / restart (admins): only the actions its state allows are offered
+  function collectorButtons(cell, name, actions) {
+    cell.replaceChildren();
+    for (const a of actions) {
+      const b = document.createElement("button");
+      b.type = "button"; b.dataset.action = a; b.dataset.collector = name; b.textContent = a;
+      cell.append(b);
+    }
+    if (!actions.length) {
+      const none = document.createElement("span");
+      none.className = "muted small"; none.textContent = "none: fix what its state names";
+      cell.append(none);
+    }
+  }
+  function showCollector(s) {
+    const row = document.querySelector(`tr[data-name="${CSS.escape(s.name)}"]`);
+    const cell = row && row.querySelector(".state");
+    if (cell) { cell.textContent = s.state_text; cell.className = `state state-${s.state}`; }
+    const actions = row && row.querySelector(".actions");
+    if (actions) collectorButtons(actions, s.name, s.actions || []);
+  }
+  const collectorTable = document.getElementById("collectors");
+  if (collectorTable) collectorTable.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-action]");
+    if (!b) return;
     const name = b.dataset.collector, action = b.dataset.action;
     try {
       const s = await post(`/api/v1/collectors/${encodeURIComponent(name)}/${action}`);
-      const cell = document.querySelector(`tr[data-name="${CSS.escape(name)}"] .state`);
-      if (cell) { cell.textContent = s.state_text; cell.className = `state state-${s.state}`; }
+      showCollector(s);
       say(`${name}: ${s.state_text}`);
-    } catch (e) { say(`${name}: ${e.message}`, true); }
-  }));
+    } catch (e) {
+      say(`${name}: ${e.message}`, true);
+      try {  // refused: show the state it is really in, and what it allows
+        const all = await (await fetch("/api/v1/collectors", { credentials: "same-origin" })).json();
+        (all.items || []).filter((c) => c.name === name).forEach(showCollector);
+      } catch (_) { /* the message above says enough */ }
+    }
+  });
 
   // Agent revocation (admins)
   document.querySelectorAll("button[data-revoke]").forEach((b) => b.addEventListener("click", async () => {

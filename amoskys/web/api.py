@@ -20,7 +20,7 @@ from amoskys.errors import AmoskysError
 from amoskys.events import KINDS
 from amoskys.proto import events_pb2
 from amoskys.store import StateConflictError
-from amoskys.supervisor import UnknownCollectorError
+from amoskys.supervisor import CollectorRefusedError, UnknownCollectorError
 from amoskys.web import passwords
 from amoskys.web.auth import MAX_PASSWORD_CHARS, Principal
 from amoskys.web.context import WebContext
@@ -290,7 +290,8 @@ async def collectors(request: Request, ctx: WebContext, _: Principal) -> Any:
 @api.route(
     "POST",
     "/api/v1/collectors/{name}/{action}",
-    "Start, stop or restart a collector",
+    "Start, stop or restart a collector (409 with the reason when its state does not allow it, or it "
+    "did not start)",
     role="admin",
     tag="collectors",
     params=(
@@ -311,7 +312,12 @@ async def collector_action(request: Request, ctx: WebContext, p: Principal) -> A
         status = await actions[action](name)
     except UnknownCollectorError as err:
         raise ApiError(404, str(err)) from err
-    await ctx.auth.audit(p, f"collector_{action}", name, _remote(request))
+    except CollectorRefusedError as err:  # not allowed in its state, or it did not start: nothing done
+        await ctx.auth.audit(
+            p, f"collector_{action}", name, _remote(request), f"refused: {err}", success=False
+        )
+        raise ApiError(409, str(err)) from err
+    await ctx.auth.audit(p, f"collector_{action}", name, _remote(request), status.state_text)
     return status.to_dict() | {"state_text": status.state_text}
 
 

@@ -317,7 +317,14 @@ class Auth:
         )
 
     async def audit(
-        self, principal: Principal, action: str, target: str, remote: str, detail: str = ""
+        self,
+        principal: Principal,
+        action: str,
+        target: str,
+        remote: str,
+        detail: str = "",
+        *,
+        success: bool = True,
     ) -> None:
         await self._audit(
             events_pb2.AuditEvent(
@@ -325,7 +332,7 @@ class Auth:
                 action=action,
                 target=target,
                 remote_addr=remote,
-                success=True,
+                success=success,
                 detail=detail,
             )
         )

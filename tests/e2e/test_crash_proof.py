@@ -46,10 +46,11 @@ def _harness(
     data = tmp_path / "data"
     bundle = tmp_path / "bundle"
     amoskys("certs", "init", "--data-dir", str(data))
-    amoskys(
-        "agents", "enroll", "loadgen-1", "--role", "loadgen", "--out", str(bundle), "--data-dir", str(data)
-    )
     port = free_port()
+    amoskys(
+        "agents", "enroll", "loadgen-1", "--role", "loadgen", "--out", str(bundle), "--data-dir", str(data),
+        "--bus-address", f"127.0.0.1:{port}",
+    )  # fmt: skip
     acked = tmp_path / "acked.txt"
     rng = random.Random(20261127)
     logs = tmp_path / "logs"

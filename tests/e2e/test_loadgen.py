@@ -55,6 +55,7 @@ class Bus:
         amoskys(
             "agents", "enroll", name, "--role", role, "--out", str(out),
             "--data-dir", str(self.app.data_dir), "--config", str(self.config),
+            "--bus-address", f"localhost:{self.port}",  # the certificate names no IP address here
         )  # fmt: skip
         return out
 
@@ -132,10 +133,11 @@ def test_a_bundle_from_another_ca_is_one_line_and_exit_2(bus: Bus, tmp_path: Pat
     other = tmp_path / "other-data"
     amoskys("certs", "init", "--data-dir", str(other))
     foreign = tmp_path / "foreign"
-    amoskys(
-        "agents", "enroll", "lg-foreign", "--role", "loadgen", "--out", str(foreign), "--data-dir", str(other)
-    )
     address = f"localhost:{bus.port}"
+    amoskys(
+        "agents", "enroll", "lg-foreign", "--role", "loadgen", "--out", str(foreign), "--data-dir", str(other),
+        "--bus-address", address,
+    )  # fmt: skip
     line = one_line_error(*loadgen(foreign, address))
     assert line.startswith(f"bus {address}: its certificate is not signed by the bundle's CA (")
     # the same client certificate with this appliance's CA file: now the bus is trusted, but it refuses

@@ -156,7 +156,10 @@ def test_unprivileged_run_uses_per_user_data_dir(appliance_factory) -> None:
 def test_certificate_expiry_is_on_metrics_for_appliance_and_agents(appliance_factory, tmp_path: Path) -> None:
     data = tmp_path / "data"
     amoskys("certs", "init", "--data-dir", str(data))
-    amoskys("agents", "enroll", "branch-1", "--out", str(tmp_path / "bundle"), "--data-dir", str(data))
+    amoskys(
+        "agents", "enroll", "branch-1", "--out", str(tmp_path / "bundle"), "--data-dir", str(data),
+        "--bus-address", "localhost:50051",
+    )  # fmt: skip
     app = appliance_factory(data_dir=data)
     app.wait_ready()
     text = http_get(app.web_url + "/metrics")[1].decode()

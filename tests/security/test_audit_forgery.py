@@ -55,6 +55,8 @@ def _enroll(data: Path, config: Path, name: str, role: str, out: Path) -> Publis
         str(data),
         "--config",
         str(config),
+        "--bus-address",
+        "localhost:50051",  # the bus port is chosen at start; tests dial app.bus_port
     )
     return PublisherIdentity.from_bundle(out)
 
@@ -241,7 +243,7 @@ def test_enrolling_the_appliances_own_name_is_refused(tmp_path: Path, spelling: 
     _init(data, config)
     result = amoskys(
         "agents", "enroll", spelling, "--role", "relay", "--out", str(tmp_path / "b"),
-        "--data-dir", str(data), "--config", str(config), check=False,
+        "--data-dir", str(data), "--config", str(config), "--bus-address", "localhost:50051", check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "appliance" in result.stderr and spelling in result.stderr

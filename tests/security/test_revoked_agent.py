@@ -44,7 +44,18 @@ def _enroll(data: Path, tmp: Path, name: str) -> PublisherIdentity:
     if not (data / "pki").is_dir():
         amoskys("certs", "init", "--data-dir", str(data))
     out = tmp / f"bundle-{name}"
-    amoskys("agents", "enroll", name, "--out", str(out), "--data-dir", str(data))
+    # the bus port is chosen at start; the tests dial app.bus_port
+    amoskys(
+        "agents",
+        "enroll",
+        name,
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data),
+        "--bus-address",
+        "localhost:50051",
+    )
     return PublisherIdentity.from_bundle(out)
 
 

@@ -55,8 +55,9 @@ class Web:
         return c, me.json()["csrf_token"]
 
 
-async def make_web(tmp: Path) -> Web:
-    """The dashboard wired by amoskys.wiring as the appliance wires it; only the heartbeat runs."""
+async def make_web(tmp: Path, collectors: tuple[str, ...] = ("heartbeat",)) -> Web:
+    """The dashboard wired by amoskys.wiring as the appliance wires it; only the heartbeat runs (or the
+    registered `collectors` named, each with its default config)."""
     data = tmp / "data"
     data.mkdir()
     layout = Layout(data)
@@ -70,7 +71,7 @@ async def make_web(tmp: Path) -> Web:
     bus, _ = build_bus(store, metrics, config.bus, stamper=stamper)
     supervisor = build_collectors(
         config.collectors,
-        registry=_heartbeat_only(),
+        registry=_only(collectors),
         publish=bus.publish,
         stamper=stamper,
         metrics=metrics,
@@ -94,10 +95,11 @@ async def make_web(tmp: Path) -> Web:
     return Web(data=data, ctx=ctx, app=build_web_app(ctx), tasks=tasks)
 
 
-def _heartbeat_only() -> dict[str, type]:
+def _only(names: tuple[str, ...]) -> dict[str, type]:
     from amoskys.collectors import registry
 
-    return {"heartbeat": registry.discover()["heartbeat"].load()}
+    found = registry.discover()
+    return {name: found[name].load() for name in names}
 
 
 async def close_web(web: Web) -> None:
