@@ -28,7 +28,7 @@ from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
-from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError
+from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError, first_error
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
 from amoskys.health import Health
@@ -81,17 +81,6 @@ def _bind_error(host: str, port: int) -> OSError | None:
         bind(host, port).close()
     except OSError as err:
         return err
-    return None
-
-
-def _first_amoskys_error(group: BaseExceptionGroup[BaseException]) -> AmoskysError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, AmoskysError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_amoskys_error(exc)
-            if found is not None:
-                return found
     return None
 
 
@@ -158,7 +147,7 @@ class Appliance:
         try:
             await self._run()
         except BaseExceptionGroup as group:
-            err = _first_amoskys_error(group)
+            err = first_error(group, AmoskysError)
             if err is None:
                 raise
             raise err from group

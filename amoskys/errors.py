@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class AmoskysError(Exception):
     """Base of every error raised on purpose; its message is meant for the operator."""
@@ -58,6 +60,21 @@ class StoreFullError(StoreError):
 
 class BusError(AmoskysError):
     """The EventBus cannot accept or deliver events."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def first_error(group: BaseExceptionGroup[BaseException], kind: type[E]) -> E | None:
+    """The first exception of type `kind` in an exception group (a TaskGroup's), depth first."""
+    for exc in group.exceptions:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_error(exc, kind)
+            if found is not None:
+                return found
+    return None
 
 
 class ControlError(AmoskysError):

@@ -34,7 +34,7 @@ from amoskys.bus.client import (
     PublishRefusedError,
 )
 from amoskys.community_id import community_id_of
-from amoskys.errors import BusError, PkiError
+from amoskys.errors import BusError, PkiError, first_error
 from amoskys.events import uuid7
 from amoskys.proto import bus_pb2
 from amoskys.proto import events_pb2 as ev
@@ -237,17 +237,6 @@ def refusal(err: BusError, address: str, name: str) -> BusRefusedError:
     return BusRefusedError(str(err), err)
 
 
-def _first_bus_error(group: BaseExceptionGroup[BaseException]) -> BusError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, BusError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_bus_error(exc)
-            if found is not None:
-                return found
-    return None
-
-
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -347,7 +336,7 @@ async def run(
                         f"{st.retries:,} retries"
                     )
         except BaseExceptionGroup as group:
-            err = _first_bus_error(group)
+            err = first_error(group, BusError)
             if err is None:
                 raise
             raise refusal(err, bus, identity.name) from err

@@ -3,8 +3,12 @@ tmp_path, grpc.aio server on port 0, real mTLS certs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -114,3 +118,21 @@ async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw)
     server = build_bus_server(creds, config.bus, service)
     port = await server.start("127.0.0.1", 0)
     return BusEnv(tmp=tmp, creds=creds, metrics=metrics, store=store, bus=bus, server=server, port=port)
+
+
+@contextlib.asynccontextmanager
+async def running_env(tmp_path: Path, **kwargs: Any) -> AsyncIterator[BusEnv]:
+    """`make_env(tmp_path, **kwargs)` with its store writer running; everything closed afterwards."""
+    env = await make_env(tmp_path, **kwargs)
+    writer = asyncio.create_task(env.store.run())
+    try:
+        yield env
+    finally:
+        for c in env.clients:
+            await c.close()
+        for ch in env._channels:
+            await ch.close()
+        await env.bus.close()
+        await env.server.stop(0)
+        await env.store.close()
+        await writer

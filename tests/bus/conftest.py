@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bus_harness import BusEnv, make_env
+from bus_harness import BusEnv, running_env
 
 
 @pytest.fixture
 async def bus_env(tmp_path: Path) -> AsyncIterator[BusEnv]:
-    env = await make_env(tmp_path)
-    writer = asyncio.create_task(env.store.run())
-    try:
+    async with running_env(tmp_path) as env:
         yield env
-    finally:
-        for c in env.clients:
-            await c.close()
-        for ch in env._channels:
-            await ch.close()
-        await env.bus.close()
-        await env.server.stop(0)
-        await env.store.close()
-        await writer

@@ -20,7 +20,7 @@ from amoskys.proto import bus_pb2
 from amoskys.retry import Backoff
 from amoskys.state_access import appliance_state
 
-from bus_harness import TRUST, BusEnv, events_for, make_env
+from bus_harness import TRUST, BusEnv, events_for, running_env
 
 LIMIT = 4
 
@@ -29,19 +29,8 @@ LIMIT = 4
 async def gated_env(tmp_path: Path) -> AsyncIterator[BusEnv]:
     """A bus allowing LIMIT calls per identity, whose identity cache never expires during a test (so
     only an explicit revoke, not the periodic re-check, can end a call)."""
-    env = await make_env(tmp_path, max_calls_per_identity=LIMIT, cache_seconds=600)
-    writer = asyncio.create_task(env.store.run())
-    try:
+    async with running_env(tmp_path, max_calls_per_identity=LIMIT, cache_seconds=600) as env:
         yield env
-    finally:
-        for c in env.clients:
-            await c.close()
-        for ch in env._channels:
-            await ch.close()
-        await env.bus.close()
-        await env.server.stop(0)
-        await env.store.close()
-        await writer
 
 
 def _health(env: BusEnv, identity: PublisherIdentity) -> health_pb2_grpc.HealthStub:
