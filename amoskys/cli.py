@@ -139,8 +139,14 @@ def cmd_collectors(args: argparse.Namespace) -> int:
 def cmd_events_export(args: argparse.Namespace) -> int:
     from amoskys.errors import StoreError
     from amoskys.paths import Layout
-    from amoskys.store.export import export_events
+    from amoskys.store.export import KINDS, export_events
 
+    if args.kind is not None and args.kind not in KINDS:
+        raise ConfigError(
+            f"--kind: unknown kind {args.kind!r}; known kinds: {', '.join(KINDS)}",
+            path="--kind",
+            value=args.kind,
+        )
     data_dir, _ = _data_dir(args, _load_config(args))
     db = Layout(data_dir).db
     try:
@@ -153,14 +159,22 @@ def cmd_events_export(args: argparse.Namespace) -> int:
         )
     since_ns = _parse_since(args.since) if args.since else None
     try:
-        count = asyncio.run(
+        summary = asyncio.run(
             export_events(
-                db, sys.stdout, kind=args.kind, source=args.source, since_ns=since_ns, limit=args.limit
+                db,
+                sys.stdout,
+                kind=args.kind,
+                source=args.source,
+                since_ns=since_ns,
+                limit=args.limit,
+                format=args.format,
             )
         )
     except OSError as err:
         raise StoreError(f"store {db}: cannot read: {err.strerror or err}") from err
-    print(f"exported {count} events", file=sys.stderr)
+    skipped = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.skipped.items()))
+    note = f" (skipped, no ECS mapping: {skipped})" if skipped else ""
+    print(f"exported {summary.written} events{note}", file=sys.stderr)
     return 0
 
 
@@ -619,7 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="only events of this source")
     p.add_argument("--since", metavar="ISO8601", help="only events observed at or after this time")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N events")
-    p.add_argument("--format", choices=["jsonl"], default="jsonl")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "ecs"],
+        default="jsonl",
+        help="jsonl: every event, fields as in amoskys/store/README.md; ecs: flows, processes, devices "
+        "and alerts as Elastic Common Schema 8.11 documents (other kinds are skipped and counted)",
+    )
     p.set_defaults(func=cmd_events_export)
 
     agents = sub.add_parser("agents", help="enrol, list and revoke remote agents").add_subparsers(

@@ -139,5 +139,5 @@ def _matches(event: StoredEvent, match: Callable[[events_pb2.Envelope], bool]) -
 
 
 def event_dict(event: StoredEvent) -> dict[str, Any]:
-    """The JSON shape of an event (as `amoskys events export` writes it)."""
+    """The JSON API's shape of an event (protobuf JSON body; not the export's encoding)."""
     return event_json(event)
