@@ -167,6 +167,12 @@ class Appliance:
         self.fds = self._plan_fds()
 
         web_host, web_port = parse_listen(self.config.web.listen)
+        if self.config.web.plain_http_off_loopback:
+            log.warning(
+                "web_plain_http_off_loopback",
+                listen=self.config.web.listen,
+                fix='set [web] tls = "on": passwords and session cookies now cross the network in clear',
+            )
         bus_host, bus_port = parse_listen(self.config.bus.listen)
         token = self._metrics_token()
         if bus_port:  # grpc would print its own bind error on stderr, past our log: look first
@@ -427,4 +433,4 @@ class Appliance:
             "control_socket": str(self.layout.control_socket),
             "started_ns": self.started_ns,
         }
-        write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o644)
+        write_atomic(self.layout.run_json, json.dumps(info, indent=2).encode() + b"\n", 0o600)

@@ -65,6 +65,16 @@ def is_wildcard_host(host: str) -> bool:
         return False
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, "localhost")."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere counts as off loopback
+
+
 def _check_advertise(key: str, value: str) -> None:
     """An address others dial: HOST:PORT with a specific host and a non-zero port."""
     _check_listen(key, value)
@@ -107,6 +117,12 @@ class WebConfig(_Struct, frozen=True):
                 raise ValueError(
                     f"`trusted_proxies`: {proxy!r} is not an IP address or network (CIDR, host bits zero)"
                 ) from None
+
+    @property
+    def plain_http_off_loopback(self) -> bool:
+        """Whether passwords and session cookies would cross a network in clear (tls off, and a
+        listen address other machines can reach; a wildcard counts)."""
+        return self.tls == "off" and not is_loopback_host(parse_listen(self.listen)[0])
 
 
 class BusConfig(_Struct, frozen=True):

@@ -157,7 +157,7 @@ class Metrics:
         )
         self.bus_subscriber_dropped = Counter(
             "amoskys_bus_subscriber_dropped_total",
-            "Committed events a slow live subscriber dropped (its own oldest).",
+            "Committed events a slow live subscriber dropped (its own oldest), by kind of subscriber (sse, rates).",
             ["subscriber"],
             registry=r,
         )

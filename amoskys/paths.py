@@ -66,10 +66,13 @@ class Layout:
         return self.root / "control.sock"
 
     def ensure(self) -> None:
-        """Create the data dir (0700) or raise DataDirError saying why it cannot be used."""
+        """Create the data dir (0700), tighten an existing one (and its pki dir) to 0700, or raise
+        DataDirError saying why it cannot be used."""
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _tighten(self.root)
             self.pki.mkdir(mode=0o700, exist_ok=True)
+            _tighten(self.pki)
             probe = self.root / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
@@ -77,3 +80,21 @@ class Layout:
             raise DataDirError(
                 f"data dir {self.root} cannot be used: {err.strerror or err}", path=str(self.root)
             ) from err
+
+
+def _tighten(path: Path) -> None:
+    """Make the directory `path` 0700 (systemd's StateDirectory= and a plain mkdir leave 0755, and
+    the store's files would be one `cd` away from every local user); raise DataDirError naming the
+    fix when it is not ours to chmod."""
+    st = path.stat()
+    if st.st_mode & 0o777 == 0o700:
+        return
+    try:
+        path.chmod(0o700)
+    except PermissionError as err:
+        raise DataDirError(
+            f"data dir {path} is mode {st.st_mode & 0o777:04o} and cannot be made 0700 "
+            f"({err.strerror}): it is owned by uid {st.st_uid}, amoskys runs as uid {os.geteuid()}; "
+            f"fix: chown -R {os.geteuid()} {path} (or chmod 0700 it as its owner)",
+            path=str(path),
+        ) from err

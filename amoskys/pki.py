@@ -95,7 +95,7 @@ CLIENT_KEY = "client.key"
 BUNDLE_JSON = "bundle.json"
 
 KEY_MODE = 0o600
-CERT_MODE = 0o644
+CERT_MODE = 0o600  # public, but nothing in a data dir is readable by other users
 DIR_MODE = 0o700
 
 #: agent: publishes its own events; relay: may also forward others' events; loadgen: publishes only

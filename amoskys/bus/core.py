@@ -87,10 +87,12 @@ class Bus:
 
     # ------------------------------------------------------------------ subscribers
     def subscribe(self, name: str, maxlen: int = 10_000) -> Subscription[Record]:
+        """`name` is "kind" or "kind:detail"; only the kind (a fixed word of the caller's) becomes a
+        metric label: the detail may name a user and belongs in logs only."""
         return self.fanout.subscribe(name, maxlen)
 
     def _count_dropped(self, name: str, n: int) -> None:
-        self.metrics.bus_subscriber_dropped.labels(subscriber=name).inc(n)
+        self.metrics.bus_subscriber_dropped.labels(subscriber=name.partition(":")[0]).inc(n)
 
     # ------------------------------------------------------------------ remote path
     async def ingest(

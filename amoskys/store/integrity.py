@@ -176,7 +176,7 @@ def check_marker(db_path: Path) -> Path:
 def request_check(db_path: Path) -> None:
     """Ask the next start to quick-check the database (the writer saw SQLITE_CORRUPT)."""
     try:
-        check_marker(db_path).touch()
+        check_marker(db_path).touch(mode=0o600)
     except OSError as err:
         log.warning("store_check_request_failed", path=str(db_path), error=err.strerror)
 
@@ -212,7 +212,26 @@ def _set_aside(result: Prepared, db_path: Path, now_ns: int, problem: str) -> No
     )
 
 
+def _make_private(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 less the umask, and it
+    gives the -wal and -shm the database's mode), and take group/other bits off the store's files
+    an older version left behind."""
+    tails = ("", "-wal", "-shm", "-journal", ".lock", ".highwater")
+    try:
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for f in (db_path.with_name(db_path.name + tail) for tail in tails):
+            try:
+                mode = f.stat().st_mode & 0o777
+            except FileNotFoundError:
+                continue
+            if mode & 0o077:
+                f.chmod(mode & 0o700)
+    except OSError as err:
+        raise StoreError(f"store {db_path}: cannot make its files private (0600): {err.strerror}") from err
+
+
 def _open_and_migrate(db_path: Path, result: Prepared, mark: HighWater | None, now_ns: int) -> None:
+    _make_private(db_path)
     try:
         conn = sqlite3.connect(db_path, isolation_level=None)
     except sqlite3.Error as err:

@@ -306,7 +306,12 @@ class Auth:
         return hmac.new(self._secret, b"csrf:" + principal.session, hashlib.sha256).hexdigest()
 
     def csrf_ok(self, principal: Principal, token: str) -> bool:
-        return principal.via == "token" or hmac.compare_digest(self.csrf_token(principal), token)
+        """Bytes are compared (compare_digest raises TypeError on a non-ASCII str: a 500, not a 403)."""
+        if principal.via == "token":
+            return True
+        return hmac.compare_digest(
+            self.csrf_token(principal).encode(), token.encode("utf-8", "surrogateescape")
+        )
 
     # ------------------------------------------------------------------ audit
     async def _audit_event(self, action: str, actor: str, remote: str, success: bool, detail: str) -> None:

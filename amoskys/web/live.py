@@ -1,7 +1,8 @@
 """Live updates: Server-Sent Events for the pages, and the events/s history for the overview.
 
 Each SSE client has its own bounded subscription to the bus's committed events: a slow browser
-drops its own oldest events (counted in amoskys_bus_subscriber_dropped_total), never the bus's.
+drops its own oldest events (counted in amoskys_bus_subscriber_dropped_total{subscriber="sse"},
+never by user; who dropped how many is logged when the stream ends), never the bus's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -20,6 +23,8 @@ from amoskys.web.context import RateHistory, WebContext
 SSE_QUEUE = 1000  # committed events buffered per browser
 TICK_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+
+log = structlog.get_logger(__name__)
 
 
 async def count_rates(sub: Subscription[Record], rates: RateHistory) -> None:
@@ -55,30 +60,39 @@ async def stream(request: Request, ctx: WebContext) -> Response:
 
     async def events() -> AsyncIterator[str]:
         with ctx.bus.subscribe(f"sse:{principal.user}", maxlen=SSE_QUEUE) as sub:
-            yield "retry: 3000\n\n"
-            loop = asyncio.get_running_loop()
-            last_tick = last_data = loop.time()
-            while not ctx.health.stopping:
-                try:
-                    batch = await asyncio.wait_for(sub.get_many(200), TICK_SECONDS)
-                except TimeoutError:
-                    batch = []
-                now = loop.time()
-                chosen = [_summary(r) for r in batch if not kinds or r.kind in kinds]
-                if chosen:
-                    yield f"event: events\ndata: {json.dumps(chosen)}\n\n"
-                    last_data = now
-                if now - last_tick >= TICK_SECONDS:
-                    tick = {
-                        "events_per_second": _per_second(ctx.rates.series()),
-                        "synthetic_events_per_second": _per_second(ctx.rates.synthetic_series()),
-                        "dropped": sub.dropped,
-                    }
-                    yield f"event: tick\ndata: {json.dumps(tick)}\n\n"
-                    last_tick = last_data = now
-                elif now - last_data >= KEEPALIVE_SECONDS:
-                    yield ": keepalive\n\n"
-                    last_data = now
+            try:
+                async with aclosing(_stream(sub)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            finally:
+                if sub.dropped:
+                    log.info("sse_stream_dropped", user=principal.user, dropped=sub.dropped)
+
+    async def _stream(sub: Subscription[Record]) -> AsyncIterator[str]:
+        yield "retry: 3000\n\n"
+        loop = asyncio.get_running_loop()
+        last_tick = last_data = loop.time()
+        while not ctx.health.stopping:
+            try:
+                batch = await asyncio.wait_for(sub.get_many(200), TICK_SECONDS)
+            except TimeoutError:
+                batch = []
+            now = loop.time()
+            chosen = [_summary(r) for r in batch if not kinds or r.kind in kinds]
+            if chosen:
+                yield f"event: events\ndata: {json.dumps(chosen)}\n\n"
+                last_data = now
+            if now - last_tick >= TICK_SECONDS:
+                tick = {
+                    "events_per_second": _per_second(ctx.rates.series()),
+                    "synthetic_events_per_second": _per_second(ctx.rates.synthetic_series()),
+                    "dropped": sub.dropped,
+                }
+                yield f"event: tick\ndata: {json.dumps(tick)}\n\n"
+                last_tick = last_data = now
+            elif now - last_data >= KEEPALIVE_SECONDS:
+                yield ": keepalive\n\n"
+                last_data = now
 
     return StreamingResponse(
         events(),

@@ -107,6 +107,7 @@ def _render(
         user=principal,
         appliance=ctx.name,
         version=__version__,
+        plain_http_warning=ctx.config.web.plain_http_off_loopback,
         csrf=ctx.auth.csrf_token(principal) if principal else "",
         **data,
     )
