@@ -17,6 +17,7 @@ import math
 import sqlite3
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,15 +130,18 @@ def message_json(message: Message) -> dict[str, Any]:
     return out
 
 
-def export_json(row: Any) -> dict[str, Any]:
-    """The `amoskys events export` object of one StoredEvent."""
-    body: dict[str, Any] | None = None
+def _body(row: Any, encode: Callable[[Message], dict[str, Any]]) -> dict[str, Any] | None:
+    """The stored envelope's body through `encode`; None when the envelope does not parse."""
     try:
         envelope = events_pb2.Envelope.FromString(row.envelope)
-        kind = envelope.WhichOneof("body")
-        body = message_json(getattr(envelope, kind)) if kind else {}
     except DecodeError:
-        body = None
+        return None
+    kind = envelope.WhichOneof("body")
+    return encode(getattr(envelope, kind)) if kind else {}
+
+
+def _identity(row: Any) -> dict[str, Any]:
+    """The fields both encodings share, in their order."""
     return {
         "store_seq": row.store_seq,
         "event_id": row.event_id,
@@ -147,36 +151,27 @@ def export_json(row: Any) -> dict[str, Any]:
         "boot_id": row.boot_id,
         "source_seq": row.source_seq,
         "kind": row.kind,
+    }
+
+
+def export_json(row: Any) -> dict[str, Any]:
+    """The `amoskys events export` object of one StoredEvent."""
+    return _identity(row) | {
         "ts": rfc3339_ns(row.ts_ns),
         "ts_ns": str(row.ts_ns),
         "received": rfc3339_ns(row.received_ns),
         "received_ns": str(row.received_ns),
-        "body": body,
+        "body": _body(row, message_json),
     }
 
 
 def event_json(row: Any) -> dict[str, Any]:
     """The JSON API's object of one StoredEvent (amoskys.web.reads): the body in protobuf JSON, ns as
     numbers at the top level. Not the export's encoding (`export_json`)."""
-    body: dict[str, Any] | None = None
-    try:
-        envelope = events_pb2.Envelope.FromString(row.envelope)
-        kind = envelope.WhichOneof("body")
-        body = MessageToDict(getattr(envelope, kind), preserving_proto_field_name=True) if kind else {}
-    except DecodeError:
-        body = None
-    return {
-        "store_seq": row.store_seq,
-        "event_id": row.event_id,
-        "source": row.source,
-        "origin": row.origin,
-        "synthetic": bool(row.synthetic),
-        "boot_id": row.boot_id,
-        "source_seq": row.source_seq,
-        "kind": row.kind,
+    return _identity(row) | {
         "ts_ns": row.ts_ns,
         "received_ns": row.received_ns,
-        "body": body,
+        "body": _body(row, lambda body: MessageToDict(body, preserving_proto_field_name=True)),
     }
 
 

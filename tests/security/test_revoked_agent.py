@@ -27,7 +27,7 @@ from amoskys.bus.client import PublisherIdentity
 from amoskys.loadgen import SyntheticEvents
 from amoskys.proto import bus_pb2, bus_pb2_grpc
 
-from support import RunningAppliance, amoskys
+from support import RunningAppliance, amoskys, eventually
 
 pytestmark = [pytest.mark.e2e]
 
@@ -279,11 +279,7 @@ async def test_agents_revoke_returns_only_after_the_running_appliance_refuses_th
                     return
 
         publisher = asyncio.create_task(publish_until_revoked())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while not acks:
-            await asyncio.sleep(0.01)
-            assert loop.time() < deadline, "agent-a never got an ack before revocation"
+        await eventually(lambda: acks, within=20, what="an ack for agent-a before revocation")
         revoke = await asyncio.to_thread(amoskys, "agents", "revoke", "agent-a", "--data-dir", str(data))
         done.set()
         with pytest.raises(grpc.aio.AioRpcError) as info:
