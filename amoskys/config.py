@@ -107,9 +107,22 @@ class WebConfig(_Struct, frozen=True):
     session_absolute_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 90)] = 12
     max_body_bytes: Annotated[int, msgspec.Meta(ge=8 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
     trusted_proxies: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    max_sse_streams_per_session: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
+    max_sse_streams: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
+        for host in self.allowed_hosts:
+            if not host or any(c in host for c in " /@") or (host != "*" and "*" in host):
+                raise ValueError(
+                    f'`allowed_hosts`: {host!r} is not a host name or address (or "*" for any host)'
+                )
+        if self.max_sse_streams < self.max_sse_streams_per_session:
+            raise ValueError(
+                f"`max_sse_streams` ({self.max_sse_streams}) must be at least "
+                f"`max_sse_streams_per_session` ({self.max_sse_streams_per_session})"
+            )
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy)  # an address is a network of one
@@ -136,6 +149,9 @@ class BusConfig(_Struct, frozen=True):
     max_calls_per_identity: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 32
     quota_events_per_second: Annotated[int, msgspec.Meta(ge=1)] = 50_000
     quota_burst_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    max_event_bytes: Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)] = 1024 * 1024
+    quota_bytes_per_second: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
+    quota_burst_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 128 * 1024 * 1024
     ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
     max_connections: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     advertise_address: str = ""
@@ -144,6 +160,16 @@ class BusConfig(_Struct, frozen=True):
         _check_listen("listen", self.listen)
         if self.advertise_address:
             _check_advertise("advertise_address", self.advertise_address)
+        if self.max_event_bytes >= self.max_message_bytes:
+            raise ValueError(
+                f"`max_event_bytes` ({self.max_event_bytes}) must be below `max_message_bytes` "
+                f"({self.max_message_bytes}): a batch carries its events plus a signature"
+            )
+        if self.quota_burst_bytes < self.max_message_bytes:
+            raise ValueError(
+                f"`quota_burst_bytes` ({self.quota_burst_bytes}) must be at least `max_message_bytes` "
+                f"({self.max_message_bytes}), or the largest batch could never pass"
+            )
         if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", self.trust_domain):
             raise ValueError(
                 f"`trust_domain`: expected a lower-case DNS-like name, got {self.trust_domain!r}"

@@ -67,6 +67,7 @@ class Principal:
     role: Role
     session: bytes  # the token's hash
     via: Literal["cookie", "token"]
+    expires_ns: int = 0  # the session's absolute end (0: unknown)
 
     @property
     def is_admin(self) -> bool:
@@ -149,6 +150,29 @@ class Auth:
         self._last_seen: dict[bytes, int] = {}
         self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         self._tallies: dict[str, _Tally] = {}
+        self._watchers: dict[bytes, set[asyncio.Event]] = {}
+
+    # ------------------------------------------------------------------ session end notification
+    def watch(self, session: bytes) -> asyncio.Event:
+        """An event set when `session` ends by logout or revocation (its user removed, its password
+        changed, the token revoked). Expiry is the watcher's to time (`Principal.expires_ns`).
+        Call `unwatch` when done."""
+        event = asyncio.Event()
+        self._watchers.setdefault(session, set()).add(event)
+        return event
+
+    def unwatch(self, session: bytes, event: asyncio.Event) -> None:
+        events = self._watchers.get(session)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._watchers[session]
+
+    def _ended(self, *sessions: bytes) -> None:
+        """Tell the watchers of these sessions that they have ended."""
+        for session in sessions:
+            for event in self._watchers.pop(session, ()):
+                event.set()
 
     # ------------------------------------------------------------------ login / logout
     async def login(self, name: str, password: str, remote: str) -> LoginResult:
@@ -268,6 +292,7 @@ class Auth:
     async def logout(self, principal: Principal, remote: str) -> None:
         await self.state.revoke_session(principal.session)
         self._last_seen.pop(principal.session, None)
+        self._ended(principal.session)
         await self._audit_event("logout", principal.user, remote, True, "")
 
     async def issue_token(self, user: str, days: int) -> str:
@@ -300,7 +325,7 @@ class Auth:
         user = await self.state.get_user(session.user)
         if user is None:
             return None
-        return Principal(user.name, user.role, digest, via)  # type: ignore[arg-type]
+        return Principal(user.name, user.role, digest, via, session.expires_ns)  # type: ignore[arg-type]
 
     def csrf_token(self, principal: Principal) -> str:
         return hmac.new(self._secret, b"csrf:" + principal.session, hashlib.sha256).hexdigest()
