@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-quick lint bench proto sample-config sysdeps-test clean
+.PHONY: run test test-quick lint typecheck bench proto sample-config sysdeps-test clean
 
 # The runtime alone for `make run`; the dev and test extras on top of it for everything else.
 RUNTIME := $(VENV)/.runtime
@@ -45,6 +45,10 @@ sysdeps-test:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## mypy strict on amoskys/ (settings in pyproject.toml [tool.mypy]; the generated amoskys/proto/ excluded).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 ## Run benchmarks/ and write benchmarks/RESULTS.md.
 bench: $(STAMP)

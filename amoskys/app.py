@@ -28,22 +28,30 @@ from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
 from amoskys.config import Config, format_listen, parse_listen
 from amoskys.control import ControlServer
+from amoskys.control_service import ControlService
 from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError, first_error
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
 from amoskys.health import Health
+from amoskys.loophealth import LoopLag, measure_lag, time_callbacks_when_debug, untime_callbacks
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.pki import ApplianceCredentials, cert_not_after, ensure_appliance_pki, same_name
+from amoskys.pki.enrolment import agent_cert_paths
+from amoskys.pki.issuance import cert_not_after, ensure_appliance_pki
+from amoskys.pki.layout import ApplianceCredentials
+from amoskys.pki.names import same_name
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
 from amoskys.web.live import count_rates
+from amoskys.web.login_audit import LoginAudit
 from amoskys.web.server import WebServer, bind
 from amoskys.wiring import build_bus, build_bus_server, build_collectors, build_web_app, build_web_context
 
 log = structlog.get_logger(__name__)
 
 STOP_DEADLINE_SECONDS = 5.0
+#: with log level debug, loop callbacks running longer are logged by name (amoskys.loophealth)
+SLOW_CALLBACK_SECONDS = 0.1
 CERT_EXPIRY_REFRESH_SECONDS = 300.0
 
 #: The config key and the flag that choose each listening address, for start-up errors.
@@ -116,6 +124,8 @@ class Appliance:
         self.store: Store | None = None
         self.supervisor: Supervisor | None = None
         self.control: ControlServer | None = None
+        self.control_service: ControlService | None = None
+        self.login_audit: LoginAudit | None = None  # counted refused logins, audited before the bus closes
         self.fds: fd_budget.FdBudget | None = None
         self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
         self._tasks: list[asyncio.Task[None]] = []  # cancelled if they outlive the stop deadline
@@ -144,6 +154,9 @@ class Appliance:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.slow_callback_duration = SLOW_CALLBACK_SECONDS  # asyncio's own check, in its debug mode
+        if time_callbacks_when_debug(SLOW_CALLBACK_SECONDS):
+            log.debug("slow_callbacks_logged", over_ms=SLOW_CALLBACK_SECONDS * 1000)
         try:
             await self._run()
         except BaseExceptionGroup as group:
@@ -152,6 +165,7 @@ class Appliance:
                 raise
             raise err from group
         finally:
+            untime_callbacks()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
@@ -185,7 +199,7 @@ class Appliance:
             raise cannot_listen("web", web_host, web_port, err) from err
         try:
             self.store = await Store.open(
-                self.layout.db, self.config.store, self.metrics, source_name=self.name
+                self.layout.db, self.config.store, self.metrics, stamper=self.stamper
             )
             try:
                 await self._refuse_enrolled_name(self.store)
@@ -240,20 +254,6 @@ class Appliance:
         )
         clock = SystemClock()
         ports: dict[str, int] = {}
-        self.control = ControlServer(
-            self.layout.control_socket,
-            self.supervisor,
-            lambda: (
-                info.snapshot(clock)
-                | {
-                    "data_dir": str(self.layout.root),
-                    "ports": ports,
-                    "bus_max_connections": fds.bus_connections,
-                    "fd_budget": fds.to_dict(),
-                }
-            ),
-            revoke=self.bus_server.gate.revoke,
-        )
         web_ctx = await build_web_context(
             self.config,
             self.layout,
@@ -264,6 +264,22 @@ class Appliance:
             metrics=self.metrics,
             health=self.health,
             stamper=self.stamper,
+            revoke_live=self.bus_server.gate.revoke,
+        )
+        # the one control service of this process: the dashboard's actions and the control socket's
+        self.control_service = web_ctx.control
+        self.control = ControlServer(
+            self.layout.control_socket,
+            self.control_service,
+            lambda: (
+                info.snapshot(clock)
+                | {
+                    "data_dir": str(self.layout.root),
+                    "ports": ports,
+                    "bus_max_connections": fds.bus_connections,
+                    "fd_budget": fds.to_dict(),
+                }
+            ),
         )
         self.web = WebServer(
             build_web_app(web_ctx, metrics_token=token),
@@ -280,6 +296,9 @@ class Appliance:
                 except BusError as err:
                     why = await asyncio.to_thread(_bind_error, bus_host, bus_port)
                     raise cannot_listen("bus", bus_host, bus_port, why) from err
+                self._background.append(
+                    tg.create_task(measure_lag(self.metrics.component(LoopLag)), name="loop-lag")
+                )
                 tg.create_task(self.web.serve(), name="web")
                 async with asyncio.timeout(10):
                     await self.web.wait_started()
@@ -290,6 +309,8 @@ class Appliance:
                     tg.create_task(count_rates(bus.subscribe("rates", 100_000), web_ctx.rates), name="rates")
                 )
                 self._background.append(tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry"))
+                self.login_audit = web_ctx.auth.login_audit
+                self._background.append(tg.create_task(self.login_audit.run(), name="login-audit"))
                 self._write_run_json(web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
                 self.metrics.up.set(1)
@@ -360,6 +381,8 @@ class Appliance:
             steps.append(("control", self.control.close))
         if self.supervisor:
             steps.append(("collectors", self.supervisor.stop))
+        if self.login_audit:
+            steps.append(("login_audit", self.login_audit.close))  # its counts, while the bus takes them
         if self.bus:
             steps.append(("bus", self.bus.close))
         if self.bus_server:
@@ -372,7 +395,7 @@ class Appliance:
     def _export_cert_expiry(self, creds: ApplianceCredentials) -> None:
         """Expiry of the CA, the bus server and client certificates, and every enrolled agent's."""
         certs = [("ca", creds.ca_cert), ("server", creds.server_cert), ("client", creds.identity_cert)]
-        certs += [(f"agent:{p.stem}", p) for p in sorted((self.layout.pki / "agents").glob("*.crt"))]
+        certs += [(f"agent:{p.stem}", p) for p in agent_cert_paths(self.layout.pki)]
         for label, path in certs:
             try:
                 self.metrics.pki_cert_expiry.labels(cert=label).set(cert_not_after(path).timestamp())

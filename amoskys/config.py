@@ -12,7 +12,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -160,11 +160,8 @@ class BusConfig(_Struct, frozen=True):
         _check_listen("listen", self.listen)
         if self.advertise_address:
             _check_advertise("advertise_address", self.advertise_address)
-        if self.max_event_bytes >= self.max_message_bytes:
-            raise ValueError(
-                f"`max_event_bytes` ({self.max_event_bytes}) must be below `max_message_bytes` "
-                f"({self.max_message_bytes}): a batch carries its events plus a signature"
-            )
+        # No error when max_event_bytes >= max_message_bytes: such an event could never arrive, so the
+        # message limit is the event limit then (a config that lowered max_message_bytes stays valid).
         if self.quota_burst_bytes < self.max_message_bytes:
             raise ValueError(
                 f"`quota_burst_bytes` ({self.quota_burst_bytes}) must be at least `max_message_bytes` "
@@ -227,7 +224,7 @@ class CollectorsPolicy(_Struct, frozen=True):
         return section
 
 
-def _compose_collectors() -> type[CollectorsPolicy]:
+def _compose_collectors() -> type[msgspec.Struct]:
     """`[collectors]`: the policy, then a table per registered collector, converted with its own struct."""
     fields = [(spec.name, spec.config_type, spec.config_type()) for spec in registry.discover().values()]
     return msgspec.defstruct(
@@ -241,7 +238,12 @@ def _compose_collectors() -> type[CollectorsPolicy]:
     )
 
 
-CollectorsConfig = _compose_collectors()
+if TYPE_CHECKING:
+    # Its per-collector fields exist only at run time: the type checker sees the policy and reaches the
+    # sections through section() and section_named().
+    CollectorsConfig: TypeAlias = CollectorsPolicy
+else:
+    CollectorsConfig = _compose_collectors()
 
 
 class Config(_Struct, frozen=True):

@@ -7,7 +7,8 @@ bounded (kinds, reasons, collector names, never event ids or addresses).
 from __future__ import annotations
 
 import platform
-from typing import TypeVar
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +27,7 @@ from amoskys import __version__
 S = TypeVar("S")
 
 # `*_created` series double the exposition for no use on an appliance (Prometheus ignores them)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -37,7 +38,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._components: dict[type, object] = {}
+        self._components: dict[Callable[[CollectorRegistry], object], object] = {}
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
         PlatformCollector(registry=r)
@@ -126,7 +127,8 @@ class Metrics:
         )
         self.bus_quota_exceeded = Counter(
             "amoskys_bus_quota_exceeded_total",
-            "Batches answered RETRY because a source exceeded its quota.",
+            "Batches answered RETRY because a source exceeded its quota (events or bytes; "
+            "amoskys_bus_batches_total's reason says which: quota, quota_bytes).",
             registry=r,
         )
         self.bus_store_failures = Counter(
@@ -223,7 +225,7 @@ class Metrics:
             registry=r,
         )
 
-    def component(self, series: type[S]) -> S:
+    def component(self, series: Callable[[CollectorRegistry], S]) -> S:
         """The series of one component (a collector's ``metrics.py`` class), built once on this registry.
 
         `series` is constructed as ``series(registry)``; later calls return the same object, so a
@@ -231,8 +233,9 @@ class Metrics:
         """
         built = self._components.get(series)
         if built is None:
-            built = self._components[series] = series(self.registry)
-        return built  # type: ignore[return-value]
+            made = self._components[series] = series(self.registry)
+            return made
+        return cast(S, built)  # stored under its own class just above: an S
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (call it off the event loop)."""

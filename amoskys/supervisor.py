@@ -37,7 +37,7 @@ import asyncio
 import errno
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +52,7 @@ from amoskys.collectors.taps import PacketTaps
 from amoskys.errors import AmoskysError, CollectorError, FatalCollectorError, StartupError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
+from amoskys.retry import Backoff
 
 if TYPE_CHECKING:
     from amoskys.config import CollectorsConfig
@@ -101,17 +102,21 @@ class RestartPolicy:
             max_fast_failures=config.max_fast_failures,
         )
 
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """The delay before restart number `failures` (1, 2, ...) of a failure streak."""
-        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * self.multiplier ** (failures - 1))
-        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+    def backoff(self, rng: random.Random) -> Backoff:
+        """The restart delays (see `amoskys.retry`): ±`jitter` around the curve."""
+        return Backoff(
+            self.initial_backoff_seconds,
+            self.max_backoff_seconds,
+            factor=self.multiplier,
+            jitter=(1 - self.jitter, 1 + self.jitter),
+            rng=rng,
+        )
 
-    def resource_delay(self, shortages: int, rng: random.Random) -> float:
-        """The delay before retry number `shortages` of a run of resource shortages: the same curve,
-        capped lower, so a collector is back soon after the resource is."""
+    def resource_backoff(self, rng: random.Random) -> Backoff:
+        """The delays after resource shortages: the same curve, capped lower, so a collector is back
+        soon after the resource is."""
         cap = min(self.max_backoff_seconds, self.resource_retry_max_seconds)
-        base = min(cap, self.initial_backoff_seconds * self.multiplier ** (shortages - 1))
-        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+        return replace(self.backoff(rng), cap_seconds=cap)
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,9 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics
-        self._rng = rng or random.Random()
+        rng = rng or random.Random()
+        self._restart_delays = self.policy.backoff(rng)
+        self._shortage_delays = self.policy.resource_backoff(rng)
         self._slots: dict[str, _Slot] = {}
         for cls, config in collectors:
             if cls.name in self._slots:
@@ -517,7 +524,7 @@ class Supervisor:
             self._set(slot, "disabled", reason)
             log.error("collector_disabled", collector=slot.name, reason=reason)
             return None
-        delay = policy.delay(slot.fast_failures, self._rng)
+        delay = self._restart_delays.delay(slot.fast_failures - 1)
         self._set(slot, "backoff", f"restarting in {delay:.1f} s after: {error}")
         if not slot.failing:
             slot.failing = True
@@ -537,7 +544,7 @@ class Supervisor:
     def _short_of(self, slot: _Slot, shortage: str, error: str) -> float:
         """A resource shortage: degraded, retried with a capped backoff, never disabled for it."""
         slot.shortages += 1
-        delay = self.policy.resource_delay(slot.shortages, self._rng)
+        delay = self._shortage_delays.delay(slot.shortages - 1)
         self._set(slot, "degraded", f"retrying ({shortage})")
         if not slot.failing:
             slot.failing = True

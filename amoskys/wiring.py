@@ -24,11 +24,12 @@ from amoskys.collectors.clock import Clock
 from amoskys.collectors.context import ApplianceInfo, PublishFn
 from amoskys.collectors.taps import PacketTaps
 from amoskys.config import BusConfig, CollectorsConfig, Config
+from amoskys.control_service import ControlService, Revoker
 from amoskys.events import EnvelopeStamper
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.pki import ApplianceCredentials
+from amoskys.pki.layout import ApplianceCredentials
 from amoskys.proto import bus_pb2_grpc, events_pb2
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
@@ -67,6 +68,9 @@ def build_bus(
         appliance_name=stamper.source,
         quota_events_per_second=config.quota_events_per_second,
         quota_burst_events=config.quota_burst_events,
+        max_event_bytes=min(config.max_event_bytes, config.max_message_bytes),
+        quota_bytes_per_second=config.quota_bytes_per_second,
+        quota_burst_bytes=config.quota_burst_bytes,
         ack_timeout_seconds=config.ack_timeout_ms / 1000,
         ack_before_commit_ms=(faults or {}).get("ack_before_commit_ms", 0),
     )
@@ -142,8 +146,11 @@ async def build_web_context(
     metrics: Metrics,
     health: Health,
     stamper: EnvelopeStamper,
+    revoke_live: Revoker | None = None,
 ) -> WebContext:
-    """The dashboard's view of the appliance (first admin and CSRF secret made on first start).
+    """The dashboard's view of the appliance (first admin and CSRF secret made on first start), with
+    the one ControlService its actions go through; `revoke_live` applies an agent's revocation in the
+    running bus (the bus gate's ``revoke``), so its calls in progress end before the answer.
 
     Its read connection is open: the caller closes it with ``await ctx.reads.close()``.
     """
@@ -154,6 +161,21 @@ async def build_web_context(
     async def audit(event: events_pb2.AuditEvent) -> None:
         await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])
 
+    auth = Auth(
+        store.state,
+        secret=secret,
+        audit=audit,
+        idle_timeout_s=web_cfg.session_idle_minutes * 60,
+        absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
+        metrics=metrics.component(WebMetrics),
+    )
+    control = ControlService(
+        store.state,
+        audit,
+        supervisor=supervisor,
+        revoke_live=revoke_live,
+        sessions_ended=lambda ids: auth._forget(*ids),
+    )
     reads = WebReads(layout.db)
     await reads.open()
     return WebContext(
@@ -163,17 +185,11 @@ async def build_web_context(
         store=store,
         bus=bus,
         supervisor=supervisor,
-        auth=Auth(
-            store.state,
-            secret=secret,
-            audit=audit,
-            idle_timeout_s=web_cfg.session_idle_minutes * 60,
-            absolute_timeout_s=web_cfg.session_absolute_hours * 3600,
-            metrics=metrics.component(WebMetrics),
-        ),
+        auth=auth,
         pki_dir=layout.pki,
         name=name,
         reads=reads,
+        control=control,
         secure_cookies=web_cfg.tls == "on",
     )
 

@@ -64,18 +64,19 @@ def wait_ready(proc: subprocess.Popen[bytes], data: Path) -> None:
 
 
 def enroll_many(data: Path, out: Path, n: int) -> None:
-    from amoskys import pki
     from amoskys.config import StoreConfig
     from amoskys.metrics import Metrics
+    from amoskys.pki.enrolment import enroll_agent
+    from amoskys.pki.layout import ApplianceCredentials
     from amoskys.store import Store
 
-    creds = pki.ApplianceCredentials.in_dir(data / "pki")
+    creds = ApplianceCredentials.in_dir(data / "pki")
 
     async def run() -> None:
         store = await Store.open(data / "events.db", StoreConfig(), Metrics())
         try:
             for i in range(n):
-                b = pki.enroll_agent(
+                b = enroll_agent(
                     creds,
                     name=f"pub-{i:03d}",
                     role="agent",

@@ -20,6 +20,9 @@ def generate(out_dir: Path) -> None:
     from grpc_tools import protoc
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    # mypy-protobuf's plugin, installed next to this Python: typed stubs for the *_pb2_grpc modules
+    # (protoc's own --pyi_out covers only the messages)
+    mypy_grpc = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "protoc",
@@ -27,6 +30,9 @@ def generate(out_dir: Path) -> None:
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
+            f"--plugin=protoc-gen-mypy_grpc={mypy_grpc}",
+            f"--mypy_grpc_out={tmp}",
+            "--mypy_grpc_opt=quiet",
             *protos,
         ]
         if protoc.main(args) != 0:

@@ -6,10 +6,32 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import blocking
 import pytest
+from blocking import no_blocking_on_the_loop
 
 import support
 from support import RunningAppliance, start_appliance
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_blocking_on_the_loop() -> Iterator[None]:
+    """Any blocking call that product code makes on a running event loop fails the test that made it
+    (tests/blocking.py holds the detector and its one allow-list)."""
+    with no_blocking_on_the_loop():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_swallowed_blocking_calls() -> Iterator[None]:
+    """Fail the test at teardown for every BlockingError raised while it ran, so one that product code
+    caught (the supervisor restarts a crashed collector) still fails it, by name."""
+    blocking.findings.clear()
+    yield
+    if blocking.findings:
+        found = "\n  ".join(dict.fromkeys(blocking.findings))
+        blocking.findings.clear()
+        pytest.fail(f"blocking calls on the event loop (see tests/blocking.py):\n  {found}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -38,3 +60,12 @@ def appliance_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
         if app.proc.poll() is None:
             app.proc.send_signal(signal.SIGKILL)
             app.proc.wait(timeout=10)
+    # each child ran the blocking-call detector (tests/child_site/sitecustomize.py), which logs
+    found = [
+        f"{app.log_path.name}: {line}" for app in started for line in support.blocking_findings(app.log_path)
+    ]
+    if found:
+        listed = "\n  ".join(found)
+        pytest.fail(
+            f"blocking calls on an appliance's event loop (see tests/blocking.py):\n  {listed}", pytrace=False
+        )

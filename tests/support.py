@@ -229,6 +229,8 @@ def start_appliance(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSKYS_")}
     full_env.update({"PYTHONUNBUFFERED": "1", "AMOSKYS_LOG_LEVEL": "info"})
     full_env.update(env or {})
+    # the blocking-call detector, in logging mode (tests/child_site/sitecustomize.py)
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHILD_SITE), full_env.get("PYTHONPATH")]))
     cmd = [
         *prefix,
         sys.executable,
@@ -247,6 +249,22 @@ def start_appliance(
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
     log_file.close()
     return RunningAppliance(proc=proc, data_dir=data_dir, log_path=log_path)
+
+
+#: The folder whose sitecustomize.py activates the blocking-call detector in `amoskys run` children.
+CHILD_SITE = Path(__file__).resolve().parent / "child_site"
+#: How a child's log line reporting a blocking call on its event loop starts (tests/blocking.py).
+BLOCKING_LINE = b"Blocking call to "
+
+
+def blocking_findings(log_path: Path) -> list[str]:
+    """The blocking calls an `amoskys run` child reported in its log (one line each), in order."""
+    try:
+        lines = log_path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    found = [line.decode(errors="replace") for line in lines if line.startswith(BLOCKING_LINE)]
+    return list(dict.fromkeys(found))
 
 
 def free_port() -> int:

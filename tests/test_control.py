@@ -4,9 +4,11 @@ CLI's handlers, and what the CLI says when no appliance runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
@@ -17,44 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from control_support import ServiceEnv, service_env
 
 from amoskys.bus.gate import NotRevokedError
-from amoskys.collectors.base import CollectorConfig
+from amoskys.cli.status import cmd_collectors, cmd_status, format_status
 from amoskys.collectors.clock import FakeClock
-from amoskys.collectors.context import ApplianceInfo, CollectorContext
 from amoskys.control import ControlServer, NotRunningError, request
+from amoskys.control_service import Revoker
 from amoskys.errors import ControlError
-from amoskys.events import EnvelopeStamper
-from amoskys.metrics import Metrics
 from amoskys.paths import Layout
-from amoskys.status_cmd import cmd_collectors, cmd_status, format_status
 from amoskys.supervisor import Supervisor
 
-from support import ListSink, eventually
+from support import eventually
 
-
-class Cfg(CollectorConfig, frozen=True):
-    pass
-
-
-class Waiter:
-    name = "waiter"
-    Config = Cfg
-    mode = "waiting"
-
-    def __init__(self, config: Cfg, ctx: CollectorContext) -> None:
-        pass
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
-
-
-class NeedsRaw(Waiter):
-    name = "needs_raw"
-    mode = "af_packet"
-
-    def self_check(self) -> str | None:
-        return "needs CAP_NET_RAW"
+ME = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 
 
 @dataclass
@@ -63,6 +41,7 @@ class Running:
     supervisor: Supervisor
     server: ControlServer
     clock: FakeClock
+    env: ServiceEnv
 
     @property
     def socket(self) -> Path:
@@ -73,32 +52,23 @@ class Running:
         return await asyncio.to_thread(request, self.socket, message)
 
 
+@contextlib.asynccontextmanager
+async def _running(tmp_path: Path, revoke_live: Revoker | None = None) -> AsyncIterator[Running]:
+    async with service_env(tmp_path, revoke_live=revoke_live) as env:
+        clock, info = env.clock, env.info
+        server = ControlServer(Layout(env.data_dir).control_socket, env.service, lambda: info.snapshot(clock))
+        await server.start()
+        try:
+            yield Running(env.data_dir, env.supervisor, server, clock, env)
+        finally:
+            async with asyncio.timeout(5):
+                await server.close()
+
+
 @pytest.fixture
 async def appliance(tmp_path: Path) -> AsyncIterator[Running]:
-    clock = FakeClock()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
-
-    info = ApplianceInfo("box-1", "0.1.0", "host-1", "appliance", clock.time_ns(), pid=4242)
-    sup = Supervisor(
-        [(Waiter, Cfg()), (NeedsRaw, Cfg())],
-        publish=ListSink(),
-        stamper=EnvelopeStamper("box-1"),
-        metrics=Metrics(),
-        data_dir=data_dir,
-        appliance=info,
-        clock=clock,
-    )
-    server = ControlServer(Layout(data_dir).control_socket, sup, lambda: info.snapshot(clock))
-    task = asyncio.create_task(sup.run())
-    await server.start()
-    try:
-        yield Running(data_dir, sup, server, clock)
-    finally:
-        async with asyncio.timeout(5):
-            await server.close()
-            await sup.stop()
-            await task
+    async with _running(tmp_path) as running:
+        yield running
 
 
 async def test_status_stop_start_restart_round_trip_over_a_0600_socket(appliance: Running) -> None:
@@ -206,14 +176,16 @@ async def test_start_and_stop_of_a_disabled_collector_are_refused_with_its_reaso
     [
         (b"not json\n", "request is not JSON"),
         (b"[1, 2]\n", "request must be a JSON object, got list"),
-        (b'{"cmd": "reboot"}\n', "unknown command 'reboot' (expected one of: status, collectors, revoke)"),
+        (b'{"cmd": "reboot"}\n', "unknown command 'reboot' (expected one of: status, collectors, revoke, "),
         (
             b'{"cmd": "collectors", "action": "kill", "name": "x"}\n',
             "action must be one of start, stop, restart",
         ),
-        (b'{"cmd": "collectors", "action": "stop"}\n', "collectors stop: a collector name is required"),
-        (b'{"cmd": "revoke"}\n', "revoke: an agent name is required"),
-        (b'{"cmd": "revoke", "name": "edge-1"}\n', "revoke: this appliance serves no bus"),
+        (b'{"cmd": "collectors", "action": "stop"}\n', "collectors stop: 'name' is required"),
+        (b'{"cmd": "revoke"}\n', "revoke: 'name' is required"),
+        (b'{"cmd": "revoke", "name": "edge-1"}\n', "no enrolled agent named 'edge-1'"),
+        (b'{"cmd": "users_add", "name": "ana", "role": "viewer"}\n', "users_add: 'password' is required"),
+        (b'{"cmd": "tokens_issue", "user": "ana", "days": "9"}\n', "'days' must be a whole number"),
     ],
 )
 async def test_bad_requests_are_refused_with_a_reason_and_the_connection_stays_usable(
@@ -243,7 +215,7 @@ async def test_an_overlong_request_is_refused(appliance: Running) -> None:
 
 
 async def test_a_live_socket_is_not_taken_over_and_close_removes_it(appliance: Running) -> None:
-    second = ControlServer(appliance.socket, appliance.supervisor, dict)
+    second = ControlServer(appliance.socket, appliance.env.service, dict)
     with pytest.raises(ControlError, match="another appliance is running with data dir"):
         await second.start()
     await appliance.server.close()
@@ -257,17 +229,14 @@ def _leave_stale_socket(path: Path) -> None:
     s.close()
 
 
-async def test_a_stale_socket_is_replaced_at_start(tmp_path: Path) -> None:
+async def test_a_stale_socket_is_replaced_at_start(appliance: Running, tmp_path: Path) -> None:
     path = tmp_path / "control.sock"
     _leave_stale_socket(path)
-    sup = Supervisor(
-        [], publish=None, stamper=EnvelopeStamper("b"), metrics=Metrics(), data_dir=tmp_path, appliance=None
-    )  # type: ignore[arg-type]
-    server = ControlServer(path, sup, dict)
+    server = ControlServer(path, appliance.env.service, dict)
     await server.start()
     try:
         reply = await asyncio.to_thread(request, path, {"cmd": "status"})
-        assert reply == {"ok": True, "appliance": {}, "collectors": []}
+        assert reply["ok"] is True and reply["appliance"] == {}
     finally:
         await server.close()
 
@@ -331,7 +300,7 @@ def test_format_status_renders_facts_rows_and_last_errors() -> None:
     )
 
 
-async def test_revoke_answers_only_after_the_bus_applied_it(appliance: Running, tmp_path: Path) -> None:
+async def test_revoke_answers_only_after_the_bus_applied_it(tmp_path: Path) -> None:
     applied: list[str] = []
 
     async def revoke(name: str) -> int:
@@ -341,13 +310,44 @@ async def test_revoke_answers_only_after_the_bus_applied_it(appliance: Running, 
         applied.append(name)
         return 3
 
-    path = tmp_path / "c.sock"
-    server = ControlServer(path, appliance.supervisor, dict, revoke=revoke)
-    await server.start()
-    try:
-        reply = await asyncio.to_thread(request, path, {"cmd": "revoke", "name": "edge-1"})
-        assert reply == {"ok": True, "agent": "edge-1", "calls_ended": 3} and applied == ["edge-1"]
-        refused = await asyncio.to_thread(request, path, {"cmd": "revoke", "name": "edge-2"})
+    async with _running(tmp_path, revoke_live=revoke) as running:
+        for name in ("edge-1", "edge-2"):
+            await running.env.store.state.enroll_identity(name, "agent", bytes(32), "1")
+        reply = await running.ask({"cmd": "revoke", "name": "edge-1"})
+        assert reply == {"ok": True, "agent": "edge-1", "newly_revoked": True, "calls_ended": 3}
+        assert applied == ["edge-1"]
+        refused = await running.ask({"cmd": "revoke", "name": "edge-2"})
         assert refused["ok"] is False and "'edge-2' is enrolled and not revoked" in refused["error"]
-    finally:
-        await server.close()
+        unknown = await running.ask({"cmd": "revoke", "name": "edge-9"})
+        assert unknown["not_found"] is True
+
+
+async def test_the_socket_audits_each_action_as_the_connecting_unix_user(appliance: Running) -> None:
+    """The actor comes from SO_PEERCRED on the accepted socket, never from the request."""
+    added = await appliance.ask(
+        {"cmd": "users_add", "name": "ana", "role": "viewer", "password": "a-long-enough-password",
+         "actor": "admin"}
+    )  # fmt: skip
+    assert added == {"ok": True, "user": "ana", "added": True}
+    issued = await appliance.ask(
+        {"cmd": "tokens_issue", "user": "ana", "days": 7, "label": "x", "role": None}
+    )
+    assert issued["ok"] and issued["user"] == "ana" and issued["role"] == "viewer"
+    revoked = await appliance.ask({"cmd": "tokens_revoke", "id": issued["id"]})
+    assert revoked == {"ok": True, "id": issued["id"], "user": "ana", "revoked": 1}
+    passwd = await appliance.ask({"cmd": "users_passwd", "name": "ana", "password": "short"})
+    assert passwd["ok"] is False and "12 characters" in passwd["error"]
+    removed = await appliance.ask({"cmd": "users_remove", "name": "ana"})
+    assert removed == {"ok": True, "user": "ana", "sessions_ended": 0}
+    again = await appliance.ask({"cmd": "users_remove", "name": "ana"})
+    assert again["not_found"] is True
+    stopped = await appliance.ask({"cmd": "collectors", "action": "stop", "name": "waiter"})
+    assert stopped["ok"]
+    rows = await appliance.env.audit_rows()
+    assert [(e.actor, e.action, e.success) for e in rows] == [
+        (ME, "user_added", True),
+        (ME, "token_issued", True),
+        (ME, "token_revoked", True),
+        (ME, "user_removed", True),
+        (ME, "collector_stop", True),
+    ]

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from amoskys import loadgen, pki
+from amoskys import loadgen
 from amoskys.bus.client import AccessDeniedError, MessageTooLargeError, PublisherIdentity, PublishRefusedError
 from amoskys.community_id import community_id_of
 from amoskys.errors import BusError, PkiError
+from amoskys.pki.enrolment import enroll_agent
+from amoskys.pki.issuance import ensure_appliance_pki
 from amoskys.proto import bus_pb2
 from amoskys.proto import events_pb2 as ev
 
@@ -22,11 +24,11 @@ AGENT_KINDS = {"process", "host", "flow", "snmp", "device", "alert", "heartbeat"
 
 
 def _bundle(tmp: Path, role: str = "loadgen") -> Path:
-    creds = pki.ensure_appliance_pki(
+    creds = ensure_appliance_pki(
         tmp / "pki", name="edge", trust_domain="amoskys.local", dns_names=["localhost"], ip_addresses=[]
     )
     out = tmp / f"bundle-{role}"
-    pki.enroll_agent(
+    enroll_agent(
         creds,
         name=f"lg-{role}",
         role=role,
@@ -117,7 +119,7 @@ def test_refusals_of_the_bus_are_one_line() -> None:
 
 async def test_a_closed_port_gives_up_after_the_connect_timeout_with_one_line(tmp_path: Path) -> None:
     bundle = _bundle(tmp_path)
-    identity = PublisherIdentity.from_bundle(bundle)
+    identity = await PublisherIdentity.load(bundle)
     address = f"127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(loadgen.BusUnreachableError) as err:

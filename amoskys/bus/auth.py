@@ -8,11 +8,12 @@ identities table is seen at most `cache_seconds` later, without a restart.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from amoskys import pki
+from amoskys.pki.names import peer_identity
+from amoskys.pki.signatures import verify_batch
 from amoskys.proto import bus_pb2
 
 
@@ -86,9 +87,9 @@ class Authenticator:
         self.invalidate(name)
         return await self.identity(name)
 
-    async def admit(self, auth_context: Mapping[str, Sequence[bytes]]) -> Identity | Denied:
+    async def admit(self, auth_context: Mapping[str, Iterable[bytes]]) -> Identity | Denied:
         """The enrolled, unrevoked identity of a caller's certificate, or why it is refused."""
-        peer = pki.peer_identity(auth_context, self.trust_domain)
+        peer = peer_identity(auth_context, self.trust_domain)
         if peer is None:
             return Denied("no_identity", "client certificate carries no identity of this trust domain")
         ident = await self.identity(peer)
@@ -99,7 +100,7 @@ class Authenticator:
         return ident
 
     async def authorize(
-        self, auth_context: Mapping[str, Sequence[bytes]], batch: bus_pb2.SignedBatch
+        self, auth_context: Mapping[str, Iterable[bytes]], batch: bus_pb2.SignedBatch
     ) -> Identity | Denied:
         """Check the peer certificate identity, enrolment, sender and signature of one batch."""
         verdict = await self.admit(auth_context)
@@ -112,8 +113,6 @@ class Authenticator:
             )
         if batch.key_id != ident.key_id:
             return Denied("unknown_key", f"key_id {batch.key_id!r} is not the key enrolled for {peer!r}")
-        if not pki.verify_batch(
-            ident.public_key, batch.key_id, batch.prev_digest, batch.events, batch.signature
-        ):
+        if not verify_batch(ident.public_key, batch.key_id, batch.prev_digest, batch.events, batch.signature):
             return Denied("bad_signature", "batch signature does not verify")
         return ident

@@ -49,7 +49,8 @@ class ChainTracker:
 
     def successor(self, sender: str, digest: bytes) -> bytes | None:
         """The accepted successor of one of the sender's recent digests."""
-        return self._known.get(sender, {}).get(digest)
+        known = self._known.get(sender)
+        return None if known is None else known.get(digest)
 
     def _is_known(self, sender: str, digest: bytes) -> bool:
         return digest in self._known.get(sender, ())

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from amoskys import pki
 from amoskys.bus.gate import RETRY_AFTER_KEY
 from amoskys.errors import BusError, PkiError
+from amoskys.pki.identities import key_id, load_identity_key
+from amoskys.pki.signatures import GENESIS_DIGEST, batch_digest, sign_batch
 from amoskys.proto import bus_pb2, bus_pb2_grpc
 from amoskys.retry import Backoff
 
@@ -72,7 +73,9 @@ def too_large(err: grpc.aio.AioRpcError) -> bool:
 
 def retry_after_seconds(err: grpc.aio.AioRpcError) -> float:
     """The wait a RESOURCE_EXHAUSTED answer asks for (trailing metadata RETRY_AFTER_KEY), else 0."""
-    for key, value in err.trailing_metadata() or ():
+    # grpc-stubs 1.53 types the entries as _Metadatum objects; grpcio's aio.Metadata yields pairs.
+    trailing: Iterable[tuple[str, str | bytes]] = err.trailing_metadata() or ()  # type: ignore[assignment]
+    for key, value in trailing:
         if key == RETRY_AFTER_KEY:
             try:
                 return max(0.0, int(value) / 1000)
@@ -94,16 +97,22 @@ class PublisherIdentity:
     bus_address: str = ""
 
     @classmethod
+    async def load(cls, bundle_dir: Path) -> PublisherIdentity:
+        """`from_bundle` for a running event loop: the bundle's files are read in a worker thread."""
+        return await asyncio.to_thread(cls.from_bundle, bundle_dir)
+
+    @classmethod
     def from_bundle(cls, bundle_dir: Path) -> PublisherIdentity:
-        """Load an enrolment bundle written by `amoskys agents enroll`."""
+        """Load an enrolment bundle written by `amoskys agents enroll` (blocking: before a loop runs,
+        or `load` on one)."""
         meta_path = bundle_dir / "bundle.json"
         try:
             meta = json.loads(meta_path.read_text())
-            key = pki.load_identity_key(bundle_dir / "identity.ed25519")
+            key = load_identity_key(bundle_dir / "identity.ed25519")
             return cls(
                 name=meta["name"],
                 key=key,
-                key_id=pki.key_id(key.public_key()),
+                key_id=key_id(key.public_key()),
                 client_cert=(bundle_dir / "client.crt").read_bytes(),
                 client_key=(bundle_dir / "client.key").read_bytes(),
                 ca_cert=(bundle_dir / "ca.crt").read_bytes(),
@@ -138,7 +147,7 @@ class BusClient:
         call_timeout_seconds: float = 30.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         backoff: Backoff | None = None,
-        prev_digest: bytes = pki.GENESIS_DIGEST,
+        prev_digest: bytes = GENESIS_DIGEST,
     ) -> None:
         self.identity = identity
         self.address = address
@@ -151,7 +160,7 @@ class BusClient:
             private_key=identity.client_key,
             certificate_chain=identity.client_cert,
         )
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.keepalive_time_ms", 60_000),
@@ -165,7 +174,7 @@ class BusClient:
         self._stub = bus_pb2_grpc.EventBusStub(self._channel)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)  # grace None: cancel calls in progress at once
 
     async def __aenter__(self) -> BusClient:
         return self
@@ -189,14 +198,14 @@ class BusClient:
             key_id=self.identity.key_id,
             events=events,
             prev_digest=self.prev_digest,
-            signature=pki.sign_batch(self.identity.key, self.identity.key_id, self.prev_digest, events),
+            signature=sign_batch(self.identity.key, self.identity.key_id, self.prev_digest, events),
         )
 
     def sign_next(self, events: bytes) -> bus_pb2.SignedBatch:
         """Sign the next batch of the chain and advance the chain locally (for pipelining: the next
         batch may be signed and sent before this one is acked)."""
         batch = self.sign(events)
-        self.prev_digest = pki.batch_digest(self.identity.key_id, batch.prev_digest, events)
+        self.prev_digest = batch_digest(self.identity.key_id, batch.prev_digest, events)
         return batch
 
     async def send(self, batch: bus_pb2.SignedBatch, *, unary: bool = False) -> bus_pb2.PublishAck:

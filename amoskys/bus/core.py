@@ -1,8 +1,10 @@
 """The bus core: one publish path for local collectors and remote publishers, acking only after commit.
 
-Remote batches: per-event validation with reasons (who may say what: validate.check) → per-source
-quota → store.submit, each event recorded with its origin (the authenticated sender it came
-through) → await the commit (bounded) → ack. Local collectors publish in-process (no gRPC, no
+Remote batches: per-event validation with reasons (its size: `max_event_bytes`; who may say what:
+validate.check) → the store's space (above its high-water mark only publishers below their fair share
+of recent ingest are taken, up to the hard cap: quota.FairShare) → per-source quotas in events and in
+bytes → store.submit, each event recorded with its origin (the authenticated sender it came through)
+→ await the commit (bounded) → ack. Local collectors publish in-process (no gRPC, no
 re-serialization) and are told to slow down, not refused, when the writer is behind. Committed
 events fan out to subscribers.
 """
@@ -17,8 +19,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from amoskys.bus.fanout import Fanout, Subscription
-from amoskys.bus.quota import TokenBuckets
-from amoskys.bus.validate import MAX_FUTURE_SKEW_NS, Rejection, check, parse_event
+from amoskys.bus.quota import FairShare, TokenBuckets
+from amoskys.bus.validate import EVENT_TOO_LARGE, MAX_FUTURE_SKEW_NS, Rejection, check, parse_event
 from amoskys.errors import BusError, StoreError
 from amoskys.metrics import Metrics
 from amoskys.proto import bus_pb2, events_pb2
@@ -26,6 +28,7 @@ from amoskys.retry import Backoff
 from amoskys.store import Store
 from amoskys.store.errors import SubmitRefusedError
 from amoskys.store.records import Outcome, Record
+from amoskys.store.space import SpaceState
 from amoskys.store.state import ChainAnchor
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,10 @@ class IngestResult:
         )
 
 
+#: The retry hint for a publisher refused above the store's high-water mark (what the store itself says).
+HIGH_WATER_HINT_MS = 5000
+
+
 def retry(hint_ms: int, reason: str, message: str) -> IngestResult:
     return IngestResult(status=bus_pb2.RETRY, backoff_hint_ms=max(1, hint_ms), message=message, reason=reason)
 
@@ -70,6 +77,9 @@ class Bus:
         quota_events_per_second: float,
         quota_burst_events: float,
         ack_timeout_seconds: float,
+        max_event_bytes: int,
+        quota_bytes_per_second: float,
+        quota_burst_bytes: float,
         clock: Callable[[], float] = time.monotonic,
         ack_before_commit_ms: int = 0,
     ) -> None:
@@ -79,6 +89,9 @@ class Bus:
         self.metrics = metrics
         self.appliance_name = appliance_name
         self.quota = TokenBuckets(quota_events_per_second, quota_burst_events, clock=clock)
+        self.byte_quota = TokenBuckets(quota_bytes_per_second, quota_burst_bytes, clock=clock)
+        self.max_event_bytes = max_event_bytes
+        self.fair_share = FairShare(clock=clock)
         self.ack_timeout = ack_timeout_seconds
         self.fanout: Fanout[Record] = Fanout(on_drop=self._count_dropped)
         self.closing = False
@@ -120,12 +133,7 @@ class Bus:
         future_limit = time.time_ns() + MAX_FUTURE_SKEW_NS
         skewed = 0
         for i, raw in enumerate(raws):
-            env = parse_event(raw)
-            reason = (
-                "malformed_envelope"
-                if env is None
-                else check(env, sender=sender, relay=relay, reserved_source=self.appliance_name)
-            )
+            env, reason = self._judge_event(raw, sender=sender, relay=relay)
             if reason is not None or env is None:
                 rejected.append(Rejection(i, reason or "malformed_envelope"))
                 self.metrics.bus_events.labels(
@@ -146,16 +154,26 @@ class Bus:
             if anchor is not None:
                 await self.store.state.set_chain_anchor(anchor)
             return result
-        wait = self.quota.take(sender, len(records))
-        if wait > 0:
-            self.metrics.bus_quota_exceeded.inc()
-            return retry(int(wait * 1000) + 1, "quota", f"quota for {sender!r} exceeded")
+        space = self.store.space_state
+        if space is SpaceState.HIGH_WATER and self.fair_share.above_fair_share(sender):
+            return retry(
+                HIGH_WATER_HINT_MS,
+                "store_high_water",
+                f"store above its high-water mark and {sender!r} is at or above its fair share of recent ingest",
+            )
+        nbytes = sum(len(r.envelope) for r in records)
+        refused = self._over_quota(sender, len(records), nbytes)
+        if refused is not None:
+            return refused
         if self._ack_before_commit_ms:
             return self._ack_early(records, result)
         try:
-            future = self.store.submit(records, local=False, anchor=anchor)
+            # Between high water and the hard cap the bus has judged the fair share above: the store
+            # takes these events as it takes local ones (at the hard cap it refuses every remote one).
+            future = self.store.submit(records, local=space is SpaceState.HIGH_WATER, anchor=anchor)
         except SubmitRefusedError as err:
             return retry(err.backoff_hint_ms, f"store_{err.reason}", f"store refused: {err.reason}")
+        self.fair_share.add(sender, nbytes)
         if on_submit is not None:
             on_submit()
         try:
@@ -167,6 +185,33 @@ class Bus:
             self.metrics.bus_store_failures.inc()
             return retry(1000, "store_error", f"store failed: {err}")
         return self._tally(records, outcomes, result)
+
+    def _judge_event(
+        self, raw: bytes, *, sender: str, relay: bool
+    ) -> tuple[events_pb2.Envelope | None, str | None]:
+        """The parsed envelope (None when it is not parsed), and why it is rejected (None: it is not)."""
+        if len(raw) > self.max_event_bytes:
+            return None, EVENT_TOO_LARGE  # never parsed
+        env = parse_event(raw)
+        if env is None:
+            return None, "malformed_envelope"
+        return env, check(env, sender=sender, relay=relay, reserved_source=self.appliance_name)
+
+    def _over_quota(self, sender: str, events: int, nbytes: int) -> IngestResult | None:
+        """RETRY when `sender` is over its events or its bytes quota; else take both (all or nothing)."""
+        wait_events = self.quota.wait(sender, events)
+        wait_bytes = self.byte_quota.wait(sender, nbytes)
+        if wait_events > 0 or wait_bytes > 0:
+            self.metrics.bus_quota_exceeded.inc()
+            hint_ms = int(max(wait_events, wait_bytes) * 1000) + 1
+            if wait_bytes > wait_events:
+                return retry(
+                    hint_ms, "quota_bytes", f"byte quota for {sender!r} exceeded ({nbytes} bytes offered)"
+                )
+            return retry(hint_ms, "quota", f"quota for {sender!r} exceeded")
+        self.quota.take(sender, events)
+        self.byte_quota.take(sender, nbytes)
+        return None
 
     def _tally(self, records: list[Record], outcomes: list[Outcome], result: IngestResult) -> IngestResult:
         committed = [r for r, o in zip(records, outcomes, strict=True) if o is Outcome.COMMITTED]

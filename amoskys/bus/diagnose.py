@@ -201,10 +201,11 @@ async def _dial(
     reader = writer = None
     errors: list[OSError] = []
     for family, _, proto, _, sockaddr in infos:
-        try:
-            reader, writer = await asyncio.open_connection(
-                sockaddr[0], sockaddr[1], family=family, proto=proto
-            )
+        ip = sockaddr[0]
+        if not isinstance(ip, str):
+            continue  # (int, bytes): IPv6 on a Python built without it, which cannot dial it
+        try:  # the port is `port`: getaddrinfo was given it as a number
+            reader, writer = await asyncio.open_connection(ip, port, family=family, proto=proto)
             break
         except OSError as err:
             errors.append(err)

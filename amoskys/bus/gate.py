@@ -21,7 +21,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -46,7 +46,10 @@ _MAX_LOGGED = 10_000  # distinct refusals logged once each; forgotten all at onc
 #: How long `revoke` waits for the calls it cancelled to stop running before it answers anyway.
 END_WAIT_SECONDS = 5.0
 
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+#: Quoted: grpc.aio.ServicerContext is generic only in grpc-stubs, not at runtime.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+#: A method behaviour as grpc.aio calls it: (request, context) → awaitable response.
+Behaviour: TypeAlias = "Callable[[Any, Context], Awaitable[Any]]"
 
 
 class NotRevokedError(BusError):
@@ -82,7 +85,7 @@ class CallGate:
         return len(self._calls.get(name, ()))
 
     # ------------------------------------------------------------------ wrapping
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """`handler` with its behaviour admitted by this gate (a TypeError for a non-async behaviour)."""
         kind = _KINDS[(bool(handler.request_streaming), bool(handler.response_streaming))]
         behaviour = getattr(handler, kind)
@@ -93,7 +96,7 @@ class CallGate:
                 )
             behaviour = _in_thread(behaviour)  # e.g. the health service's unimplemented List
         make = getattr(grpc, f"{kind}_rpc_method_handler")
-        gated: grpc.RpcMethodHandler = make(
+        gated: grpc.RpcMethodHandler[Any, Any] = make(
             self._gated(method, behaviour),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
@@ -102,7 +105,7 @@ class CallGate:
 
     def _gated(self, method: str, behaviour: Behaviour) -> Behaviour:
         @functools.wraps(behaviour)
-        async def gated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def gated(request: Any, context: Context) -> Any:
             call = await self._admit(method, context)
             try:
                 return await behaviour(request, context)
@@ -120,7 +123,7 @@ class CallGate:
         return gated
 
     # ------------------------------------------------------------------ admission
-    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
+    async def _admit(self, method: str, context: Context) -> _Call:
         verdict = await self.auth.admit(context.auth_context())
         if isinstance(verdict, Denied):
             self.metrics.bus_calls_refused.labels(reason=verdict.reason).inc()
@@ -225,31 +228,34 @@ class CallGate:
                 failing = False
 
 
-def _in_thread(behaviour: Callable[[Any, grpc.aio.ServicerContext], Any]) -> Behaviour:
+def _in_thread(behaviour: Callable[[Any, Context], Any]) -> Behaviour:
     """A plain function as a coroutine, run off the loop (as grpc runs plain handlers)."""
 
-    async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def run(request: Any, context: Context) -> Any:
         return await asyncio.to_thread(behaviour, request, context)
 
     return run
 
 
 def gated_handlers(
-    gate: CallGate, handlers: Sequence[grpc.GenericRpcHandler]
-) -> tuple[grpc.GenericRpcHandler, ...]:
+    gate: CallGate, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
+) -> tuple[grpc.GenericRpcHandler[Any, Any], ...]:
     return tuple(_GatedGenericHandler(gate, h) for h in handlers)
 
 
-class _GatedGenericHandler(grpc.GenericRpcHandler):
+# grpc's classes are not Generic at runtime (only grpc-stubs makes them so): no arguments here.
+class _GatedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """A generic handler whose method handlers are gated (each wrapped once, on its first call)."""
 
-    def __init__(self, gate: CallGate, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, gate: CallGate, inner: grpc.GenericRpcHandler[Any, Any]) -> None:
         self._gate = gate
         self._inner = inner
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             handler = self._inner.service(handler_call_details)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amoskys import pki
 from amoskys.bus.auth import Identity, IdentityLoader
+from amoskys.pki.identities import key_id_of_raw
 from amoskys.store.state import ApplianceState
 
 
@@ -14,7 +14,7 @@ def identity_loader(state: ApplianceState) -> IdentityLoader:
         row = await state.get_identity(name)
         if row is None:
             return None
-        key_id = pki.key_id_of_raw(row.public_key)
+        key_id = key_id_of_raw(row.public_key)
         return Identity(
             name=row.name, role=row.role, public_key=row.public_key, key_id=key_id, revoked=row.revoked
         )

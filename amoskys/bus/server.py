@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from amoskys.bus.gate import CallGate, gated_handlers
 from amoskys.errors import BusError
-from amoskys.pki import ApplianceCredentials
+from amoskys.pki.layout import ApplianceCredentials
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +100,8 @@ class BusServer:
         self._server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
         self.gate = gate
         self._gate_task: asyncio.Task[None] | None = None
-        self.health = health.aio.HealthServicer()
+        # grpc_health's stubs do not declare its `aio` module (grpcio-health-checking ships it).
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.add_servicer(health_pb2_grpc.add_HealthServicer_to_server, self.health)
         self.port = 0
 
@@ -113,7 +114,10 @@ class BusServer:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         fetcher = _ReloadingCredentials(self._creds)
         credentials = grpc.dynamic_ssl_server_credentials(
-            fetcher.initial, fetcher, require_client_authentication=True
+            fetcher.initial,
+            # grpc-stubs 1.53 omits that the fetcher may return None ("no change"), as grpc documents.
+            fetcher,  # type: ignore[arg-type]
+            require_client_authentication=True,
         )
         try:
             self.port = self._server.add_secure_port(address, credentials)
@@ -144,12 +148,13 @@ class _GatedRegistrar:
         self._server = server
         self._gate = gate
 
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]) -> None:
         self._server.add_generic_rpc_handlers(gated_handlers(self._gate, handlers))
 
     def add_registered_method_handlers(
-        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
-        self._server.add_registered_method_handlers(
+        # grpc-stubs 1.53 predates Server.add_registered_method_handlers (grpcio 1.63).
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
             service, {name: self._gate.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
         )

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from amoskys import pki
 from amoskys.bus.auth import Authenticator, Denied, Identity
 from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus, IngestResult
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
+from amoskys.pki.signatures import batch_digest
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
 from amoskys.store.state import ApplianceState, ChainAnchor
 
 log = structlog.get_logger(__name__)
 
 AlertSink = Callable[[events_pb2.Envelope], Awaitable[None]]
+#: Quoted: grpc.aio.ServicerContext is generic only in grpc-stubs, not at runtime.
+Context: TypeAlias = "grpc.aio.ServicerContext[bus_pb2.SignedBatch, bus_pb2.PublishAck]"
 
 
 class EventBusService(bus_pb2_grpc.EventBusServicer):
@@ -46,18 +49,14 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self._anchors_loaded: set[str] = set()
         self._unknown_logged: set[str] = set()
 
-    async def PublishBatch(
-        self, request: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext
-    ) -> bus_pb2.PublishAck:
+    async def PublishBatch(self, request: bus_pb2.SignedBatch, context: Context) -> bus_pb2.PublishAck:
         return await self._handle(request, context, unary=False)
 
-    async def Publish(
-        self, request: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext
-    ) -> bus_pb2.PublishAck:
+    async def Publish(self, request: bus_pb2.SignedBatch, context: Context) -> bus_pb2.PublishAck:
         return await self._handle(request, context, unary=True)
 
     async def _handle(
-        self, batch: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext, *, unary: bool
+        self, batch: bus_pb2.SignedBatch, context: Context, *, unary: bool
     ) -> bus_pb2.PublishAck:
         t0 = time.perf_counter()
         ack = await self._judge(batch, context, unary=unary)
@@ -68,7 +67,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self.metrics.bus_batches.labels(status=bus_pb2.AckStatus.Name(status).lower(), reason=reason).inc()
 
     async def _judge(
-        self, batch: bus_pb2.SignedBatch, context: grpc.aio.ServicerContext, *, unary: bool
+        self, batch: bus_pb2.SignedBatch, context: Context, *, unary: bool
     ) -> bus_pb2.PublishAck:
         verdict = await self.auth.authorize(context.auth_context(), batch)
         if isinstance(verdict, Denied):
@@ -95,7 +94,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
                 message=f"{len(raws)} events in one batch; the limit is {self.max_events}",
             )
         self.metrics.bus_batch_events.observe(len(raws))
-        digest = pki.batch_digest(batch.key_id, batch.prev_digest, batch.events)
+        digest = batch_digest(batch.key_id, batch.prev_digest, batch.events)
         await self._load_anchor(ident.name)
         chain = await self.chains.judge(ident.name, batch.prev_digest, digest)
         expected = self.chains.successor(ident.name, batch.prev_digest) or b""

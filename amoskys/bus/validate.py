@@ -1,5 +1,9 @@
 """Per-event validation of envelopes arriving at the bus: parse, check identity fields, name the reason.
 
+Each event is judged on its own: a rejected one is reported by index and reason in the ack and counted
+(`amoskys_bus_events_total{outcome="rejected",reason=...}`), and the rest of its batch goes on. An
+event larger than `[bus] max_event_bytes` is `event_too_large` without being parsed (the bus checks it).
+
 Who may say what (DESIGN §4, §8): no remote publisher may use the appliance's own name as `source`
 (`reserved_source`, compared ignoring case); an agent speaks only for itself (`source_not_sender`) and
 never sends AuditEvents (`kind_not_allowed`: audit comes only from the appliance's in-process path);
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from amoskys.pki import is_valid_name
+from amoskys.pki.names import is_valid_name
 from amoskys.proto import events_pb2
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -32,7 +36,11 @@ REASONS = (
     "missing_body",
     "bad_ts",
     "kind_not_allowed",
+    "event_too_large",
 )
+
+#: The serialized envelope is larger than `[bus] max_event_bytes` (checked before it is parsed).
+EVENT_TOO_LARGE = "event_too_large"
 
 #: Body kinds only a relay (or the appliance itself) may send: an agent never speaks for the audit log.
 RELAY_ONLY_KINDS = frozenset({"audit"})

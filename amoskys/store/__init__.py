@@ -1,10 +1,11 @@
 """The store: the event log (group-committed, deduplicated, chained), derived views, appliance state."""
 
 from amoskys.store.errors import StateConflictError, SubmitRefusedError
+from amoskys.store.facade import Store
+from amoskys.store.maintenance import MaintenanceReport
 from amoskys.store.records import Outcome, Record, StoredEvent
 from amoskys.store.space import SpaceState, StoreStats
 from amoskys.store.state import ApplianceState, ChainAnchor
-from amoskys.store.writer import MaintenanceReport, Store
 
 __all__ = [
     "ApplianceState",

@@ -101,7 +101,7 @@ def bytes_text(name: str, raw: bytes) -> str:
 def _scalar(fd: FieldDescriptor, value: Any) -> Any:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
         return message_json(value)
-    if fd.type == FieldDescriptor.TYPE_ENUM:
+    if fd.type == FieldDescriptor.TYPE_ENUM and fd.enum_type is not None:  # always set for an enum
         number = fd.enum_type.values_by_number.get(value)
         return number.name if number is not None else value
     if fd.type == FieldDescriptor.TYPE_BYTES:
@@ -117,7 +117,11 @@ def message_json(message: Message) -> dict[str, Any]:
     """A protobuf message as the export's JSON object (see the module docstring)."""
     out: dict[str, Any] = {}
     for fd, value in message.ListFields():
-        if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
+        if (
+            fd.type == FieldDescriptor.TYPE_MESSAGE
+            and fd.message_type is not None  # always set for a message field
+            and fd.message_type.GetOptions().map_entry
+        ):
             value_fd = fd.message_type.fields_by_name["value"]
             out[fd.name] = {str(k): _scalar(value_fd, v) for k, v in value.items()}
         elif fd.is_repeated:

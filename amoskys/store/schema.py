@@ -211,6 +211,25 @@ ALTER TABLE identities_v3 RENAME TO identities;
 """
 
 
+_V4 = """
+-- Sessions and API tokens keep their kind: a value issued as a session cookie is refused as a bearer
+-- token and the other way round (amoskys.web.auth).
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'session' CHECK (kind IN ('session', 'token'));
+-- The session or token that issued a token (its id_hash): revoking one revokes what it issued. NULL
+-- for logins and for tokens issued by `amoskys tokens issue` (or before this version).
+ALTER TABLE sessions ADD COLUMN issued_by BLOB;
+-- A token's name, given at creation ('' when none).
+ALTER TABLE sessions ADD COLUMN label TEXT NOT NULL DEFAULT '';
+-- A token's role cap (NULL: the user's role); the effective role is the lower of the two.
+ALTER TABLE sessions ADD COLUMN role TEXT CHECK (role IN ('admin', 'viewer'));
+-- Rows made before kinds were kept: API tokens were issued for 1 to 365 days, logins for at most
+-- the default absolute timeout (12 hours) unless it was raised, so a longer lifetime marks a token.
+-- A login session of a raised timeout is taken for a token: its cookie is refused (log in again).
+UPDATE sessions SET kind = 'token' WHERE expires_ns - created_ns > 12 * 3600 * 1000000000;
+CREATE INDEX sessions_issued_by ON sessions (issued_by) WHERE issued_by IS NOT NULL;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: `script` takes the database from `version - 1` to `version`."""
@@ -224,6 +243,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event log, marks, derived views, appliance state", _V1),
     Migration(2, "events.origin: the identity a remote event came through", _V2),
     Migration(3, "events.synthetic (sent by a loadgen identity); the loadgen identity role", _V3),
+    Migration(4, "sessions.kind, issued_by, label, role: sessions and API tokens told apart", _V4),
 )
 
 #: The schema version this build writes.

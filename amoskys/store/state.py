@@ -21,6 +21,7 @@ from amoskys.store.errors import StateConflictError
 from amoskys.store.sql import fetch_one, rollback_quietly
 
 UserRole = Literal["admin", "viewer"]
+SessionKind = Literal["session", "token"]
 IdentityRole = Literal["agent", "relay", "loadgen"]
 IDENTITY_ROLES: tuple[str, ...] = ("agent", "relay", "loadgen")
 _T = TypeVar("_T")
@@ -37,14 +38,39 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    """A login session (presented as a cookie) or an API token (presented as a bearer token)."""
+
     id_hash: bytes
     user: str
     created_ns: int
     expires_ns: int
     revoked_ns: int | None
+    kind: SessionKind = "session"
+    issued_by: bytes | None = None  # the id_hash of the session or token that issued this token
+    label: str = ""  # a token's name, given at creation
+    role: UserRole | None = None  # a token's role cap (None: the user's role)
 
     def active(self, now_ns: int) -> bool:
         return self.revoked_ns is None and now_ns < self.expires_ns
+
+    @property
+    def public_id(self) -> str:
+        """A short id to list and revoke by (a prefix of the hash: it reveals nothing of the secret)."""
+        return public_id(self.id_hash)
+
+
+def public_id(id_hash: bytes) -> str:
+    return id_hash[:PUBLIC_ID_BYTES].hex()
+
+
+PUBLIC_ID_BYTES = 6
+_SESSION_COLUMNS = "id_hash, user, created_ns, expires_ns, revoked_ns, kind, issued_by, label, role"
+# the rows issued by the seed rows, and theirs, down the tree (the seeds included)
+_ISSUED_TREE = (
+    "WITH RECURSIVE tree(h) AS ({seed} UNION SELECT s.id_hash FROM sessions s JOIN tree ON s.issued_by = tree.h) "
+    "UPDATE sessions SET revoked_ns = ? WHERE id_hash IN (SELECT h FROM tree) AND id_hash != ? "
+    "AND revoked_ns IS NULL RETURNING id_hash"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,17 +220,30 @@ class ApplianceState:
 
     # -- sessions
 
-    async def create_session(self, id_hash: bytes, user: str, expires_ns: int) -> Session:
-        """Record a session (by the hash of its token); StateConflictError when the user does not
-        exist or the id is taken."""
+    async def create_session(
+        self,
+        id_hash: bytes,
+        user: str,
+        expires_ns: int,
+        *,
+        kind: SessionKind = "session",
+        issued_by: bytes | None = None,
+        label: str = "",
+        role: UserRole | None = None,
+    ) -> Session:
+        """Record a session or an API token (by the hash of its secret); StateConflictError when the
+        user does not exist or the id is taken. The caller clamps a token's expiry and role to its
+        issuer's (amoskys.web.auth)."""
+        _check_choice("kind", kind, ("session", "token"))
+        if role is not None:
+            _check_choice("role", role, ("admin", "viewer"))
         now = self._clock_ns()
 
         async def body(db: aiosqlite.Connection) -> None:
             try:
                 await db.execute(
-                    "INSERT INTO sessions (id_hash, user, created_ns, expires_ns, revoked_ns) "
-                    "VALUES (?, ?, ?, ?, NULL)",
-                    (id_hash, user, now, expires_ns),
+                    f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    (id_hash, user, now, expires_ns, kind, issued_by, label, role),
                 )
             except sqlite3.IntegrityError as err:
                 raise StateConflictError(
@@ -213,36 +252,65 @@ class ApplianceState:
                     key=user,
                 ) from err
 
-        await self._change(f"create a session for {user!r}", body)
-        return Session(id_hash, user, now, expires_ns, None)
+        await self._change(f"create a {kind} for {user!r}", body)
+        return Session(id_hash, user, now, expires_ns, None, kind, issued_by, label, role)
 
     async def get_session(self, id_hash: bytes) -> Session | None:
         """The session with this id hash (active or not: see `Session.active`)."""
-        rows = await self._rows(
-            "SELECT id_hash, user, created_ns, expires_ns, revoked_ns FROM sessions WHERE id_hash = ?",
-            (id_hash,),
-        )
+        rows = await self._rows(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,))
         return Session(*rows[0]) if rows else None
+
+    async def list_tokens(self, user: str | None = None) -> list[Session]:
+        """The active API tokens of `user` (None: of every user), oldest first."""
+        where = "kind = 'token' AND revoked_ns IS NULL AND expires_ns > ?"
+        params: list[object] = [self._clock_ns()]
+        if user is not None:
+            where += " AND user = ?"
+            params.append(user)
+        rows = await self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where} ORDER BY created_ns, id_hash",
+            tuple(params),
+        )
+        return [Session(*r) for r in rows]
+
+    async def find_token(self, public: str) -> Session | None:
+        """The active API token whose public id is `public` (None when there is none, or the id is
+        malformed)."""
+        if len(public) != 2 * PUBLIC_ID_BYTES or not all(c in "0123456789abcdef" for c in public):
+            return None
+        tokens = [t for t in await self.list_tokens() if t.public_id == public]
+        return tokens[0] if len(tokens) == 1 else None
 
     async def active_session(self, id_hash: bytes) -> Session | None:
         """The session if it exists, is not revoked and has not expired."""
         session = await self.get_session(id_hash)
         return session if session is not None and session.active(self._clock_ns()) else None
 
-    async def revoke_session(self, id_hash: bytes) -> bool:
-        return await self._update_one(
-            "revoke a session",
-            "UPDATE sessions SET revoked_ns = ? WHERE id_hash = ? AND revoked_ns IS NULL",
-            (self._clock_ns(), id_hash),
+    async def revoke_session(self, id_hash: bytes) -> list[bytes]:
+        """Revoke a session or token and every token it issued (and theirs); returns the id hashes
+        revoked now (empty when it was not active)."""
+        return await self._revoke_tree(
+            "revoke a session", _ISSUED_TREE.format(seed="SELECT ?"), (id_hash, self._clock_ns(), b"")
+        )
+
+    async def end_user_sessions(self, user: str, *, keep: bytes | None = None) -> list[bytes]:
+        """Revoke every session and token of a user but `keep` (the one changing the password), and
+        every token they issued; returns the id hashes revoked now."""
+        return await self._revoke_tree(
+            f"revoke the sessions of {user!r}",
+            _ISSUED_TREE.format(seed="SELECT id_hash FROM sessions WHERE user = ?"),
+            (user, self._clock_ns(), keep or b""),
         )
 
     async def revoke_user_sessions(self, user: str) -> int:
-        """Revoke every active session of a user; returns how many."""
-        return await self._update_many(
-            f"revoke the sessions of {user!r}",
-            "UPDATE sessions SET revoked_ns = ? WHERE user = ? AND revoked_ns IS NULL",
-            (self._clock_ns(), user),
-        )
+        """Revoke every active session and token of a user; returns how many."""
+        return len(await self.end_user_sessions(user))
+
+    async def _revoke_tree(self, what: str, sql: str, params: tuple[object, ...]) -> list[bytes]:
+        async def body(db: aiosqlite.Connection) -> list[bytes]:
+            return [bytes(r[0]) for r in await db.execute_fetchall(sql, params)]
+
+        return await self._change(what, body)
 
     async def purge_sessions(self) -> int:
         """Delete expired and revoked sessions; returns how many."""

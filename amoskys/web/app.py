@@ -12,13 +12,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from amoskys.config import WebConfig
+from amoskys.config import Config, parse_listen
 from amoskys.health import Health
 from amoskys.metrics import Metrics
-from amoskys.web import api, live, pages
+from amoskys.web import live, pages
 from amoskys.web.body_limit import BodyLimit
 from amoskys.web.context import WebContext
+from amoskys.web.hosts import AllowedHosts, default_hosts, resolve
 from amoskys.web.metrics import WebMetrics
+from amoskys.web.routes import routes as api_routes
 from amoskys.web.security import SecurityHeaders
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -37,7 +39,9 @@ def build_app(
 ) -> Starlette:
     """/metrics (bearer token when configured), /healthz, /readyz; with a context, also the dashboard
     pages, the /api/v1 JSON API with its OpenAPI document, the SSE stream and the static assets.
-    Request bodies are limited here, once, for every route (`[web] max_body_bytes`; 8 KiB to log in)."""
+    Request bodies are limited here, once, for every route (`[web] max_body_bytes`; 8 KiB to log in),
+    after the Host header check (`[web] allowed_hosts`): a request for another host is refused before
+    any of its body is read, and still gets the security headers."""
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_token:
@@ -63,26 +67,34 @@ def build_app(
         Route("/readyz", readyz),
     ]
     if ctx is not None:
-        web_ctx = ctx
+        live_streams = live.LiveStreams(ctx)
 
         async def stream(request: Request) -> Response:
-            return await live.stream(request, web_ctx)
+            return await live_streams.stream(request)
 
-        routes += api.routes(ctx)
+        routes += api_routes(ctx)
         routes.append(Route("/api/v1/stream", stream))
         routes += pages.routes(ctx)
         routes.append(Mount("/static", app=StaticFiles(packages=[("amoskys", "static")]), name="static"))
-    max_body = ctx.config.web.max_body_bytes if ctx is not None else WebConfig().max_body_bytes
-    refused = metrics.component(WebMetrics).requests_refused.labels("body_too_large")
+    config = ctx.config if ctx is not None else Config()
+    max_body = config.web.max_body_bytes
+    refused = metrics.component(WebMetrics).requests_refused
+    bus = config.bus
+    tls_names = (*bus.server_dns_names, *bus.server_ip_addresses) if config.web.tls == "on" else ()
+    allowed = resolve(  # read once, at build time: before the loop serves
+        config.web.allowed_hosts,
+        lambda: default_hosts(parse_listen(config.web.listen)[0], tls_names=tls_names),
+    )
     return Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders, hsts=hsts),
+            Middleware(AllowedHosts, allowed=allowed, on_refused=refused.labels("host_not_allowed").inc),
             Middleware(
                 BodyLimit,
                 default=max_body,
                 limits=dict.fromkeys(LOGIN_PATHS, min(LOGIN_MAX_BODY_BYTES, max_body)),
-                on_refused=refused.inc,
+                on_refused=refused.labels("body_too_large").inc,
             ),
         ],
     )

@@ -12,7 +12,12 @@
   and one address holds at most `HASHES_PER_ADDRESS` of them (its other attempts wait in a queue of
   its own, bounded by its throttle limit), so one address cannot make everyone else wait.
 - Sessions live in the store (only the SHA-256 of the token); logout revokes; idle and absolute
-  timeouts. API tokens are sessions presented as `Authorization: Bearer <token>` (no cookie, no CSRF).
+  timeouts. API tokens are rows of another kind, presented as `Authorization: Bearer <token>` (no
+  cookie, no CSRF, no idle timeout): a session value is refused as a bearer and a token as a cookie.
+  A token never outgrows its issuer: its expiry and role are clamped to the issuing session's or
+  token's, and revoking a session or token revokes every token it issued (and theirs).
+- A password change needs the current password (throttled like a login at that address), and ends
+  the user's other sessions and tokens.
 - CSRF: every state-changing request with a session cookie carries `HMAC(secret, session)` in the
   `X-CSRF-Token` header or a `csrf` form field.
 """
@@ -32,8 +37,9 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from amoskys.proto import events_pb2
-from amoskys.store.state import ApplianceState
+from amoskys.store.state import ApplianceState, Session
 from amoskys.web import passwords
+from amoskys.web.login_audit import LoginAudit
 from amoskys.web.metrics import WebMetrics
 
 log = structlog.get_logger(__name__)
@@ -46,7 +52,8 @@ HASHES_PER_ADDRESS = 1
 ADDR_MAX_FAILURES, ADDR_WINDOW_S, ADDR_LOCK_S = 20, 600, 600
 PAIR_MAX_FAILURES, PAIR_WINDOW_S, PAIR_LOCK_S = 5, 600, 600
 MAX_NAME_CHARS = 64  # user names are 1-64 characters (amoskys users add, POST /api/v1/users)
-MAX_PASSWORD_CHARS = 1024
+MAX_PASSWORD_CHARS = passwords.MAX_PASSWORD_CHARS
+_ROLE_RANK = {"viewer": 0, "admin": 1}
 _S = 1_000_000_000
 
 
@@ -72,6 +79,28 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+def lower_role(a: Role, b: Role | None) -> Role:
+    """The lesser of two roles (`b` None: `a`)."""
+    return a if b is None or _ROLE_RANK[a] <= _ROLE_RANK[b] else b
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str  # the secret, shown once
+    row: Session
+    clamped: bool  # the expiry asked for was past the issuer's: it got the issuer's
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    ok: bool
+    problem: str = ""  # the new password breaks a rule (a 400)
+    wrong: bool = False  # the current password is wrong (a 403)
+    throttled: bool = False
+    retry_after_s: int = 0
+    ended: int = 0  # other sessions and tokens revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +176,7 @@ class Auth:
         self.idle_timeout_ns = idle_timeout_s * _S
         self.absolute_timeout_ns = absolute_timeout_s * _S
         self._clock = clock_ns
+        self.login_audit = LoginAudit(audit, clock_ns=clock_ns)  # refused logins: one event a minute
         self._last_seen: dict[bytes, int] = {}
         self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         self._tallies: dict[str, _Tally] = {}
@@ -228,7 +258,7 @@ class Auth:
                         lockout_ns=tally.lockout_ns,
                     )
                 self.metrics.logins.labels("failed").inc()
-                await self._audit_event("login_failed", name, remote, False, "")
+                await self.login_audit.record("login_failed", name, remote)
                 return LoginResult(False)
             self._settle(tallies)
             decided = True
@@ -239,7 +269,7 @@ class Auth:
         await self.state.clear_throttle(tallies[1].key)
         token = passwords.new_token()
         await self.state.create_session(
-            passwords.token_hash(token), user.name, now + self.absolute_timeout_ns
+            passwords.token_hash(token), user.name, now + self.absolute_timeout_ns, kind="session"
         )
         self.metrics.logins.labels("ok").inc()
         await self._audit_event("login", name, remote, True, "")
@@ -247,7 +277,7 @@ class Auth:
 
     async def _throttled(self, name: str, remote: str, full: _Tally, now: int) -> LoginResult:
         self.metrics.logins.labels("throttled").inc()
-        await self._audit_event("login_throttled", name, remote, False, "")
+        await self.login_audit.record("login_throttled", name, remote)
         return LoginResult(False, throttled=True, retry_after_s=full.retry_after_s(now))
 
     def _hold(self, key: str, max_failures: int, window_s: int, lockout_s: int) -> _Tally:
@@ -290,16 +320,123 @@ class Auth:
             tally.loaded = True
 
     async def logout(self, principal: Principal, remote: str) -> None:
-        await self.state.revoke_session(principal.session)
-        self._last_seen.pop(principal.session, None)
-        self._ended(principal.session)
+        await self.revoke(principal.session)
         await self._audit_event("logout", principal.user, remote, True, "")
 
-    async def issue_token(self, user: str, days: int) -> str:
-        """An API token for scripts (a session presented as a bearer token)."""
+    async def revoke(self, session: bytes) -> list[bytes]:
+        """Revoke a session or token and the tokens it issued; end their live streams."""
+        ended = await self.state.revoke_session(session)
+        self._forget(session, *ended)
+        return ended
+
+    async def end_user_sessions(self, user: str, *, keep: bytes | None = None) -> list[bytes]:
+        """Revoke every session and token of `user` but `keep`; end their live streams."""
+        ended = await self.state.end_user_sessions(user, keep=keep)
+        self._forget(*ended)
+        return ended
+
+    def touch(self, session: bytes) -> None:
+        """Count activity on a cookie session this process has seen (an open live stream): its idle
+        clock starts over."""
+        if session in self._last_seen:
+            self._last_seen[session] = self._clock()
+
+    def _forget(self, *sessions: bytes) -> None:
+        for session in sessions:
+            self._last_seen.pop(session, None)
+        self._ended(*sessions)
+
+    async def issue_token(
+        self, issuer: Principal, days: int, *, label: str = "", role: Role | None = None
+    ) -> IssuedToken:
+        """An API token for scripts, issued by a session or another token: it expires no later than
+        its issuer (a longer life asked for is clamped), its role is at most the issuer's, and it is
+        revoked with its issuer."""
+        wanted = self._clock() + days * 86400 * _S
+        expires = min(wanted, issuer.expires_ns) if issuer.expires_ns else wanted
         token = passwords.new_token()
-        await self.state.create_session(passwords.token_hash(token), user, self._clock() + days * 86400 * _S)
-        return token
+        row = await self.state.create_session(
+            passwords.token_hash(token),
+            issuer.user,
+            expires,
+            kind="token",
+            issued_by=issuer.session,
+            label=label,
+            role=lower_role(issuer.role, role),
+        )
+        return IssuedToken(token, row, clamped=expires < wanted)
+
+    async def revoke_token(self, principal: Principal, public_id: str) -> Session | None:
+        """Revoke the active token of this public id (and what it issued) when it is the principal's
+        own, or the principal is an admin; None otherwise (not found and not allowed look alike)."""
+        row = await self.state.find_token(public_id)
+        if row is None or (row.user != principal.user and not principal.is_admin):
+            return None
+        await self.revoke(row.id_hash)
+        return row
+
+    async def change_password(
+        self, principal: Principal, current: str, new: str, remote: str
+    ) -> PasswordChange:
+        """Set a new password when `current` is right (guesses count against the login throttle of
+        this account at this address); the user's other sessions and tokens end."""
+        problem = login_fields_problem(principal.user, current) or passwords.new_password_problem(new)
+        if problem:
+            return PasswordChange(False, problem=problem)
+        tally = self._hold(f"pair:{principal.user}@{remote}", PAIR_MAX_FAILURES, PAIR_WINDOW_S, PAIR_LOCK_S)
+        try:
+            good = await self._check_current(tally, principal.user, current)
+        finally:
+            self._unhold(tally)
+        if good is None:
+            now = self._clock()
+            await self._audit_event("password_change_throttled", principal.user, remote, False, "")
+            return PasswordChange(False, throttled=True, retry_after_s=tally.retry_after_s(now))
+        if not good:
+            await self._audit_event("password_change_failed", principal.user, remote, False, "")
+            return PasswordChange(False, wrong=True)
+        if not await self.state.set_password(principal.user, await passwords.hash_password(new)):
+            return PasswordChange(False, wrong=True)  # the user was removed meanwhile
+        ended = await self.end_user_sessions(principal.user, keep=principal.session)
+        await self._audit_event(
+            "password_changed", principal.user, remote, True, f"{len(ended)} other sessions and tokens ended"
+        )
+        return PasswordChange(True, ended=len(ended))
+
+    async def _check_current(self, tally: _Tally, name: str, password: str) -> bool | None:
+        """Verify a user's current password under a throttle tally (None: throttled)."""
+        if tally.full(self._clock()):
+            return None
+        tally.pending += 1
+        decided = False
+        try:
+            await self._load(tally)
+            if tally.full(self._clock(), mine=1):
+                self._settle((tally,))
+                decided = True
+                return None
+            user = await self.state.get_user(name)
+            async with self._hashing:
+                self.metrics.password_checks.inc()
+                good = await passwords.verify_password(
+                    password, user.password_hash if user else passwords.dummy_hash()
+                )
+            if good and user:
+                self._settle((tally,))
+                decided = True
+                return True
+            self._settle((tally,), failed_at=self._clock())
+            decided = True
+            await self.state.record_login_failure(
+                tally.key,
+                window_ns=tally.window_ns,
+                max_failures=tally.max_failures,
+                lockout_ns=tally.lockout_ns,
+            )
+            return False
+        finally:
+            if not decided:
+                self._settle((tally,))
 
     # ------------------------------------------------------------------ each request
     async def authenticate(self, request: Request, cookie_name: str) -> Principal | None:
@@ -312,20 +449,22 @@ class Auth:
             return None
         digest = passwords.token_hash(token)
         session = await self.state.active_session(digest)
-        if session is None:
+        # a session cookie is never a bearer token (it would skip CSRF and the idle timeout), and an
+        # API token is never a cookie
+        if session is None or session.kind != ("token" if via == "token" else "session"):
             return None
         now = self._clock()
         if via == "cookie":
             last = self._last_seen.get(digest, now)
             if now - last > self.idle_timeout_ns:
-                await self.state.revoke_session(digest)
-                self._last_seen.pop(digest, None)
+                await self.revoke(digest)
                 return None
             self._last_seen[digest] = now
         user = await self.state.get_user(session.user)
         if user is None:
             return None
-        return Principal(user.name, user.role, digest, via, session.expires_ns)  # type: ignore[arg-type]
+        role = lower_role(user.role, session.role)
+        return Principal(user.name, role, digest, via, session.expires_ns)  # type: ignore[arg-type]
 
     def csrf_token(self, principal: Principal) -> str:
         return hmac.new(self._secret, b"csrf:" + principal.session, hashlib.sha256).hexdigest()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from amoskys.bus.core import Bus
 from amoskys.config import Config
+from amoskys.control_service import ControlService
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.store import Store
@@ -67,6 +68,7 @@ class WebContext:
     pki_dir: Path
     name: str
     reads: WebReads
+    control: ControlService  # every audited state-changing action (collectors, agents, users, tokens)
     secure_cookies: bool = False
     rates: RateHistory = field(default_factory=RateHistory)
     clock_ns: Callable[[], int] = time.time_ns

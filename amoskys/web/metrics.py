@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 LOGIN_OUTCOMES = ("ok", "failed", "throttled", "invalid")
-REFUSAL_REASONS = ("body_too_large",)
+REFUSAL_REASONS = ("body_too_large", "host_not_allowed")
+#: a live stream (SSE) refused with 429 is counted under the config key whose limit it passed
+SSE_REFUSAL_REASONS = ("max_sse_streams_per_session", "max_sse_streams")
 
 
 class WebMetrics:
@@ -26,10 +28,25 @@ class WebMetrics:
         )
         self.requests_refused = Counter(
             "amoskys_web_requests_refused_total",
-            "Requests refused before any handler ran, by reason (body_too_large: answered 413).",
+            "Requests refused before any handler ran, by reason (body_too_large: answered 413; "
+            "host_not_allowed: a Host header missing or not in [web] allowed_hosts, answered 400).",
             ["reason"],
             registry=registry,
         )
+        self.sse_streams_refused = Counter(
+            "amoskys_web_sse_streams_refused_total",
+            "Live event streams (SSE) refused with 429, by the limit passed: max_sse_streams_per_session "
+            "or max_sse_streams (both in [web]).",
+            ["reason"],
+            registry=registry,
+        )
+        self.sse_streams_open = Gauge(
+            "amoskys_web_sse_streams_open",
+            "Live event streams (SSE) open now.",
+            registry=registry,
+        )
+        for reason in SSE_REFUSAL_REASONS:
+            self.sse_streams_refused.labels(reason)
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
         for reason in REFUSAL_REASONS:

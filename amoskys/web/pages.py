@@ -3,6 +3,7 @@ operator sees and what a script reads never disagree; static/app.js adds live up
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,13 +16,35 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from amoskys import __version__
-from amoskys.web import api
+from amoskys.store.state import public_id
 from amoskys.web.auth import Principal
 from amoskys.web.context import WebContext
+from amoskys.web.endpoints import ApiError, Endpoint, same_origin
+from amoskys.web.routes import agents as agents_api
+from amoskys.web.routes import audit as audit_api
+from amoskys.web.routes import collectors as collectors_api
+from amoskys.web.routes import devices as devices_api
+from amoskys.web.routes import events as events_api
+from amoskys.web.routes import flows as flows_api
+from amoskys.web.routes import overview as overview_api
+from amoskys.web.routes import processes as processes_api
+from amoskys.web.routes import session as session_api
+from amoskys.web.routes import snmp as snmp_api
+from amoskys.web.routes import tokens as tokens_api
+from amoskys.web.routes import users as users_api
+
+
+def _read_templates() -> dict[str, str]:
+    root = importlib.resources.files("amoskys") / "templates"
+    return {t.name: t.read_text(encoding="utf-8") for t in root.iterdir() if t.name.endswith(".html")}
+
+
+#: read once, at import: rendering a page never reads a file in the event loop
+TEMPLATES = _read_templates()
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("amoskys", "templates"), autoescape=True)
+    env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
     env.filters["ts"] = _fmt_ts
     env.filters["bytes"] = _fmt_bytes
     env.filters["num"] = lambda v: f"{v:,.0f}" if isinstance(v, int | float) else v
@@ -68,6 +91,7 @@ NAV = [
     ("/agents", "Agents"),
     ("/users", "Users"),
     ("/audit", "Audit"),
+    ("/account", "Account"),
 ]
 
 PageFn = Callable[[Request, WebContext, Principal], Awaitable[dict[str, Any]]]
@@ -82,7 +106,7 @@ def _page(ctx: WebContext, env: jinja2.Environment, template: str, fn: PageFn, *
             return _render(env, "forbidden.html", request, ctx, principal, {}, status=403)
         try:
             data = await fn(request, ctx, principal)
-        except api.ApiError as err:
+        except ApiError as err:
             return _render(
                 env, "error.html", request, ctx, principal, {"message": err.message}, status=err.status
             )
@@ -115,62 +139,124 @@ def _render(
 
 
 # ---------------------------------------------------------------------- page data
+async def _api(ep: Endpoint, request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    """What the page's /api/v1 twin answers for this request (its query and path parameters)."""
+    data: dict[str, Any] = await ep.invoke(request, ctx, p)
+    return data
+
+
 async def overview(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    data = await api.overview(request, ctx, p)
+    data = await _api(overview_api.overview, request, ctx, p)
     return {"o": data, "series": [pt["events"] for pt in data["rate_series"]]}
 
 
 async def collectors(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"collectors": (await api.collectors(request, ctx, p))["items"]}
+    return {"collectors": (await _api(collectors_api.collectors, request, ctx, p))["items"]}
 
 
 async def events(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
     from amoskys.events import KINDS
 
-    return {"page": await api.events(request, ctx, p), "kinds": KINDS, "q": dict(request.query_params)}
+    return {
+        "page": await _api(events_api.events, request, ctx, p),
+        "kinds": KINDS,
+        "q": dict(request.query_params),
+    }
 
 
 async def event_detail(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"e": await api.event(request, ctx, p)}
+    return {"e": await _api(events_api.event, request, ctx, p)}
 
 
 async def processes(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
     return {
-        "procs": await api.processes(request, ctx, p),
-        "execs": (await api.execs(request, ctx, p))["items"],
+        "procs": await _api(processes_api.processes, request, ctx, p),
+        "execs": (await _api(processes_api.execs, request, ctx, p))["items"],
         "q": dict(request.query_params),
     }
 
 
 async def flows(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
     return {
-        "page": await api.flows(request, ctx, p),
-        "top": (await api.top_talkers(request, ctx, p))["items"],
+        "page": await _api(flows_api.flows, request, ctx, p),
+        "top": (await _api(flows_api.top_talkers, request, ctx, p))["items"],
         "q": dict(request.query_params),
     }
 
 
 async def devices(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"devices": (await api.devices(request, ctx, p))["items"]}
+    return {"devices": (await _api(devices_api.devices, request, ctx, p))["items"]}
 
 
 async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    targets = (await api.snmp_targets(request, ctx, p))["items"]
+    targets = (await _api(snmp_api.snmp_targets, request, ctx, p))["items"]
     interfaces = await ctx.store.snmp_interfaces()
     return {"targets": targets, "interfaces": interfaces}
 
 
 async def agents(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"agents": (await api.agents(request, ctx, p))["items"]}
+    return {"agents": (await _api(agents_api.agents, request, ctx, p))["items"]}
 
 
 async def users(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"users": (await api.users(request, ctx, p))["items"]}
+    return {"users": (await _api(users_api.users, request, ctx, p))["items"]}
 
 
 async def audit(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    page = await api.audit(request, ctx, p)
+    page = await _api(audit_api.audit, request, ctx, p)
     return {"page": page, "remote": page["remote"]}
+
+
+async def account(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    rows = await ctx.store.state.list_tokens(None if p.is_admin else p.user)
+    return {
+        "tokens": [tokens_api.token_dict(r) for r in rows],
+        "session_id": public_id(p.session),
+        "session_expires_ns": p.expires_ns,
+        "message": "",
+        "failed": False,
+        "new_token": None,
+    }
+
+
+def account_routes(ctx: WebContext, env: jinja2.Environment) -> list[Route]:
+    """The account page's forms (issue a token, revoke one, change the password): each runs its
+    /api/v1 twin and shows the page again with the outcome. CSRF: the `csrf` form field."""
+
+    async def act(request: Request) -> Response:
+        principal = await ctx.auth.authenticate(request, ctx.cookie_name)
+        if principal is None or principal.via != "cookie":
+            return RedirectResponse("/login?next=/account", status_code=303)
+        form = await request.form()
+        if not same_origin(request) or not ctx.auth.csrf_ok(principal, str(form.get("csrf", ""))):
+            refused = {"message": "missing or wrong CSRF token"}
+            return _render(env, "error.html", request, ctx, principal, refused, status=403)
+        what = request.url.path.rsplit("/", 1)[-1]
+        extra: dict[str, Any] = {}
+        status = 200
+        try:
+            if what == "password":
+                if form.get("new") != form.get("again"):
+                    raise ApiError(400, "the two new passwords differ")
+                result = await session_api.change_password.invoke(request, ctx, principal)
+                if isinstance(result, Response):  # throttled
+                    raise ApiError(result.status_code, "too many wrong passwords; try again later")
+                extra["message"] = f"Password changed; {result['ended']} other sessions and tokens ended."
+            elif what == "tokens":
+                extra["new_token"] = await tokens_api.new_token.invoke(request, ctx, principal)
+            else:
+                revoked = await tokens_api.revoke_token.invoke(request, ctx, principal)
+                extra["message"] = f"Token {revoked['id']} revoked."
+        except ApiError as err:
+            extra, status = {"message": err.message, "failed": True}, err.status
+        data = await account(request, ctx, principal) | extra
+        return _render(env, "account.html", request, ctx, principal, data, status=status)
+
+    return [
+        Route("/account/password", act, methods=["POST"]),
+        Route("/account/tokens", act, methods=["POST"]),
+        Route("/account/tokens/{id}/revoke", act, methods=["POST"]),
+    ]
 
 
 # ---------------------------------------------------------------------- login
@@ -189,7 +275,7 @@ def login_routes(ctx: WebContext, env: jinja2.Environment) -> list[Route]:
                 None,
                 {"error": "", "next": _safe_next(request.query_params.get("next"))},
             )
-        if not api.same_origin(request):
+        if not same_origin(request):
             return _render(
                 env,
                 "login.html",
@@ -232,7 +318,7 @@ def login_routes(ctx: WebContext, env: jinja2.Environment) -> list[Route]:
                 status=401,
             )
         response = RedirectResponse(nxt, status_code=303)
-        api.set_session_cookie(response, ctx, result.token)
+        session_api.set_session_cookie(response, ctx, result.token)
         return response
 
     async def logout_page(request: Request) -> Response:
@@ -264,8 +350,9 @@ def routes(ctx: WebContext) -> list[Route]:
         ("/agents", "agents.html", agents, False),
         ("/users", "users.html", users, True),
         ("/audit", "audit.html", audit, False),
+        ("/account", "account.html", account, False),
     ]
     out = [
         Route(path, _page(ctx, env, tpl, fn, admin=admin), methods=["GET"]) for path, tpl, fn, admin in pages
     ]
-    return out + login_routes(ctx, env)
+    return out + login_routes(ctx, env) + account_routes(ctx, env)

@@ -12,6 +12,18 @@ import secrets
 # scrypt cost: n=2**14, r=8, p=1 — 16 MiB and ~40 ms on this kind of machine, per attempt
 _N, _R, _P = 2**14, 8, 1
 _DKLEN = 32
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024  # logins refuse longer ones unhashed (amoskys.web.auth)
+
+
+def new_password_problem(password: str) -> str:
+    """Why a new password is refused ("" when it is fine): the one rule for the CLI, the API and
+    the dashboard."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        return f"password: {MIN_PASSWORD_CHARS} characters at least (got {len(password)})"
+    if len(password) > MAX_PASSWORD_CHARS:
+        return f"password: {MAX_PASSWORD_CHARS} characters at most (logins refuse longer ones)"
+    return ""
 
 
 def _b64(data: bytes) -> str:

@@ -71,7 +71,8 @@ class WebServer:
             log_config=None,
             access_log=False,
             server_header=False,
-            timeout_graceful_shutdown=graceful_seconds,
+            # uvicorn annotates it int but only hands it to asyncio.timeout(), which takes a float
+            timeout_graceful_shutdown=graceful_seconds,  # type: ignore[arg-type]
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
             limit_concurrency=limit_concurrency,

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 
-from amoskys import pki
 from amoskys.app import appliance_credentials, appliance_name
 from amoskys.bus.client import BusClient, PublisherIdentity
 from amoskys.bus.core import Bus
@@ -22,6 +21,8 @@ from amoskys.events import EnvelopeStamper
 from amoskys.loadgen import SyntheticEvents
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
+from amoskys.pki.enrolment import enroll_agent
+from amoskys.pki.layout import ApplianceCredentials
 from amoskys.proto import bus_pb2_grpc
 from amoskys.store import Store
 from amoskys.wiring import build_bus, build_bus_server
@@ -32,7 +33,7 @@ TRUST = "amoskys.local"
 @dataclass
 class BusEnv:
     tmp: Path
-    creds: pki.ApplianceCredentials
+    creds: ApplianceCredentials
     metrics: Metrics
     store: Store
     bus: Bus
@@ -46,7 +47,7 @@ class BusEnv:
 
     async def enroll(self, name: str, role: str = "agent") -> PublisherIdentity:
         out = self.tmp / "bundles" / name
-        bundle = pki.enroll_agent(
+        bundle = enroll_agent(
             self.creds,
             name=name,
             role=role,
@@ -107,12 +108,13 @@ async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw)
     layout = Layout(tmp)
     creds = appliance_credentials(config, layout)
     metrics = Metrics()
-    store = await Store.open(layout.db, config.store, metrics, source_name=appliance_name(config))
+    stamper = EnvelopeStamper(appliance_name(config))  # the one stamper of the process, as in app.py
+    store = await Store.open(layout.db, config.store, metrics, stamper=stamper)
     bus, service = build_bus(
         store,
         metrics,
         config.bus,
-        stamper=EnvelopeStamper(appliance_name(config)),
+        stamper=stamper,
         identity_cache_seconds=bus_kw.pop("cache_seconds", 0.2),
     )
     server = build_bus_server(creds, config.bus, service)

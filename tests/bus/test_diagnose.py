@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from amoskys import pki
 from amoskys.bus.diagnose import Diagnosis, diagnose, name_matches, split_address
+from amoskys.pki.enrolment import enroll_agent
+from amoskys.pki.issuance import ensure_appliance_pki
+from amoskys.pki.layout import ApplianceCredentials
 
 from support import free_port
 
@@ -21,21 +23,21 @@ SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def _pki(root: Path) -> pki.ApplianceCredentials:
-    return pki.ensure_appliance_pki(
+def _pki(root: Path) -> ApplianceCredentials:
+    return ensure_appliance_pki(
         root, name="edge", trust_domain="amoskys.local", dns_names=["localhost"], ip_addresses=[]
     )
 
 
-def _bundle(creds: pki.ApplianceCredentials, out: Path) -> Path:
-    pki.enroll_agent(
+def _bundle(creds: ApplianceCredentials, out: Path) -> Path:
+    enroll_agent(
         creds, name="lg-1", role="loadgen", trust_domain="amoskys.local", bus_address="", out_dir=out
     )
     return out
 
 
 @pytest.fixture
-def appliance(tmp_path: Path) -> tuple[pki.ApplianceCredentials, Path]:
+def appliance(tmp_path: Path) -> tuple[ApplianceCredentials, Path]:
     creds = _pki(tmp_path / "pki")
     return creds, _bundle(creds, tmp_path / "bundle")
 
@@ -68,7 +70,7 @@ async def _server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncI
         await server.wait_closed()
 
 
-def _bus_tls(creds: pki.ApplianceCredentials) -> ssl.SSLContext:
+def _bus_tls(creds: ApplianceCredentials) -> ssl.SSLContext:
     """What the bus requires: its server certificate, client certificates of its CA, ALPN h2."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(creds.server_cert, creds.server_key)
@@ -112,7 +114,7 @@ def test_names_match_sans_as_grpc_checks_them() -> None:
 
 
 async def test_a_good_bundle_completes_the_handshake(
-    appliance: tuple[pki.ApplianceCredentials, Path],
+    appliance: tuple[ApplianceCredentials, Path],
 ) -> None:
     creds, bundle = appliance
     async with _server(_h2_like, _bus_tls(creds)) as port:
@@ -121,7 +123,7 @@ async def test_a_good_bundle_completes_the_handshake(
 
 
 async def test_an_address_not_in_the_certificate_is_named_with_the_names_it_carries(
-    appliance: tuple[pki.ApplianceCredentials, Path],
+    appliance: tuple[ApplianceCredentials, Path],
 ) -> None:
     creds, bundle = appliance
     async with _server(_h2_like, _bus_tls(creds)) as port:
@@ -136,7 +138,7 @@ async def test_an_address_not_in_the_certificate_is_named_with_the_names_it_carr
 
 
 async def test_a_bundle_of_another_ca_does_not_trust_the_bus(
-    appliance: tuple[pki.ApplianceCredentials, Path], foreign_bundle: Path
+    appliance: tuple[ApplianceCredentials, Path], foreign_bundle: Path
 ) -> None:
     creds, _ = appliance
     async with _server(_h2_like, _bus_tls(creds)) as port:
@@ -146,7 +148,7 @@ async def test_a_bundle_of_another_ca_does_not_trust_the_bus(
 
 
 async def test_a_client_certificate_the_bus_does_not_accept_is_named(
-    appliance: tuple[pki.ApplianceCredentials, Path], foreign_bundle: Path
+    appliance: tuple[ApplianceCredentials, Path], foreign_bundle: Path
 ) -> None:
     """The bundle trusts the bus (right CA file) but its client certificate is another CA's."""
     creds, _ = appliance
@@ -158,7 +160,7 @@ async def test_a_client_certificate_the_bus_does_not_accept_is_named(
     assert "rejected this bundle's client certificate" in found.message
 
 
-async def test_a_closed_port_is_refused(appliance: tuple[pki.ApplianceCredentials, Path]) -> None:
+async def test_a_closed_port_is_refused(appliance: tuple[ApplianceCredentials, Path]) -> None:
     _, bundle = appliance
     port = free_port()
     found = await _diagnose(f"127.0.0.1:{port}", bundle)
@@ -167,7 +169,7 @@ async def test_a_closed_port_is_refused(appliance: tuple[pki.ApplianceCredential
 
 
 async def test_a_peer_that_never_answers_the_handshake_times_out(
-    appliance: tuple[pki.ApplianceCredentials, Path],
+    appliance: tuple[ApplianceCredentials, Path],
 ) -> None:
     _, bundle = appliance
     held: list[asyncio.StreamWriter] = []
@@ -186,7 +188,7 @@ async def test_a_peer_that_never_answers_the_handshake_times_out(
 
 
 async def test_a_port_that_does_not_speak_tls_is_a_tls_error(
-    appliance: tuple[pki.ApplianceCredentials, Path],
+    appliance: tuple[ApplianceCredentials, Path],
 ) -> None:
     _, bundle = appliance
 
@@ -202,7 +204,7 @@ async def test_a_port_that_does_not_speak_tls_is_a_tls_error(
     assert "\n" not in found.message
 
 
-async def test_an_unparsable_address_is_named(appliance: tuple[pki.ApplianceCredentials, Path]) -> None:
+async def test_an_unparsable_address_is_named(appliance: tuple[ApplianceCredentials, Path]) -> None:
     _, bundle = appliance
     found = await _diagnose("no-port-here", bundle)
     assert found.reason == "bad_address" and "HOST:PORT" in found.message

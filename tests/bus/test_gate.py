@@ -12,13 +12,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from amoskys import pki
 from amoskys.bus.client import AccessDeniedError, PublisherIdentity, retry_after_seconds
 from amoskys.bus.gate import RETRY_AFTER_KEY, RETRY_AFTER_MS, NotRevokedError, gated_handlers
 from amoskys.config import StoreConfig
+from amoskys.pki.enrolment import enroll_agent
 from amoskys.proto import bus_pb2
 from amoskys.retry import Backoff
-from amoskys.state_access import appliance_state
+from amoskys.store.access import appliance_state
 
 from bus_harness import TRUST, BusEnv, events_for, running_env
 from support import eventually
@@ -66,7 +66,7 @@ async def _revoke_in_store(env: BusEnv, name: str) -> None:
 def _stray(env: BusEnv, tmp_path: Path) -> PublisherIdentity:
     """A valid certificate of our CA whose identity was never recorded as enrolled."""
     out = tmp_path / "stray"
-    pki.enroll_agent(env.creds, name="stray", role="agent", trust_domain=TRUST, bus_address="", out_dir=out)
+    enroll_agent(env.creds, name="stray", role="agent", trust_domain=TRUST, bus_address="", out_dir=out)
     return PublisherIdentity.from_bundle(out)
 
 

@@ -13,11 +13,14 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amoskys import pki
 from amoskys.bus.client import AccessDeniedError, PublisherIdentity, PublishRefusedError
 from amoskys.config import StoreConfig
+from amoskys.pki.enrolment import enroll_agent
+from amoskys.pki.issuance import create_ca, issue_client_cert, load_cert, renew_server_cert
+from amoskys.pki.names import identity_uri
+from amoskys.pki.signatures import batch_digest
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
-from amoskys.state_access import appliance_state
+from amoskys.store.access import appliance_state
 
 from bus_harness import TRUST, BusEnv, events_for, make_env
 
@@ -34,7 +37,7 @@ async def test_ok_means_every_accepted_event_is_committed(bus_env: BusEnv) -> No
     ack = await bus_env.client(agent).publish_raw(raws)
     assert (ack.status, ack.accepted, ack.duplicates, list(ack.rejected)) == (bus_pb2.OK, 50, 0, [])
     assert await bus_env.stored_ids("agent-1") == ids  # already readable: the commit came first
-    assert ack.digest == pki.batch_digest(
+    assert ack.digest == batch_digest(
         agent.key_id, b"", bus_pb2.RawEventList(events=raws).SerializeToString()
     )
     assert bus_env.counter("amoskys_bus_batches_total", status="ok", reason="") == 1
@@ -54,12 +57,12 @@ async def test_client_without_certificate_gets_unavailable_and_nothing_is_stored
 
 
 async def test_certificate_from_another_ca_gets_unavailable(bus_env: BusEnv, tmp_path: Path) -> None:
-    other_ca, other_key = pki.create_ca(tmp_path / "other", "another CA")
+    other_ca, other_key = create_ca(tmp_path / "other", "another CA")
     cert, key = tmp_path / "other" / "c.crt", tmp_path / "other" / "c.key"
-    pki.issue_client_cert(
+    issue_client_cert(
         other_ca,
         other_key,
-        uri=pki.identity_uri(TRUST, "agent-1"),
+        uri=identity_uri(TRUST, "agent-1"),
         common_name="agent-1",
         cert_path=cert,
         key_path=key,
@@ -75,10 +78,10 @@ async def test_expired_certificate_gets_unavailable(bus_env: BusEnv, tmp_path: P
     await bus_env.enroll("agent-1")
     cert, key = tmp_path / "old.crt", tmp_path / "old.key"
     past = datetime.now(UTC) - timedelta(days=30)
-    pki.issue_client_cert(
+    issue_client_cert(
         bus_env.creds.ca_cert,
         bus_env.creds.ca_key,
-        uri=pki.identity_uri(TRUST, "agent-1"),
+        uri=identity_uri(TRUST, "agent-1"),
         common_name="agent-1",
         cert_path=cert,
         key_path=key,
@@ -116,9 +119,7 @@ async def test_revocation_recorded_by_another_process_takes_effect_without_resta
 
 async def test_unknown_identity_is_denied_at_call_start(bus_env: BusEnv, tmp_path: Path) -> None:
     out = tmp_path / "stray"
-    pki.enroll_agent(
-        bus_env.creds, name="stray", role="agent", trust_domain=TRUST, bus_address="", out_dir=out
-    )
+    enroll_agent(bus_env.creds, name="stray", role="agent", trust_domain=TRUST, bus_address="", out_dir=out)
     stray = PublisherIdentity.from_bundle(out)  # a valid certificate, never recorded as enrolled
     with pytest.raises(AccessDeniedError) as info:
         await bus_env.client(stray).publish_raw(events_for(stray, 3)[1])
@@ -334,10 +335,10 @@ def _served_certificate(port: int, identity: PublisherIdentity, tmp: Path) -> x5
 async def test_renewed_server_certificate_is_served_without_restart(bus_env: BusEnv, tmp_path: Path) -> None:
     agent = await bus_env.enroll("agent-1")
     before = await asyncio.to_thread(_served_certificate, bus_env.port, agent, tmp_path)
-    pki.renew_server_cert(bus_env.creds, dns_names=["localhost", "bus.example"], ip_addresses=["127.0.0.1"])
+    renew_server_cert(bus_env.creds, dns_names=["localhost", "bus.example"], ip_addresses=["127.0.0.1"])
     after = await asyncio.to_thread(_served_certificate, bus_env.port, agent, tmp_path)
     assert after.serial_number != before.serial_number
-    assert after.serial_number == pki.load_cert(bus_env.creds.server_cert).serial_number
+    assert after.serial_number == load_cert(bus_env.creds.server_cert).serial_number
     ack = await bus_env.client(agent).publish_raw(events_for(agent, 1)[1])
     assert ack.status == bus_pb2.OK
 

@@ -196,7 +196,7 @@ async def test_idle_connection_flood_on_the_bus_port_leaves_web_bus_and_collecto
     await asyncio.to_thread(
         amoskys, "agents", "enroll", "edge-agent", "--out", str(bundle), "--data-dir", str(data)
     )
-    identity = PublisherIdentity.from_bundle(bundle)
+    identity = await PublisherIdentity.load(bundle)
     address = f"127.0.0.1:{app.bus_port}"
     events = SyntheticEvents("edge-agent")
     baseline_fds = _open_fds(pid)
@@ -280,7 +280,7 @@ async def test_the_bus_closes_connections_beyond_its_limit_at_once_and_idle_ones
     limit, attempts = 5, 20
     config = Config(bus=BusConfig(max_connections=limit, server_ip_addresses=("127.0.0.1",)))
     layout = Layout(tmp_path)
-    creds = appliance_credentials(config, layout)
+    creds = await asyncio.to_thread(appliance_credentials, config, layout)  # as the appliance does
     metrics = Metrics()
     store = await Store.open(layout.db, config.store, metrics, source_name="appliance")
     writer = asyncio.create_task(store.run())

@@ -22,9 +22,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from amoskys import pki
 from amoskys.bus.client import PublisherIdentity
 from amoskys.loadgen import SyntheticEvents
+from amoskys.pki.signatures import GENESIS_DIGEST, batch_digest, sign_batch
 from amoskys.proto import bus_pb2, bus_pb2_grpc
 
 from support import RunningAppliance, amoskys, eventually
@@ -40,7 +40,7 @@ ATTACK_STREAMS = 100
 RETRY_HINT_KEY = "amoskys-retry-after-ms"
 
 
-def _enroll(data: Path, tmp: Path, name: str) -> PublisherIdentity:
+async def _enroll(data: Path, tmp: Path, name: str) -> PublisherIdentity:
     if not (data / "pki").is_dir():
         amoskys("certs", "init", "--data-dir", str(data))
     out = tmp / f"bundle-{name}"
@@ -56,7 +56,7 @@ def _enroll(data: Path, tmp: Path, name: str) -> PublisherIdentity:
         "--bus-address",
         "localhost:50051",
     )
-    return PublisherIdentity.from_bundle(out)
+    return await PublisherIdentity.load(out)
 
 
 def _start(appliance_factory, tmp: Path, data: Path, config_text: str = "") -> RunningAppliance:  # type: ignore[no-untyped-def]
@@ -74,7 +74,7 @@ class Peer:
     identity: PublisherIdentity
     port: int
     channels: list[grpc.aio.Channel] = field(default_factory=list)
-    prev_digest: bytes = pki.GENESIS_DIGEST
+    prev_digest: bytes = GENESIS_DIGEST
 
     def __post_init__(self) -> None:
         self.events = SyntheticEvents(self.identity.name)
@@ -104,9 +104,9 @@ class Peer:
             key_id=ident.key_id,
             events=events,
             prev_digest=self.prev_digest,
-            signature=pki.sign_batch(ident.key, ident.key_id, self.prev_digest, events),
+            signature=sign_batch(ident.key, ident.key_id, self.prev_digest, events),
         )
-        self.prev_digest = pki.batch_digest(ident.key_id, self.prev_digest, events)
+        self.prev_digest = batch_digest(ident.key_id, self.prev_digest, events)
         return batch
 
     async def publish_once(self, within: float = 15.0) -> bus_pb2.PublishAck:
@@ -158,8 +158,8 @@ async def test_revoked_agent_loses_its_streams_and_cannot_crowd_out_others(
     appliance_factory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    ident_a = _enroll(data, tmp_path, "agent-a")
-    ident_b = _enroll(data, tmp_path, "agent-b")
+    ident_a = await _enroll(data, tmp_path, "agent-a")
+    ident_b = await _enroll(data, tmp_path, "agent-b")
     # the bus's whole call budget is smaller than the attack, so before the defence it locked b out
     app = _start(appliance_factory, tmp_path, data, f"[bus]\nmax_concurrent_rpcs = {MAX_CONCURRENT_RPCS}\n")
     async with peers(app, ident_a, ident_b) as (a, b):
@@ -217,8 +217,8 @@ async def test_agent_over_its_call_limit_gets_resource_exhausted_and_others_are_
     appliance_factory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    ident_a = _enroll(data, tmp_path, "agent-a")
-    ident_b = _enroll(data, tmp_path, "agent-b")
+    ident_a = await _enroll(data, tmp_path, "agent-a")
+    ident_b = await _enroll(data, tmp_path, "agent-b")
     app = _start(appliance_factory, tmp_path, data)
     async with peers(app, ident_a, ident_b) as (a, b):
         opened, refused = await a.open_watches(ATTACK_STREAMS)
@@ -265,7 +265,7 @@ async def test_agents_revoke_returns_only_after_the_running_appliance_refuses_th
     appliance_factory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    ident_a = _enroll(data, tmp_path, "agent-a")
+    ident_a = await _enroll(data, tmp_path, "agent-a")
     app = _start(appliance_factory, tmp_path, data)
     async with peers(app, ident_a) as (a,):
         acks: list[int] = []
@@ -295,7 +295,7 @@ async def test_agents_revoke_without_a_running_appliance_says_so_and_applies_at_
     appliance_factory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    ident_a = _enroll(data, tmp_path, "agent-a")
+    ident_a = await _enroll(data, tmp_path, "agent-a")
     revoke = amoskys("agents", "revoke", "agent-a", "--data-dir", str(data))
     assert "no appliance is running" in revoke.stdout and "next start" in revoke.stdout, revoke.stdout
     again = amoskys("agents", "revoke", "agent-a", "--data-dir", str(data), check=False)

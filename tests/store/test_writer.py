@@ -11,11 +11,10 @@ import pytest
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2 as ev
-from amoskys.store import ChainAnchor, Outcome, Record, SubmitRefusedError
+from amoskys.store import ChainAnchor, Outcome, Record, Store, SubmitRefusedError
 from amoskys.store.chain import next_digest
 from amoskys.store.records import check_record
 from amoskys.store.schema import GENESIS_DIGEST
-from amoskys.store.writer import Store
 
 from .helpers import flow_records, open_store, running, small_config
 from support import eventually
@@ -363,7 +362,7 @@ async def test_derived_views_follow_device_snmp_and_process_events(tmp_path: Pat
 async def test_run_twice_is_refused(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "events.db")
     async with running(store):
-        await eventually(lambda: store._flags.running, within=5, what="the writer to start")
+        await eventually(lambda: store.running, within=5, what="the writer to start")
         with pytest.raises(Exception, match="already running"):
             await store.run()
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from amoskys.web import api
+from amoskys.web.endpoints import Endpoint
+from amoskys.web.routes import ENDPOINTS
 
 from web_harness import VIEWER_PASSWORD, Web
 
@@ -101,16 +102,16 @@ async def test_api_tokens_work_without_cookie_or_csrf_and_die_with_the_user(web:
     ).status_code == 401
 
 
-def _post_routes() -> list[api.Endpoint]:
-    return [e for e in api.api.endpoints if e.method == "POST" and e.role != "public"]
+def _post_routes() -> list[Endpoint]:
+    return [e for e in ENDPOINTS if e.method == "POST" and e.role != "public"]
 
 
-def _url(ep: api.Endpoint) -> str:
+def _url(ep: Endpoint) -> str:
     return ep.path.replace("{name}", "heartbeat").replace("{action}", "restart")
 
 
 @pytest.mark.parametrize("ep", _post_routes(), ids=lambda e: e.path)
-async def test_authorization_matrix_for_every_state_changing_route(web: Web, ep: api.Endpoint) -> None:
+async def test_authorization_matrix_for_every_state_changing_route(web: Web, ep: Endpoint) -> None:
     anonymous = web.client("192.0.2.1")
     assert (await anonymous.post(_url(ep), json={})).status_code == 401
     viewer, vcsrf = await web.login("viewer", VIEWER_PASSWORD, "192.0.2.2")
@@ -169,7 +170,7 @@ async def test_no_page_or_api_response_contains_a_secret(web: Web) -> None:
         "/users",
         "/audit",
     ]
-    apis = [e.path for e in api.api.endpoints if e.method == "GET" and "{" not in e.path]
+    apis = [e.path for e in ENDPOINTS if e.method == "GET" and "{" not in e.path]
     for path in pages + apis:
         body = (await c.get(path)).text
         for what, secret in secrets.items():

@@ -39,7 +39,7 @@ class Web:
     def client(self, addr: str = "192.0.2.10") -> httpx.AsyncClient:
         c = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app, client=(addr, 40000)),  # type: ignore[arg-type]
-            base_url="http://appliance.test",
+            base_url="http://localhost",
         )
         self.clients.append(c)
         return c
@@ -65,9 +65,9 @@ async def make_web(tmp: Path, collectors: tuple[str, ...] = ("heartbeat",)) -> W
     name = appliance_name(config)
     metrics = Metrics()
     health = Health(ready=True)
-    store = await Store.open(layout.db, config.store, metrics, source_name=name)
+    stamper = EnvelopeStamper(name)  # the one stamper of the process, as in app.py
+    store = await Store.open(layout.db, config.store, metrics, stamper=stamper)
     tasks = [asyncio.create_task(store.run())]
-    stamper = EnvelopeStamper(name)
     bus, _ = build_bus(store, metrics, config.bus, stamper=stamper)
     supervisor = build_collectors(
         config.collectors,

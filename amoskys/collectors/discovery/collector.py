@@ -229,16 +229,18 @@ class DiscoveryCollector:
 
     async def _neighbour_loop(self) -> None:
         while True:
-            self.read_neighbours()
+            await self.read_neighbours()
             now = self.ctx.clock.time_ns()
             self._pending.extend(self.inventory.expire(now))
             await self.flush()
             await self.ctx.clock.sleep(self.config.neighbour_table_interval_seconds)
 
-    def read_neighbours(self) -> None:
-        """Feed the appliance's complete neighbour-table entries to the inventory."""
+    async def read_neighbours(self) -> None:
+        """Feed the appliance's complete neighbour-table entries to the inventory (the table is read
+        in a worker thread: a file read, off the loop)."""
+        entries = await asyncio.to_thread(neighbour.read)
         now = self.ctx.clock.time_ns()
-        for entry in neighbour.read():
+        for entry in entries:
             self._feed(now, entry.mac, NEIGHBOUR_TABLE, ip=entry.ip, interface=entry.interface)
 
     async def _drain_loop(self) -> None:

@@ -169,12 +169,18 @@ class Inventory:
         ]
 
     def _event(
-        self, device: Device, change: int, ts_ns: int, *, previous_ip: str = "", previous_mac: bytes = b""
+        self,
+        device: Device,
+        change: events_pb2.DeviceEvent.Change,
+        ts_ns: int,
+        *,
+        previous_ip: str = "",
+        previous_mac: bytes = b"",
     ) -> events_pb2.Envelope:
         device.reported_ns = ts_ns
         envelope = events_pb2.Envelope(ts_ns=ts_ns)
         body = envelope.device
-        body.change = change  # type: ignore[assignment]
+        body.change = change
         body.ip = device.ip
         body.mac = device.mac
         body.vendor = device.vendor

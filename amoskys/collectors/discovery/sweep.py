@@ -162,15 +162,15 @@ class ArpPort:
         targets = [h.packed for h in hosts if h.packed != self.ip]
         self._subnet = str(network)
         result = self._result = SweepResult()
-        self._pending = dict.fromkeys(targets, 0)
+        pending = self._pending = dict.fromkeys(targets, 0)
         self._all_answered = asyncio.Event()
         started = loop.time()
         try:
             for attempt in range(retries + 1):
-                ask = [ip for ip in targets if ip in self._pending]
+                ask = [ip for ip in targets if ip in pending]
                 if not ask:
                     break
-                await self._send_pass(sock, loop, ask, rate, result, attempt)
+                await self._send_pass(sock, loop, ask, pending, rate, result, attempt)
                 try:
                     await asyncio.wait_for(self._all_answered.wait(), reply_timeout)
                 except TimeoutError:
@@ -186,6 +186,7 @@ class ArpPort:
         sock: socket.socket,
         loop: asyncio.AbstractEventLoop,
         ask: list[bytes],
+        pending: dict[bytes, int],
         rate: float,
         result: SweepResult,
         attempt: int,
@@ -193,7 +194,7 @@ class ArpPort:
         start = loop.time()
         since_yield = 0
         for i, ip in enumerate(ask):
-            if ip not in self._pending:  # type: ignore[operator]
+            if ip not in pending:
                 continue  # answered meanwhile (a late reply to the previous pass)
             delay = start + i / rate - loop.time()
             if delay > _SLACK_SECONDS:

@@ -9,7 +9,6 @@ writes filter bytecode by hand. :func:`attach` hands the program to a socket wit
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import socket
 import struct
 from functools import cache
@@ -19,6 +18,10 @@ from amoskys.errors import AmoskysError
 #: The shared object Debian's libpcap0.8 package installs (the name every Linux distribution uses).
 LIBPCAP_SONAME = "libpcap.so.0.8"
 LIBPCAP_PACKAGE = "libpcap0.8"
+#: The names dlopen is asked for, in order: Debian's, then other distributions' (libpcap.so.1), then
+#: the development symlink. dlopen searches the linker cache itself, so nothing runs ldconfig (as
+#: ctypes.util.find_library would: a subprocess, on the event loop when a collector self-checks).
+LIBPCAP_NAMES = (LIBPCAP_SONAME, "libpcap.so.1", "libpcap.so")
 DLT_EN10MB = 1  # Ethernet: what an AF_PACKET SOCK_RAW socket sees on Ethernet-like interfaces
 SNAPLEN = 262_144
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
@@ -45,11 +48,7 @@ class _BpfProgram(ctypes.Structure):
 @cache
 def _libpcap() -> ctypes.CDLL:
     """libpcap, loaded once; BpfError names the package when it is not installed."""
-    names = [LIBPCAP_SONAME]
-    found = ctypes.util.find_library("pcap")
-    if found and found not in names:
-        names.append(found)
-    for name in names:
+    for name in LIBPCAP_NAMES:
         try:
             lib = ctypes.CDLL(name)
         except OSError:

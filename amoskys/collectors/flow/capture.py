@@ -332,7 +332,12 @@ class LiveCapture:
         loop = asyncio.get_running_loop()
         woken = loop.create_future()
         fd = sock.fileno()
-        loop.add_reader(fd, lambda: woken.done() or woken.set_result(None))
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        loop.add_reader(fd, wake)
         try:
             async with asyncio.timeout(timeout_seconds):
                 await woken

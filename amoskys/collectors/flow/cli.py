@@ -27,7 +27,7 @@ from amoskys.collectors.flow.records import (
 )
 from amoskys.collectors.flow.table import FlowTable
 
-#: `amoskys flows ...`: found by the collector registry (amoskys/cli.py names no collector)
+#: `amoskys flows ...`: found by the collector registry (the amoskys/cli/ package names no collector)
 COMMAND = "flows"
 HELP = "flow metering tools"
 

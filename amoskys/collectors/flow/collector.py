@@ -11,7 +11,7 @@ packet path with :meth:`FlowCollector.add_observer`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from amoskys.collectors.base import NotConfigured
 from amoskys.collectors.context import CollectorContext
@@ -143,7 +143,7 @@ class FlowCollector:
             raise FatalCollectorError(self.self_check() or NO_INTERFACE)
         disconnect = None
         if self.capture is not None:
-            self._open_capture(self.capture)
+            await self._open_capture(self.capture)
             # passive watchers (discovery) registered with the appliance's PacketTaps, when it has one
             if self.ctx.packet_taps is not None:
                 disconnect = self.ctx.packet_taps.connect(self.add_observer)
@@ -152,7 +152,12 @@ class FlowCollector:
         try:
             while True:
                 with self.ctx.busy():
-                    count = source.feed(table, BATCH_PACKETS)
+                    if self.capture is None:
+                        # a file: read and decoded in a worker thread (disk I/O off the loop); the
+                        # table is this task's alone offline (no passive watchers), so nothing races
+                        count = await asyncio.to_thread(source.feed, table, BATCH_PACKETS)
+                    else:
+                        count = source.feed(table, BATCH_PACKETS)  # the mapped ring: memory
                     if self.capture is not None and clock.monotonic() >= self._next_stats:
                         self._read_kernel_stats()
                     if source.finished:
@@ -213,10 +218,17 @@ class FlowCollector:
                 "flow_records_lost_at_stop", records=len(records), timeout_seconds=STOP_PUBLISH_SECONDS
             )
 
-    def _open_capture(self, capture: LiveCapture) -> None:
-        """Open the ring (StartupError names the interface); a filter libpcap rejects is fatal."""
+    async def _open_capture(self, capture: LiveCapture) -> None:
+        """Open the ring (StartupError names the interface); a filter libpcap rejects is fatal.
+
+        Opening reads /sys/class/net/<if>/type and compiles the filter: done in a worker thread."""
+        opening = asyncio.ensure_future(asyncio.to_thread(capture.open))
         try:
-            capture.open()
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # the thread opens it anyway: close it when it is done
+            opening.add_done_callback(_close_when_opened(capture))
+            raise
         except bpf.BpfError as err:
             raise FatalCollectorError(f"capture on {capture.interface!r}: {err}") from err
         now = self.ctx.clock.monotonic()
@@ -295,3 +307,13 @@ class FlowCollector:
             self._m_unmatched.inc(table.fragments_unmatched - self._seen_unmatched)
             self._seen_unmatched = table.fragments_unmatched
         self._m_flows.set(len(table))
+
+
+def _close_when_opened(capture: LiveCapture) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback for an open() whose caller was cancelled: close what it opened."""
+
+    def close(opening: asyncio.Future[None]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            capture.close()
+
+    return close

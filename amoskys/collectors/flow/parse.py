@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from struct import Struct
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 #: One parsed IP packet (see the module docstring for the fields).
 Packet: TypeAlias = tuple[bytes, int, int, int, int, int]
@@ -57,8 +57,14 @@ REASONS: tuple[str, ...] = (
     "unsupported_link_type",
 )
 
-# Result tuple indexes (for readers of the tuple outside the hot path).
-KEY, PROTO, VLAN, OCTETS, TCP_FLAGS, FRAG = range(6)
+# Result tuple indexes (for readers of the tuple outside the hot path). Final literals, so that a
+# type checker knows ``packet[KEY]`` is the bytes and the others ints.
+KEY: Final = 0
+PROTO: Final = 1
+VLAN: Final = 2
+OCTETS: Final = 3
+TCP_FLAGS: Final = 4
+FRAG: Final = 5
 FRAG_FIRST = 1
 FRAG_LATER = 2
 

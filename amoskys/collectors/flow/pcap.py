@@ -94,7 +94,13 @@ class CaptureReader:
 
         class _Collect:
             def packet(
-                self, ts: int, buf: Any, off: int, end: int, parse: P.ParseFn = P.parse_ethernet
+                self,
+                ts: int,
+                buf: Any,
+                off: int,
+                end: int,
+                parse: P.ParseFn = P.parse_ethernet,
+                vlan: int = 0,
             ) -> None:
                 out.append((ts, bytes(buf[off:end])))
 

@@ -157,6 +157,7 @@ def to_envelope(rec: FlowRecordData) -> events_pb2.Envelope:
     body.first_ts_ns = rec.first_ts_ns
     body.last_ts_ns = rec.last_ts_ns
     body.final = rec.final
+    # the stubs want a FlowEndReason member; protobuf stores the plain number, which is what we hold
     body.end_reason = rec.end_reason  # type: ignore[assignment]
     body.community_id = rec.community_id
     body.interface = rec.interface

@@ -185,6 +185,8 @@ class FlowTable:
         if ts >= self._next_sweep:
             self._sweep(ts)
         p = parse(buf, off, end, vlan)
+        # p is a Packet or a skip reason (int), told apart by the unpacking: mypy cannot follow, hence
+        # the ignores on p below.
         try:
             key, proto, vlan, octets, flags, frag = p  # type: ignore[misc]
         except TypeError:
@@ -273,6 +275,7 @@ class FlowTable:
         rkey = reverse_key(key, proto)
         if rkey == key:  # a host talking to its own port: one direction
             rkey = None
+        f: list[Any]  # the slots _FWD ... _SERIAL
         f = [None, None, ts, ts, ts + self.active_ns, idle, 0, -1, INF, key, rkey, flows, None, None, 0]
         f[_INFO] = (proto, vlan, macs)
         f[_SERIAL] = self.flows_created
@@ -459,8 +462,8 @@ class FlowTable:
     @staticmethod
     def _deadline(f: list[Any]) -> int:
         """The soonest time at which something can happen to ``f`` without a packet."""
-        deadline = f[_LAST] + f[_IDLE]
-        due = f[_CLOSE] if f[_FIRST] is None else f[_DUE]
+        deadline: int = f[_LAST] + f[_IDLE]
+        due: int = f[_CLOSE] if f[_FIRST] is None else f[_DUE]
         return due if due < deadline else deadline
 
     def _report_loss(self) -> None:
@@ -487,6 +490,7 @@ class FlowTable:
         if parse is not P.parse_ethernet:
             return
         link = P.link_payload(buf, off, end)
+        # `link.__class__ is int` does not narrow the union for mypy as isinstance() would: hence the ignores
         if link.__class__ is int or link[0] not in self._link_watch:  # type: ignore[index]
             return
         frame = bytes(buf[off:end])

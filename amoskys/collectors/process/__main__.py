@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import signal
 import socket
@@ -94,7 +95,9 @@ async def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.until_stdin_closes:
-        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(4096) else None)
+        # typeshed types sys.stdin.buffer as BinaryIO; at run time it is a BufferedReader, which has read1
+        stdin: io.BufferedReader = sys.stdin.buffer  # type: ignore[assignment]
+        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not stdin.read1(4096) else None)
     task = asyncio.create_task(collector.run())
     waiter = asyncio.create_task(collector.mode_known.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -128,7 +131,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class ConnectorReader:
         return reason
 
     async def _probe(self, within: float) -> str | None:
-        true = shutil.which("true") or "/bin/true"
+        true = await asyncio.to_thread(shutil.which, "true") or "/bin/true"
         try:
             child = await asyncio.create_subprocess_exec(
                 true, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -159,6 +159,8 @@ class ConnectorReader:
                 self._count_bad_datagram(err)
                 continue
             for record in records:
+                # Dispatch on type(record), fetched once (the hot path): it does not narrow the record
+                # union for mypy as isinstance() would, hence the ignores below.
                 kind = type(record)
                 # the in-order case inline (the hot path), anything else through check()
                 last = last_seq.get(record.cpu) if kind in TIMED else None  # type: ignore[union-attr]

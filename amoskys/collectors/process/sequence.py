@@ -10,7 +10,7 @@ too, which is why the collector subscribes to every type and skips the ones it d
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from amoskys.collectors.process import parse
 
@@ -21,8 +21,10 @@ OVERRUN_ATTRIBUTION_SECONDS = 10.0
 TIMED = frozenset({parse.Fork, parse.Exec, parse.Exit, parse.Other})
 
 
-class Loss(NamedTuple):
-    """Messages lost before this point in the stream."""
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Messages lost before this point in the stream (a dataclass, not a NamedTuple: a tuple's
+    ``count`` method would clash with the field)."""
 
     count: int
     reason: str  # netlink_overrun, sequence_gap

@@ -10,7 +10,7 @@ from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.collectors.process.metrics import ProcessMetrics
 from amoskys.proto import events_pb2
 
-_KINDS = {
+_KINDS: dict[int, str] = {
     events_pb2.ProcessEvent.EXEC: "exec",
     events_pb2.ProcessEvent.EXIT: "exit",
     events_pb2.ProcessEvent.SNAPSHOT: "snapshot",

@@ -71,7 +71,7 @@ _AUTH_FAILURES: dict[type[errind.ErrorIndication], str] = {
 }
 
 
-class _NumericVarBind(ObjectType):
+class _NumericVarBind(ObjectType):  # type: ignore[misc]  # pysnmp ships no types: ObjectType is Any
     """A request var-bind by numeric OID that pysnmp sends as it is, without resolving it in a MIB."""
 
     def __init__(self, name: Oid) -> None:  # no super().__init__: nothing here is MIB-resolved
@@ -160,11 +160,45 @@ class Session:
         return SnmpPollError(self.name, self.endpoint, message, reason=reason, status=status)
 
 
+#: The pysnmp MIB modules its request set-up (``lcd.configure``: community or USM user, target
+#: address and params, VACM) and its response processing import beyond those ``SnmpEngine()`` loads: Python files read from
+#: site-packages, loaded in a worker thread before the engine's first request (see ``_load_mibs``).
+REQUEST_MIB_MODULES = (
+    "SNMP-COMMUNITY-MIB",
+    "SNMP-TARGET-MIB",
+    "PYSNMP-SOURCE-MIB",
+    "SNMPv2-TM",
+    "TRANSPORT-ADDRESS-MIB",
+    "SNMP-VIEW-BASED-ACM-MIB",
+    "SNMP-USER-BASED-SM-MIB",
+    "PYSNMP-USM-MIB",
+    "__PYSNMP-USM-MIB",
+    # and those its message processing imports when a response arrives (in a datagram callback)
+    "__SNMP-MPD-MIB",
+    "__SNMP-TARGET-MIB",
+    "__SNMP-USER-BASED-SM-MIB",
+    "__SNMP-VIEW-BASED-ACM-MIB",
+    "__SNMPv2-MIB",
+)
+
+
 class SnmpClient:
     """The one SNMP engine of a collector (or a CLI run). Create it inside the running event loop."""
 
     def __init__(self) -> None:
         self.engine = SnmpEngine()
+        self._mibs_loaded: asyncio.Future[None] | None = None
+
+    async def _load_mibs(self) -> None:
+        """Load REQUEST_MIB_MODULES once, in a worker thread: pysnmp would otherwise list and read
+        its MIB folder on the event loop at a target's first request. The engine is idle meanwhile
+        (no request starts before this returns), so its MIB builder is not shared across threads."""
+        if self._mibs_loaded is None:
+            builder = self.engine.get_mib_builder()
+            self._mibs_loaded = asyncio.ensure_future(
+                asyncio.to_thread(builder.load_modules, *REQUEST_MIB_MODULES)
+            )
+        await asyncio.shield(self._mibs_loaded)
 
     def close(self) -> None:
         """Close the engine's socket and timers."""
@@ -186,6 +220,7 @@ class SnmpClient:
         self.close()
 
     async def _transport(self, session: Session) -> UdpTransportTarget | Udp6TransportTarget:
+        await self._load_mibs()
         if session.transport is None:
             cls = Udp6TransportTarget if ":" in session.address else UdpTransportTarget
             try:

@@ -56,7 +56,8 @@ class SnmpCollector:
         usable = []
         for target in config.targets:
             try:
-                usable.append((target, auth_data(target, self.environ)))
+                # secrets are files: read them off the loop
+                usable.append((target, await asyncio.to_thread(auth_data, target, self.environ)))
             except SecretError as err:  # that target is misconfigured; the others still run
                 ctx.count_error(err)
                 ctx.log.error("snmp_target_misconfigured", target=target.name, error=str(err))

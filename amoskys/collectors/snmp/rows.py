@@ -73,9 +73,10 @@ def _value(columns: Columns, column: str, index: Oid) -> object:
 
 def _reading(columns: Columns, column: str, index: Oid, width: int) -> Reading | None:
     cell = columns.get(column, {}).get(index)
-    if cell is None or number(cell[0]) is None:
+    value = None if cell is None else number(cell[0])
+    if cell is None or value is None:
         return None
-    return Reading(value=int(cell[0]), ticks=cell[1], width=width)  # type: ignore[call-overload]
+    return Reading(value=int(value), ticks=cell[1], width=width)
 
 
 def speed_bps(if_speed: int | None, high_speed: int | None) -> int:
@@ -154,8 +155,9 @@ def _interface(
 
 def _host(sample: events_pb2.SnmpSample, host: Columns) -> None:
     for _, (load, _ticks) in sorted(host.get("cpu_load", {}).items()):
-        if number(load) is not None:
-            sample.cpu_load_percent.append(int(load))  # type: ignore[call-overload]
+        percent = number(load)
+        if percent is not None:
+            sample.cpu_load_percent.append(int(percent))
     for index, (descr, _ticks) in sorted(host.get("storage_descr", {}).items()):
         units = number(_value(host, "storage_units", index)) or 0
         size = number(_value(host, "storage_size", index)) or 0
@@ -185,9 +187,9 @@ def assemble(
     resets = 0
     for index in indexes:
         before = prev.interfaces.get(index[0]) if prev is not None else None
-        iface, state, reset = _interface(data.interfaces, index, before, restarted)
+        iface, iface_state, reset = _interface(data.interfaces, index, before, restarted)
         sample.interfaces.append(iface)
-        states[index[0]] = state
+        states[index[0]] = iface_state
         resets += reset
     _host(sample, data.host)
     state = TargetState(uptime_ticks=data.uptime_ticks, monotonic=data.monotonic, interfaces=states)

@@ -3,7 +3,10 @@
 Each target runs its own loop on the collector's clock: due at its offset, then every interval. A
 poll waits for a slot of the collector's concurrency limit, then must finish within
 `deadline_seconds` (``asyncio.timeout``) or it is abandoned. A target that fails is retried after
-interval × 2^(failures − 1), capped at `backoff_max_seconds`. The first failure of a streak logs
+interval × 2^(failures − 1), capped at `backoff_max_seconds`, each wait from the second failure on
+stretched by a random 0–10 % (`amoskys.retry.Backoff`, jitter (1.0, 1.1)): never sooner than that
+curve, and targets that died together (a site behind one dead uplink) spread their retries instead
+of polling in lockstep. The first failure of a streak logs
 ``snmp_target_unreachable`` (no answer) or ``snmp_target_failing`` (it answered, wrongly) once, at
 warning; the first success after it logs ``snmp_target_recovered`` once, at info. Every poll, good or
 bad, publishes one SnmpSample.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -20,6 +24,7 @@ from amoskys.collectors.snmp.errors import SnmpPollError
 from amoskys.collectors.snmp.poller import fetch, lacks_hc
 from amoskys.collectors.snmp.rows import TargetState, assemble
 from amoskys.proto import events_pb2
+from amoskys.retry import Backoff
 
 if TYPE_CHECKING:
     from amoskys.collectors.context import CollectorContext
@@ -51,11 +56,8 @@ class Activity:
             busy.__exit__(None, None, None)
 
 
-def backoff_seconds(failures: int, interval: float, cap: float) -> float:
-    """The wait after `failures` failed polls in a row: interval, 2×, 4×, ... up to `cap`."""
-    if failures <= 0:
-        return interval
-    return min(cap, interval * 2 ** min(failures - 1, 32))
+#: How much a backoff wait is stretched at random: never sooner than the curve, at most 10 % later.
+BACKOFF_JITTER = (1.0, 1.1)
 
 
 class TargetPoller:
@@ -72,6 +74,7 @@ class TargetPoller:
         limiter: asyncio.Semaphore,
         activity: Activity,
         series: SnmpSeries,
+        rng: random.Random | None = None,
     ) -> None:
         self.target = target
         self.session = session
@@ -87,6 +90,13 @@ class TargetPoller:
         self.expect_hc = True
         self.failures = 0
         self.failing_since = 0.0
+        self.backoff = Backoff(
+            config.interval_seconds,
+            config.backoff_max_seconds,
+            jitter=BACKOFF_JITTER,
+            rng=rng or random.Random(),
+            clock=ctx.clock,
+        )
 
     async def run(self, first_due: float) -> None:
         """Poll at `first_due` (monotonic) and then on schedule, forever."""
@@ -96,9 +106,9 @@ class TargetPoller:
             await clock.sleep(due - clock.monotonic())
             async with self.limiter:
                 await self.poll_once()
-            wait = backoff_seconds(self.failures, interval, self.config.backoff_max_seconds)
-            if wait > interval:
-                skipped = math.ceil(wait / interval) - 1
+            wait, curve = self.wait_after_poll()
+            if curve > interval:
+                skipped = math.ceil(curve / interval) - 1
                 self.metrics.snmp_polls_skipped.labels(self.target.name, "backoff").inc(skipped)
             due += wait
             now = clock.monotonic()
@@ -107,6 +117,16 @@ class TargetPoller:
                 due += missed * interval
                 self.ctx.count_skipped_ticks(missed)
                 self.metrics.snmp_polls_skipped.labels(self.target.name, "late").inc(missed)
+
+    def wait_after_poll(self) -> tuple[float, float]:
+        """The wait until the next poll, and the curve it was drawn from (which counts the polls
+        skipped): the interval while the target answers, then interval, 2×, 4×, ... up to
+        `backoff_max_seconds`, jittered once the target is backed off (the first retry keeps the
+        schedule)."""
+        if self.failures <= 1:
+            return self.config.interval_seconds, self.config.interval_seconds
+        curve = self.backoff.curve(self.failures - 1)
+        return self.backoff.delay(self.failures - 1), curve
 
     async def poll_once(self) -> events_pb2.SnmpSample:
         """One poll within the deadline; publishes and returns its SnmpSample."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from amoskys.proto import events_pb2
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
     from structlog.typing import FilteringBoundLogger
 
     from amoskys.collectors.snmp.metrics import SnmpMetrics
@@ -97,8 +98,8 @@ class SnmpSeries:
         self.interfaces.clear()
 
 
-def _remove(gauge: object, *labels: str) -> None:
+def _remove(gauge: Gauge, *labels: str) -> None:
     try:
-        gauge.remove(*labels)  # type: ignore[attr-defined]
+        gauge.remove(*labels)
     except KeyError:
         pass

@@ -396,7 +396,8 @@ async def test_capture_joins_the_appliance_packet_taps_while_it_runs(veth: Veth,
     taps = Taps(watcher)
     collector.ctx.packet_taps = taps  # type: ignore[attr-defined]  (the app gives every context one)
     async with running(collector):
-        assert taps.captures == 1
+        # the ring opens in a worker thread; the collector joins the taps when it resumes
+        await eventually(lambda: taps.captures == 1, within=15, what="the capture to join the taps")
         await asyncio.to_thread(veth.replay, tmp_path / "arp_dhcp.pcap")
         await eventually(lambda: len(watcher.seen) >= 2, within=15, what="the frames through the taps")
     assert taps.captures == 0

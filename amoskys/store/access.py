@@ -1,8 +1,11 @@
-"""The appliance state of a data dir for command-line tools, whether or not the appliance runs.
+"""The appliance state of a data dir for command-line tools and tests, whether or not the appliance runs.
 
 Not running: the store is opened normally (created and migrated if needed). Running: the store's
 process lock is held, so the command uses a short-lived connection of its own; SQLite serializes
 its writes with the appliance's writer (busy timeout), and the appliance sees them at once.
+
+The CLI only reads through it: its state changes go through the control service (amoskys.cli.actions),
+over the running appliance's control socket or with the store's lock held.
 """
 
 from __future__ import annotations

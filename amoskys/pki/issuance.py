@@ -1,282 +1,45 @@
-"""The appliance's public-key infrastructure: CA, TLS certificates, Ed25519 identities, batch signatures.
-
-Everything cryptographic is done by the ``cryptography`` library; this module only decides what to
-issue, where it lives on disk and how the pieces are checked against each other (DESIGN §3, §8).
-
-Files in the appliance's PKI dir (mode 0700; keys 0600, certificates 0644)::
-
-    ca.crt  ca.key            private CA (ECDSA P-256, 10 years) — signs every TLS certificate below
-    server.crt  server.key    the bus server certificate (P-256, 397 days, SANs from config, serverAuth)
-    identity.ed25519          the appliance's own Ed25519 identity (PKCS8 PEM) — signs batches
-    client.crt  client.key    a client certificate for the appliance itself (URI SAN = its identity,
-                              clientAuth), so it can publish to an upstream bus as a relay
-
-An enrolment bundle (``enroll_agent``) holds ``client.crt``, ``client.key``, ``identity.ed25519``,
-``ca.crt`` and ``bundle.json`` (name, role, bus_address, trust_domain, key_id).
+"""Issuing certificates: the appliance's private CA, the bus server certificate and client
+certificates, and creating, checking and renewing the appliance's own set (``ensure_appliance_pki``).
 
 TLS certificates use ECDSA P-256 with SHA-256 because that is what every TLS stack (grpc's BoringSSL
-included) accepts for both server and client authentication; Ed25519 is used only for batch signatures.
-Identities live in a URI SAN, ``spiffe://<trust-domain>/agent/<name>``. grpc exposes it in
-``context.auth_context()`` (a ``dict[str, list[bytes]]``) under ``"peer_spiffe_id"`` (only when the
-certificate carries exactly one URI SAN, a valid SPIFFE ID), ``"peer_uri"`` (every URI SAN) and
-``"x509_subject_alternative_name"`` (every SAN, of every type, as text; also what
-``context.peer_identity_key()`` names, so ``context.peer_identities()`` returns the same list).
-``PEER_IDENTITY_KEYS`` lists them in the order ``peer_identity`` consults them (verified with grpcio
-1.85 by tests/test_pki.py). Only a handshake that verified the client
-certificate against the configured CA reaches Python at all; a missing, expired or foreign certificate
-fails the handshake and the client sees UNAVAILABLE.
-
-Batch signatures (DESIGN §3). The signed message is, byte for byte::
-
-    b"amoskys-batch-v1"                  16 bytes, domain separation tag
-    len(key_id)       u16, big-endian    key_id is UTF-8 encoded
-    key_id            len(key_id) bytes
-    len(prev_digest)  u16, big-endian    0 for a sender's first batch (prev_digest = b"", GENESIS_DIGEST)
-    prev_digest       len(prev_digest) bytes
-    SHA-256(events)   32 bytes           events = the exact serialized EventList bytes that were sent
-
-Every variable-length field is length-prefixed, so no two different (key_id, prev_digest, events)
-triples share a message. ``signature = Ed25519(message)`` (64 bytes) and ``batch_digest =
-SHA-256(message)``, which is the sender's ``prev_digest`` for its next batch (the hash chain). The
-bus verifies the bytes it received; nothing is re-serialized.
-
-Secrets are written atomically (a 0600 temp file created with ``os.open``, fsynced, renamed over the
-target, directory fsynced) and never printed or logged; error messages name files, never contents.
+included) accepts for both server and client authentication; Ed25519 is used only for batch signatures
+(``amoskys.pki.signatures``). A client certificate carries its identity in one URI SAN
+(``amoskys.pki.names``). The files and their modes are listed in ``amoskys.pki.layout``.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import ipaddress
-import json
-import re
-import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from amoskys.errors import PkiError
-from amoskys.files import write_atomic
-
-IDENTITY_URI = "spiffe://{trust_domain}/agent/{name}"
-"""Template of an identity URI; it is carried in the URI SAN of every client certificate."""
-
-PEER_IDENTITY_KEYS: tuple[str, ...] = ("peer_spiffe_id", "peer_uri", "x509_subject_alternative_name")
-"""``context.auth_context()`` keys under which grpc (1.85, BoringSSL) exposes a peer's URI SANs."""
-
-BATCH_CONTEXT = b"amoskys-batch-v1"
-"""Domain separation tag at the start of every signed batch message."""
-
-GENESIS_DIGEST = b""
-"""``prev_digest`` of a sender's first batch (the protobuf default of an unset bytes field)."""
+from amoskys.pki import _files
+from amoskys.pki.identities import create_identity_key, load_identity_key, load_private_key
+from amoskys.pki.layout import (
+    CA_CERT,
+    CA_KEY,
+    CLIENT_CERT,
+    CLIENT_KEY,
+    IDENTITY_KEY,
+    SERVER_CERT,
+    SERVER_KEY,
+    ApplianceCredentials,
+)
+from amoskys.pki.names import identity_from_uri, identity_uri, validate_name, validate_trust_domain
 
 CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 397
 BACKDATE = timedelta(hours=1)
 """Certificates start this long before "now" so a peer whose clock lags a little still accepts them."""
-
-CA_CERT = "ca.crt"
-CA_KEY = "ca.key"
-SERVER_CERT = "server.crt"
-SERVER_KEY = "server.key"
-IDENTITY_KEY = "identity.ed25519"
-CLIENT_CERT = "client.crt"
-CLIENT_KEY = "client.key"
-BUNDLE_JSON = "bundle.json"
-
-KEY_MODE = 0o600
-CERT_MODE = 0o600  # public, but nothing in a data dir is readable by other users
-DIR_MODE = 0o700
-
-#: agent: publishes its own events; relay: may also forward others' events; loadgen: publishes only
-#: synthetic events (`amoskys loadgen`), which the bus marks as such when it stores them.
-Role = Literal["agent", "relay", "loadgen"]
-ROLES: tuple[str, ...] = ("agent", "relay", "loadgen")
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TRUST_DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,253}[a-z0-9])?")
-_U16 = struct.Struct(">H")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Identities
-
-
-def is_valid_name(name: str) -> bool:
-    """Whether `name` can be an identity name (1–64 of ``[A-Za-z0-9._-]``, starting alphanumeric)."""
-    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
-
-
-def validate_name(name: str) -> str:
-    """Return `name` if it can be an identity name (1–64 of ``[A-Za-z0-9._-]``, starting alphanumeric)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise PkiError(
-            f"identity name {name!r} is not valid: expected 1–64 characters of [A-Za-z0-9._-], "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def validate_trust_domain(trust_domain: str) -> str:
-    """Return `trust_domain` if it is a valid SPIFFE trust domain (lowercase ``[a-z0-9._-]``)."""
-    if not isinstance(trust_domain, str) or not _TRUST_DOMAIN_RE.fullmatch(trust_domain):
-        raise PkiError(
-            f"trust domain {trust_domain!r} is not valid: expected lowercase letters, digits, '.', '-' "
-            "or '_', starting and ending with a letter or digit"
-        )
-    return trust_domain
-
-
-def identity_uri(trust_domain: str, name: str) -> str:
-    """The identity URI of `name` in `trust_domain` (``spiffe://<trust-domain>/agent/<name>``)."""
-    return IDENTITY_URI.format(trust_domain=validate_trust_domain(trust_domain), name=validate_name(name))
-
-
-def identity_from_uri(uri: str, trust_domain: str) -> str | None:
-    """The identity name in `uri`, or None when it is not an agent identity of `trust_domain`."""
-    prefix = f"spiffe://{trust_domain}/agent/"
-    if not isinstance(uri, str) or not uri.startswith(prefix):
-        return None
-    name = uri[len(prefix) :]
-    return name if _NAME_RE.fullmatch(name) else None
-
-
-def peer_identity(auth_context: Mapping[str, Sequence[bytes]], trust_domain: str) -> str | None:
-    """The identity name of a grpc peer from ``context.auth_context()``, or None.
-
-    The keys of ``PEER_IDENTITY_KEYS`` are consulted in order; the first that carries an identity of
-    `trust_domain` decides. A certificate naming two different identities of ours is ambiguous and
-    yields None (our CA never issues one).
-    """
-    for key in PEER_IDENTITY_KEYS:
-        names: set[str] = set()
-        for value in auth_context.get(key, ()):
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
-            name = identity_from_uri(text, trust_domain)
-            if name is not None:
-                names.add(name)
-        if len(names) == 1:
-            return names.pop()
-        if len(names) > 1:
-            return None
-    return None
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """A short stable id of an Ed25519 public key: the first 16 hex digits of SHA-256 of its raw bytes."""
-    return key_id_of_raw(public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-
-
-def key_id_of_raw(raw: bytes) -> str:
-    """`key_id` of a raw 32-byte Ed25519 public key, as stored for enrolled identities."""
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def public_key_raw(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of an Ed25519 public key (of a private key's public half)."""
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Batch signatures
-
-
-def _batch_message(key_id: str, prev_digest: bytes, events: bytes) -> bytes:
-    """The exact signed message (layout in the module docstring); ValueError when a field is too long."""
-    kid = key_id.encode("utf-8")
-    if len(kid) > 0xFFFF or len(prev_digest) > 0xFFFF:
-        raise ValueError("key_id and prev_digest must each be at most 65535 bytes")
-    return b"".join(
-        (
-            BATCH_CONTEXT,
-            _U16.pack(len(kid)),
-            kid,
-            _U16.pack(len(prev_digest)),
-            bytes(prev_digest),
-            hashlib.sha256(events).digest(),
-        )
-    )
-
-
-def batch_digest(key_id: str, prev_digest: bytes, events: bytes) -> bytes:
-    """SHA-256 of the signed message of a batch: the sender's `prev_digest` for its next batch."""
-    return hashlib.sha256(_batch_message(key_id, prev_digest, events)).digest()
-
-
-def sign_batch(key: Ed25519PrivateKey, key_id: str, prev_digest: bytes, events: bytes) -> bytes:
-    """The 64-byte Ed25519 signature of a batch (see the module docstring for the signed bytes)."""
-    return key.sign(_batch_message(key_id, prev_digest, events))
-
-
-@functools.lru_cache(maxsize=4096)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-def verify_batch(
-    public_key_raw: bytes, key_id: str, prev_digest: bytes, events: bytes, signature: bytes
-) -> bool:
-    """True when `signature` is a valid signature of the batch by `public_key_raw`.
-
-    Never raises on bad input: a malformed key, an over-long field, a wrong type or a bad, truncated
-    or over-long signature all return False.
-    """
-    if not isinstance(key_id, str):
-        return False
-    try:
-        public = _public_key(bytes(public_key_raw))
-        message = _batch_message(key_id, prev_digest, events)
-        public.verify(bytes(signature), message)
-    except (InvalidSignature, ValueError, TypeError):
-        # ValueError: a malformed key, an over-long field, a key_id that is not UTF-8 encodable;
-        # TypeError: an argument that is not bytes-like
-        return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------------
-# Files
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    try:
-        write_atomic(path, data, mode)
-    except OSError as err:
-        raise PkiError(f"{path}: cannot write: {err.strerror or err}", path=str(path)) from err
-
-
-def _ensure_dir(path: Path) -> None:
-    """Create `path` (mode 0700) when missing; an existing directory is left as it is."""
-    try:
-        if not path.is_dir():
-            path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            path.chmod(DIR_MODE)
-    except OSError as err:
-        raise PkiError(f"{path}: cannot create directory: {err.strerror or err}", path=str(path)) from err
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise PkiError(f"{path}: cannot read: {err.strerror or err}", path=str(path)) from err
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -286,32 +49,16 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 def load_cert(path: Path) -> x509.Certificate:
     """The certificate in PEM file `path`; PkiError naming the file when unreadable or not a certificate."""
     try:
-        return x509.load_pem_x509_certificate(_read(path))
+        return x509.load_pem_x509_certificate(_files.read(path))
     except ValueError as err:
         raise PkiError(f"{path}: not a PEM X.509 certificate", path=str(path)) from err
 
 
-def _load_private_key(path: Path) -> object:
-    try:
-        return serialization.load_pem_private_key(_read(path), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        # TypeError: the key is encrypted; the message never includes the key material
-        raise PkiError(f"{path}: not an unencrypted PEM private key", path=str(path)) from err
-
-
 def load_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """The ECDSA private key of a TLS certificate in PEM file `path`."""
-    key = _load_private_key(path)
+    key = load_private_key(path)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise PkiError(f"{path}: expected an ECDSA private key, found {type(key).__name__}", path=str(path))
-    return key
-
-
-def load_identity_key(path: Path) -> Ed25519PrivateKey:
-    """The Ed25519 identity key in PEM (PKCS8) file `path`; PkiError naming the file otherwise."""
-    key = _load_private_key(path)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise PkiError(f"{path}: expected an Ed25519 private key, found {type(key).__name__}", path=str(path))
     return key
 
 
@@ -346,10 +93,6 @@ def _now(now: datetime | None) -> datetime:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(UTC)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Issuing
 
 
 @dataclass(frozen=True)
@@ -432,7 +175,7 @@ def create_ca(dir: Path, common_name: str, now: datetime | None = None) -> tuple
     for path in (cert_path, key_path):
         if path.exists():
             raise PkiError(f"{path}: already exists; a CA is never replaced", path=str(path))
-    _ensure_dir(dir)
+    _files.ensure_dir(dir)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -463,8 +206,8 @@ def create_ca(dir: Path, common_name: str, now: datetime | None = None) -> tuple
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_atomic(key_path, _key_pem(key), KEY_MODE)
-    _write_atomic(cert_path, _cert_pem(cert), CERT_MODE)
+    _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
+    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
     return cert_path, key_path
 
 
@@ -511,8 +254,8 @@ def issue_client_cert(
         not_before=start,
         not_after=end,
     )
-    _write_atomic(key_path, _key_pem(key), KEY_MODE)
-    _write_atomic(cert_path, _cert_pem(cert), CERT_MODE)
+    _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
+    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
     return cert
 
 
@@ -602,43 +345,8 @@ def _issue_server_cert(
         not_after=end,
     )
     if new_key:
-        _write_atomic(key_path, _key_pem(key), KEY_MODE)
-    _write_atomic(cert_path, _cert_pem(cert), CERT_MODE)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The appliance
-
-
-@dataclass(frozen=True)
-class ApplianceCredentials:
-    """Paths of the appliance's PKI files, and what the call that returned them created."""
-
-    ca_cert: Path
-    ca_key: Path
-    server_cert: Path
-    server_key: Path
-    identity_key: Path
-    """The appliance's own Ed25519 private key (PEM, PKCS8): it signs the batches it relays upstream."""
-    identity_cert: Path
-    identity_cert_key: Path
-    """A client certificate (URI SAN = the appliance's identity) and its key, to publish upstream."""
-    created: tuple[str, ...] = ()
-    """What this call wrote (file names, re-issues with the reason); empty when everything existed."""
-
-    @classmethod
-    def in_dir(cls, pki_dir: Path, created: tuple[str, ...] = ()) -> ApplianceCredentials:
-        """The standard file layout inside `pki_dir` (see the module docstring)."""
-        return cls(
-            ca_cert=pki_dir / CA_CERT,
-            ca_key=pki_dir / CA_KEY,
-            server_cert=pki_dir / SERVER_CERT,
-            server_key=pki_dir / SERVER_KEY,
-            identity_key=pki_dir / IDENTITY_KEY,
-            identity_cert=pki_dir / CLIENT_CERT,
-            identity_cert_key=pki_dir / CLIENT_KEY,
-            created=created,
-        )
+        _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
+    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
 
 
 def _partial(paths: Sequence[Path]) -> tuple[bool, Path | None]:
@@ -683,7 +391,7 @@ def ensure_appliance_pki(
     creds = ApplianceCredentials.in_dir(pki_dir)
     sans = _server_sans(dns_names, ip_addresses, creds.server_cert)
     created: list[str] = []
-    _ensure_dir(pki_dir)
+    _files.ensure_dir(pki_dir)
 
     # the CA
     ca_paths = (creds.ca_cert, creds.ca_key)
@@ -743,7 +451,7 @@ def ensure_appliance_pki(
     if creds.identity_key.exists():
         load_identity_key(creds.identity_key)
     else:
-        _write_atomic(creds.identity_key, _key_pem(Ed25519PrivateKey.generate()), KEY_MODE)
+        create_identity_key(creds.identity_key)
         created.append(IDENTITY_KEY)
 
     # the appliance's own client certificate
@@ -812,16 +520,6 @@ def renew_server_cert(
     )
 
 
-# ---------------------------------------------------------------------------------------------------
-# Enrolment
-
-
-def same_name(a: str, b: str) -> bool:
-    """Whether two identity names are the same name: compared ignoring case, so that `Edge-1` can
-    never pass for `edge-1` on a page or in a log."""
-    return a.lower() == b.lower()
-
-
 def appliance_identity(credentials: ApplianceCredentials, trust_domain: str) -> str:
     """The appliance's own identity name, read from its client certificate (PkiError when that
     certificate is unreadable or names no identity of `trust_domain`)."""
@@ -833,85 +531,4 @@ def appliance_identity(credentials: ApplianceCredentials, trust_domain: str) -> 
     raise PkiError(
         f"{credentials.identity_cert}: names no identity of trust domain {trust_domain!r}",
         path=str(credentials.identity_cert),
-    )
-
-
-@dataclass(frozen=True)
-class EnrolmentBundle:
-    """What ``enroll_agent`` wrote, and what the appliance records about the new identity."""
-
-    dir: Path
-    name: str
-    role: str
-    public_key_raw: bytes
-    key_id: str
-    cert_serial: int
-    not_after: datetime
-
-
-def enroll_agent(
-    credentials: ApplianceCredentials,
-    *,
-    name: str,
-    role: Role,
-    trust_domain: str,
-    bus_address: str,
-    out_dir: Path,
-    valid_days: int = LEAF_VALID_DAYS,
-    now: datetime | None = None,
-) -> EnrolmentBundle:
-    """Issue a client certificate and an Ed25519 identity for a remote agent into `out_dir`.
-
-    Writes client.crt, client.key (0600), identity.ed25519 (0600), ca.crt and bundle.json. Refuses to
-    overwrite an existing bundle (PkiError naming the file): its keys may be in use. Refuses the
-    appliance's own name, ignoring case (read from its client certificate): no enrolled identity may
-    ever speak as the appliance.
-    """
-    validate_name(name)
-    own = appliance_identity(credentials, trust_domain)
-    if same_name(name, own):
-        raise PkiError(
-            f"cannot enrol {name!r}: that is this appliance's own name ({own!r}, compared ignoring case), "
-            "and no agent or relay may publish as the appliance; choose another name",
-            path=str(credentials.identity_cert),
-        )
-    uri = identity_uri(trust_domain, name)
-    if role not in ROLES:
-        raise PkiError(f"role {role!r} is not valid: expected one of {', '.join(ROLES)}")
-    paths = {n: out_dir / n for n in (CLIENT_CERT, CLIENT_KEY, IDENTITY_KEY, CA_CERT, BUNDLE_JSON)}
-    for path in paths.values():
-        if path.exists():
-            raise PkiError(f"{path}: already exists; choose an empty directory", path=str(path))
-    ca_pem = _read(credentials.ca_cert)
-    _ensure_dir(out_dir)
-    cert = issue_client_cert(
-        credentials.ca_cert,
-        credentials.ca_key,
-        uri=uri,
-        common_name=name,
-        cert_path=paths[CLIENT_CERT],
-        key_path=paths[CLIENT_KEY],
-        valid_days=valid_days,
-        now=now,
-    )
-    identity = Ed25519PrivateKey.generate()
-    kid = key_id(identity.public_key())
-    _write_atomic(paths[IDENTITY_KEY], _key_pem(identity), KEY_MODE)
-    _write_atomic(paths[CA_CERT], ca_pem, CERT_MODE)
-    bundle = {
-        "name": name,
-        "role": role,
-        "bus_address": bus_address,
-        "trust_domain": trust_domain,
-        "key_id": kid,
-    }
-    _write_atomic(paths[BUNDLE_JSON], (json.dumps(bundle, indent=2) + "\n").encode(), CERT_MODE)
-    return EnrolmentBundle(
-        dir=out_dir,
-        name=name,
-        role=role,
-        public_key_raw=public_key_raw(identity),
-        key_id=kid,
-        cert_serial=cert.serial_number,
-        not_after=cert.not_valid_after_utc,
     )

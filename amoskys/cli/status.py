@@ -1,4 +1,4 @@
-"""`amoskys status` and `amoskys collectors start|stop|restart NAME`: the CLI side of the control socket.
+"""`amoskys status` and `amoskys collectors start|stop|restart NAME`: asking the running appliance.
 
 Exit codes: 0 done; 1 no appliance runs with that data dir; 2 the appliance refused the command (an
 unknown collector, say) or could not be talked to.
@@ -6,6 +6,7 @@ unknown collector, say) or could not be talked to.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -13,14 +14,41 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from amoskys.control import NotRunningError, request
+from amoskys.cli.common import add_common, data_dir, load_config
 from amoskys.errors import ControlError
 from amoskys.paths import Layout
 
+if TYPE_CHECKING:
+    from amoskys.cli.common import SubParsers
+
+
 EXIT_OK, EXIT_NOT_RUNNING, EXIT_REFUSED = 0, 1, 2
 EXIT_NOTHING = 1  # nothing to act on (no such collector)
+
+
+def add_parser(sub: SubParsers) -> None:
+    p = sub.add_parser("status", help="show the running appliance and its collectors")
+    add_common(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("collectors", help="start, stop or restart a collector of the running appliance")
+    p.add_argument("action", choices=["start", "stop", "restart"])
+    p.add_argument("name", metavar="NAME", help="collector name (see `amoskys status`)")
+    add_common(p)
+    p.set_defaults(func=_collectors)
+
+
+def _status(args: argparse.Namespace) -> int:
+    root, _ = data_dir(args, load_config(args))
+    return cmd_status(root, as_json=args.json)
+
+
+def _collectors(args: argparse.Namespace) -> int:
+    root, _ = data_dir(args, load_config(args))
+    return cmd_collectors(root, args.action, args.name)
 
 
 def cmd_status(
@@ -52,6 +80,8 @@ def cmd_collectors(
 
 
 def _ask(data_dir: Path, message: Mapping[str, Any], err: TextIO) -> tuple[dict[str, Any] | None, int]:
+    from amoskys.control import NotRunningError, request
+
     layout = Layout(data_dir)
     try:
         reply = request(layout.control_socket, message)

@@ -1,0 +1,63 @@
+"""Event routes: stored events filtered and paged, and one event decoded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from amoskys.events import KINDS
+from amoskys.web.endpoints import ApiError, Call, Router
+from amoskys.web.reads import event_dict
+from amoskys.web.routes.common import Before, Limit, page, time_ns
+
+router = Router("events")
+
+Kind = Annotated[
+    str, msgspec.Meta(pattern=f"^({'|'.join(KINDS)})$", description="one of " + ", ".join(KINDS))
+]
+
+Time = Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
+class EventsQuery(msgspec.Struct, frozen=True):
+    kind: Kind | None = None
+    source: str | None = None
+    since: Annotated[Time | None, msgspec.Meta(description="RFC 3339: observed at or after")] = None
+    until: Annotated[Time | None, msgspec.Meta(description="RFC 3339: observed before")] = None
+    synthetic: Annotated[
+        bool | None,
+        msgspec.Meta(
+            description="0: leave out synthetic events (from loadgen identities), 1: only those; "
+            "default: every event, synthetic ones marked `synthetic: true`"
+        ),
+    ] = None
+    before: Before | None = None
+    limit: Limit = 50
+
+
+class EventPath(msgspec.Struct, frozen=True):
+    seq: Annotated[int, msgspec.Meta(ge=0, description="its store_seq")]
+
+
+@router.get("/api/v1/events", "Stored events, newest first, filtered by kind, source and time")
+async def events(call: Call, *, query: EventsQuery) -> Any:
+    rows = await call.ctx.reads.recent(
+        kind=query.kind,
+        source=query.source,
+        since_ns=time_ns(query.since),
+        until_ns=time_ns(query.until),
+        before_seq=query.before,
+        limit=query.limit,
+        synthetic=query.synthetic,
+    )
+    return page([event_dict(e) for e in rows], query.limit)
+
+
+@router.get("/api/v1/events/{seq}", "One stored event, decoded")
+async def event(call: Call, *, path: EventPath) -> Any:
+    row = await call.ctx.reads.by_seq(path.seq)
+    if row is None:
+        raise ApiError(404, f"no event with store_seq {path.seq}")
+    return event_dict(row) | {"digest": row.digest.hex(), "envelope_bytes": len(row.envelope)}
