@@ -28,11 +28,12 @@ run: $(RUNTIME)
 	@echo "the amoskys command: $(CURDIR)/$(BIN)/amoskys (amoskys --help lists the others)"
 	$(BIN)/amoskys run $(ARGS)
 
-## Lint and run the whole test suite (fails when no test ran).
+## Lint, type-check (mypy strict) and run the whole test suite (fails when no test ran).
 test: $(STAMP) sysdeps-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 ## The tests that need neither root nor a system tool, without the end-to-end ones: under a minute.

@@ -107,5 +107,5 @@ def time_callbacks_when_debug(threshold: float = SLOW_CALLBACK_SECONDS) -> bool:
 def untime_callbacks() -> None:
     global _original_run
     if _original_run is not None:
-        asyncio.events.Handle._run = _original_run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = _original_run  # type: ignore[method-assign,assignment]
         _original_run = None

@@ -299,6 +299,7 @@ async def test_an_open_stream_keeps_its_session_from_idling_out(web: Web, stream
     await streams.open(token)
     later = web.ctx.clock_ns() + 3600 * 1_000_000_000
     web.ctx.clock_ns = lambda: later
+    web.ctx.auth._clock = lambda: later  # the idle clock is Auth's
     await eventually(
         lambda: web.ctx.auth._last_seen.get(digest) == later, what="the stream to count as activity"
     )

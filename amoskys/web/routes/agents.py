@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -25,10 +26,14 @@ async def agents(call: Call) -> Any:
         "SELECT source, MAX(last_received_ns) AS last_seen_ns FROM source_marks GROUP BY source"
     )
     seen = {r["source"]: r["last_seen_ns"] for r in last_seen}
+    identities = await ctx.store.state.list_identities()
+
+    def expiries() -> list[str | None]:  # certificate files: read off the loop
+        paths = [agent_cert_path(ctx.pki_dir, ident.name) for ident in identities]
+        return [cert_not_after(p).isoformat() if p.exists() else None for p in paths]
+
     items = []
-    for ident in await ctx.store.state.list_identities():
-        cert = agent_cert_path(ctx.pki_dir, ident.name)
-        expires = cert_not_after(cert).isoformat() if cert.exists() else None
+    for ident, expires in zip(identities, await asyncio.to_thread(expiries), strict=True):
         items.append(
             {
                 "name": ident.name,
