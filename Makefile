@@ -26,7 +26,7 @@ $(STAMP): $(RUNTIME)
 run: $(RUNTIME)
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh run
 	@echo "the amoskys command: $(CURDIR)/$(BIN)/amoskys (amoskys --help lists the others)"
-	$(BIN)/amoskys run $(ARGS)
+	MALLOC_ARENA_MAX=2 $(BIN)/amoskys run $(ARGS)
 
 ## Lint, type-check (mypy strict) and run the whole test suite (fails when no test ran).
 test: $(STAMP) sysdeps-test
@@ -53,6 +53,7 @@ typecheck: $(STAMP)
 
 ## Run benchmarks/ and write benchmarks/RESULTS.md.
 bench: $(STAMP)
+	@PYTHON=$(PYTHON) scripts/sysdeps.sh bench
 	$(BIN)/python benchmarks/run.py
 
 ## Regenerate amoskys/proto/ from protos/.

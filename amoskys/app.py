@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import importlib
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from amoskys import __version__, faults, fd_budget
+from amoskys import __version__, faults, fd_budget, memory
 from amoskys.bus.core import Bus
 from amoskys.bus.server import BusServer
 from amoskys.collectors import registry as collector_registry
@@ -33,7 +34,7 @@ from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, Pki
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
 from amoskys.health import Health
-from amoskys.loophealth import LoopLag, measure_lag, time_callbacks_when_debug, untime_callbacks
+from amoskys.loophealth import LoopLag, measure_lag, time_callbacks_when_debug
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
 from amoskys.pki.enrolment import agent_cert_paths
@@ -165,7 +166,6 @@ class Appliance:
                 raise
             raise err from group
         finally:
-            untime_callbacks()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
@@ -174,6 +174,8 @@ class Appliance:
         self.metrics.start_time.set(self.started_ns / 1e9)
         for name, value in self.faults.items():
             log.warning("fault_injection_active", fault=name, value=value)
+        if memory.limit_arenas():
+            log.debug("malloc_arenas_limited", arenas=memory.ARENAS)
         await asyncio.to_thread(self.layout.ensure)
         log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
         creds = await asyncio.to_thread(self._ensure_pki)
@@ -188,7 +190,7 @@ class Appliance:
                 fix='set [web] tls = "on": passwords and session cookies now cross the network in clear',
             )
         bus_host, bus_port = parse_listen(self.config.bus.listen)
-        token = self._metrics_token()
+        token = await asyncio.to_thread(self._metrics_token)
         if bus_port:  # grpc would print its own bind error on stderr, past our log: look first
             why = _bind_error(bus_host, bus_port)
             if why is not None:
@@ -206,7 +208,7 @@ class Appliance:
                 await self._serve(self.store, creds, web_sock, web_host, bus_host, bus_port, token, started)
             finally:
                 await self.store.close()
-                self.layout.run_json.unlink(missing_ok=True)
+                await asyncio.to_thread(self.layout.run_json.unlink, missing_ok=True)
         finally:
             web_sock.close()
         log.info("appliance_stopped")
@@ -252,6 +254,7 @@ class Appliance:
             data_dir=self.layout.root,
             appliance=info,
         )
+        await asyncio.to_thread(self._import_collector_modules)
         clock = SystemClock()
         ports: dict[str, int] = {}
         web_ctx = await build_web_context(
@@ -311,7 +314,8 @@ class Appliance:
                 self._background.append(tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry"))
                 self.login_audit = web_ctx.auth.login_audit
                 self._background.append(tg.create_task(self.login_audit.run(), name="login-audit"))
-                self._write_run_json(web_host, self.web.port, bus_host, bus_port)
+                # two fsyncs: in a worker thread, as every file write of the appliance
+                await asyncio.to_thread(self._write_run_json, web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
                 self.metrics.up.set(1)
                 # everything made at start-up lives as long as the process: keep it out of the
@@ -326,6 +330,7 @@ class Appliance:
                     control=str(self.layout.control_socket),
                     seconds=round(time.monotonic() - started, 3),
                 )
+                await asyncio.to_thread(memory.release_free_memory)  # what start-up freed
                 await self._stop.wait()
                 await self._shutdown()
         except BaseException:
@@ -407,6 +412,22 @@ class Appliance:
         while True:
             await asyncio.sleep(CERT_EXPIRY_REFRESH_SECONDS)
             await asyncio.to_thread(self._export_cert_expiry, creds)
+
+    def _import_collector_modules(self) -> None:
+        """Import, in a worker thread before ready, what enabled collectors would otherwise import on the
+        loop when they start (a collector class names them in ``heavy_imports(config)``)."""
+        began = time.monotonic()
+        imported: list[str] = []
+        for name, spec in collector_registry.discover().items():
+            section = self.config.collectors.section_named(name)
+            wanted = getattr(spec.load(), "heavy_imports", None) if section.enabled else None
+            for module in wanted(section) if wanted is not None else ():
+                importlib.import_module(module)
+                imported.append(module)
+        if imported:
+            log.info(
+                "collector_modules_imported", modules=imported, seconds=round(time.monotonic() - began, 3)
+            )
 
     def _plan_fds(self) -> fd_budget.FdBudget:
         """Raise the descriptor limit and share it out (ConfigError when it is too low)."""

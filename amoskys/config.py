@@ -110,6 +110,7 @@ class WebConfig(_Struct, frozen=True):
     allowed_hosts: tuple[str, ...] = ()
     max_sse_streams_per_session: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
     max_sse_streams: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    max_concurrent_reads: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
@@ -187,6 +188,8 @@ class StoreConfig(_Struct, frozen=True):
     high_water_mb: PositiveInt = 2048
     hard_cap_mb: PositiveInt = 3072
     quick_check_max_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
+    series_minute_hours: Annotated[int, msgspec.Meta(ge=1, le=720)] = 48
+    series_quarter_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
     def __post_init__(self) -> None:
         if self.hard_cap_mb <= self.high_water_mb:

@@ -4,20 +4,20 @@ A task asks to wake every TICK_SECONDS and records how late it woke
 (``amoskys_event_loop_lag_seconds``): every callback that held the loop meanwhile shows up as lag. The
 last minute of samples is kept for the Overview's p99.
 
-With log level debug, each callback that holds the loop longer than ``SLOW_CALLBACK_SECONDS`` is
-logged (``slow_callback``, naming it). asyncio does this itself only in its debug mode, which also
-records a traceback at every call_soon and costs far more than the check; so we time callbacks
-ourselves, and only when debug logs are on (one clock read before and after each callback).
+With log level debug, each task step that holds the loop longer than ``SLOW_CALLBACK_SECONDS`` is
+logged (``slow_callback``, naming the coroutine). asyncio (and uvloop) do this only in their debug
+mode, which also records a stack at every call_soon and costs far more than the check; so we time task
+steps ourselves through the loop's task factory, and only when debug logs are on (one clock read
+before and after each step).
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.events
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import structlog
@@ -45,6 +45,7 @@ class LoopLag:
         self._recent: deque[tuple[float, float]] = deque()  # (monotonic time, lag)
 
     def observe(self, now: float, lag: float) -> None:
+        """One sample: `lag` seconds late at `now` (time.monotonic())."""
         self.histogram.observe(lag)
         self._recent.append((now, lag))
         while self._recent and self._recent[0][0] < now - WINDOW_SECONDS:
@@ -60,52 +61,92 @@ class LoopLag:
 
 
 async def measure_lag(lag: LoopLag, *, tick: float = TICK_SECONDS) -> None:
-    """Forever: sleep `tick`, record how late the wake-up came."""
-    loop = asyncio.get_running_loop()
+    """Forever: sleep `tick`, record how late the wake-up came (time.monotonic: uvloop's loop.time()
+    counts whole milliseconds)."""
     while True:
-        asked = loop.time() + tick
+        asked = time.monotonic() + tick
         await asyncio.sleep(tick)
-        now = loop.time()
+        now = time.monotonic()
         lag.observe(now, max(0.0, now - asked))
 
 
-_original_run: Callable[[asyncio.Handle], None] | None = None
+class TimedSteps(Coroutine[Any, Any, Any]):
+    """A task's coroutine, each step (send or throw) timed by `clock`; a step longer than `limit`
+    is passed to `report` with the task's coroutine and the seconds it took."""
+
+    __slots__ = ("_clock", "_coro", "_limit", "_report")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        clock: Callable[[], float],
+        limit: float,
+        report: Callable[[Coroutine[Any, Any, Any], float], None],
+    ) -> None:
+        self._coro, self._clock, self._limit, self._report = coro, clock, limit, report
+
+    def send(self, value: Any) -> Any:
+        began = self._clock()
+        try:
+            return self._coro.send(value)
+        finally:
+            self._check(began)
+
+    def throw(self, *args: Any) -> Any:
+        began = self._clock()
+        try:
+            return self._coro.throw(*args)
+        finally:
+            self._check(began)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._coro.__await__()
+
+    def _check(self, began: float) -> None:
+        took = self._clock() - began
+        if took > self._limit:
+            self._report(self._coro, took)
+
+    def __repr__(self) -> str:
+        return repr(self._coro)
 
 
-def _describe(handle: asyncio.Handle) -> str:
-    callback: Any = getattr(handle, "_callback", None)
-    owner = getattr(callback, "__self__", None)
-    if isinstance(owner, asyncio.Task):  # a task's step: name the coroutine, not Task.__step
-        coro = owner.get_coro()
-        return f"task {owner.get_name()} ({getattr(coro, '__qualname__', coro)})"
-    return repr(handle)
+def time_task_steps(
+    loop: asyncio.AbstractEventLoop,
+    clock: Callable[[], float],
+    limit: float,
+    report: Callable[[Coroutine[Any, Any, Any], float], None],
+) -> None:
+    """Time every step of every task created on `loop` from now on (any loop, uvloop included: it
+    goes through the task factory, on top of one already set)."""
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        timed = TimedSteps(coro, clock, limit, report)
+        if previous is not None:
+            return previous(loop, timed, **kwargs)
+        return asyncio.Task(timed, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+
+
+def _log_slow_step(coro: Coroutine[Any, Any, Any], seconds: float) -> None:
+    log.debug(
+        "slow_callback", callback=getattr(coro, "__qualname__", repr(coro)), ms=round(seconds * 1000, 1)
+    )
 
 
 def time_callbacks_when_debug(threshold: float = SLOW_CALLBACK_SECONDS) -> bool:
-    """When debug logs are on, log every loop callback that runs longer than `threshold` seconds.
-    Returns whether the timing is on. Idempotent; ``untime_callbacks`` undoes it."""
-    global _original_run
-    if _original_run is not None:
-        return True
+    """When debug logs are on, log every task step on the running loop that holds it longer than
+    `threshold` seconds (wall clock), naming the coroutine. Returns whether the timing is on.
+
+    Plain callbacks (call_soon, protocol callbacks) are not timed: the product's work runs in tasks
+    (request handlers, the bus's calls, the writer, the collectors); asyncio's debug mode
+    (PYTHONASYNCIODEBUG=1) times every callback, at the cost of a stack capture per call_soon."""
     if not logging.getLogger(__name__).isEnabledFor(logging.DEBUG):
         return False
-    original = asyncio.events.Handle._run
-    clock = time.perf_counter
-
-    def _run(self: asyncio.Handle) -> None:
-        began = clock()
-        original(self)
-        took = clock() - began
-        if took > threshold:
-            log.debug("slow_callback", callback=_describe(self), ms=round(took * 1000, 1))
-
-    _original_run = original
-    asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+    time_task_steps(asyncio.get_running_loop(), time.perf_counter, threshold, _log_slow_step)
     return True
-
-
-def untime_callbacks() -> None:
-    global _original_run
-    if _original_run is not None:
-        asyncio.events.Handle._run = _original_run  # type: ignore[method-assign,assignment]
-        _original_run = None

@@ -33,13 +33,13 @@ from amoskys.paths import Layout
 from amoskys.pki.layout import ApplianceCredentials
 from amoskys.proto import bus_pb2_grpc, events_pb2
 from amoskys.store import Store
+from amoskys.store.queries.reader import Reader
 from amoskys.supervisor import Supervisor
 from amoskys.web.app import build_app
 from amoskys.web.auth import Auth
 from amoskys.web.context import WebContext
 from amoskys.web.firstrun import ensure_first_admin, load_secret
 from amoskys.web.metrics import WebMetrics
-from amoskys.web.reads import WebReads
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -179,7 +179,7 @@ async def build_web_context(
         revoke_live=revoke_live,
         sessions_ended=lambda ids: auth._forget(*ids),
     )
-    reads = WebReads(layout.db)
+    reads = Reader(layout.db, max_concurrent=web_cfg.max_concurrent_reads)
     await reads.open()
     return WebContext(
         config=config,

@@ -1,7 +1,9 @@
 """Run every benchmarks/bench_*.py and write benchmarks/RESULTS.md (`make bench`).
 
 Each bench script prints a Markdown section on stdout; this file adds the machine it ran on.
-Run one: `.venv/bin/python benchmarks/run.py startup` (names without the bench_ prefix).
+Run one: `.venv/bin/python benchmarks/run.py startup` (names without the bench_ prefix). bench_loop.py
+(issue 16's targets) runs 5 one-minute rows by default; `AMOSKYS_BENCH_LOOP_MINUTES=1` for a quick run.
+Each section ends with the 1-minute load average before its script started.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for script in scripts:
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
+        load = os.getloadavg()[0]
         t0 = time.monotonic()
         result = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent
@@ -52,7 +55,10 @@ def main(argv: list[str]) -> int:
                 f"## {script.stem}\n\nFAILED (exit {result.returncode}):\n\n```\n{result.stderr[-3000:]}\n```\n"
             )
         else:
-            sections.append(result.stdout.strip() + f"\n\n_{script.name} took {took:.0f} s._\n")
+            sections.append(
+                result.stdout.strip()
+                + f"\n\n_{script.name} took {took:.0f} s (1-minute load average before: {load:.2f})._\n"
+            )
         print(f"  {script.name}: {'FAILED' if result.returncode else 'ok'} in {took:.0f} s", file=sys.stderr)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
@@ -63,7 +69,11 @@ def main(argv: list[str]) -> int:
     out = HERE / "RESULTS.md"
     if argv and out.exists():  # a partial run replaces only its own sections
         old = out.read_text()
-        kept = [s for s in old.split("\n## ")[1:] if not any(f"bench_{a}.py took" in s for a in argv)]
+        kept = [  # a section names its script when it took a time, or in its heading when it failed
+            s
+            for s in old.split("\n## ")[1:]
+            if not any(f"bench_{a}.py took" in s or s.startswith(f"bench_{a}\n") for a in argv)
+        ]
         sections = [("## " + s).strip() + "\n" for s in kept] + sections
     out.write_text(header + "\n" + "\n".join(sections))
     print(f"wrote {out}", file=sys.stderr)

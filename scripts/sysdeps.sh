@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the system tools a target needs are installed.
-# Usage: scripts/sysdeps.sh venv|run|test
+# Usage: scripts/sysdeps.sh venv|run|test|bench
 # As root: installs what is missing with apt-get. Otherwise: prints the exact apt command and,
 # for `test`, goes on (tests whose tool is missing skip with that command as their reason,
 # except under CI=true, where they fail).
@@ -22,6 +22,10 @@ test_tools=(
   "arp-scan arp-scan"
 )
 run_tools=()
+# `make bench`: the test tools plus the HTTP load generator of benchmarks/bench_loop.py
+bench_tools=(
+  "hey hey"
+)
 # shared-library-soname  Debian-package (found with ldconfig -p); the flow collector's capture
 # filters are compiled by libpcap
 libs=("libpcap.so.0.8 libpcap0.8")
@@ -32,8 +36,9 @@ declare -a tools
 case "$want" in
   test) tools=("${test_tools[@]}") ;;
   run) tools=("${run_tools[@]}") ;;
+  bench) tools=("${test_tools[@]}" "${bench_tools[@]}") ;;
   venv) tools=(); libs=(); files=() ;;
-  *) echo "usage: $0 venv|run|test" >&2; exit 2 ;;
+  *) echo "usage: $0 venv|run|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

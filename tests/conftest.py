@@ -60,6 +60,10 @@ def appliance_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
         if app.proc.poll() is None:
             app.proc.send_signal(signal.SIGKILL)
             app.proc.wait(timeout=10)
+    # each child ran the CPU-stall guard (tests/stall_guard.py): a loop callback over 100 ms of CPU
+    stalls = support.stall_failures(started)
+    if stalls:
+        pytest.fail(stalls, pytrace=False)
     # each child ran the blocking-call detector (tests/child_site/sitecustomize.py), which logs
     found = [
         f"{app.log_path.name}: {line}" for app in started for line in support.blocking_findings(app.log_path)

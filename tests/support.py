@@ -267,6 +267,29 @@ def blocking_findings(log_path: Path) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+#: How a child's log line reporting a loop callback over 100 ms of CPU starts (tests/stall_guard.py).
+STALL_LINE = b"CPU stall: "
+
+
+def stall_findings(log_path: Path) -> list[str]:
+    """The CPU stalls an `amoskys run` child reported in its log (one line each), in order."""
+    try:
+        lines = log_path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line.decode(errors="replace") for line in lines if line.startswith(STALL_LINE)]
+
+
+def stall_failures(apps: Sequence[RunningAppliance]) -> str:
+    """The failure message for the CPU stalls these children reported ("" when none): what
+    appliance_factory fails a test with at teardown."""
+    found = [f"{app.log_path.name}: {line}" for app in apps for line in stall_findings(app.log_path)]
+    if not found:
+        return ""
+    listed = "\n  ".join(found)
+    return f"event-loop callbacks over 100 ms of CPU (see tests/stall_guard.py):\n  {listed}"
+
+
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1 (for a server that must keep its port across restarts)."""
     import socket

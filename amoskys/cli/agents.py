@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from amoskys.cli import actions
-from amoskys.cli.common import add_common, credentials, layout, read_state
+from amoskys.cli.common import add_common, credentials, layout, read_state, require_store
 
 if TYPE_CHECKING:
     from amoskys.cli.common import SubParsers
@@ -125,10 +125,6 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _nothing(state: ApplianceState) -> None:
-    return None
-
-
 def cmd_agents_revoke(args: argparse.Namespace) -> int:
     """Revoke through the control service: a running appliance records it and returns only once the
     bus refuses the agent and has ended the agent's calls in progress; on a stopped data dir it is
@@ -137,7 +133,7 @@ def cmd_agents_revoke(args: argparse.Namespace) -> int:
 
     config, where = layout(args)
     name = args.name
-    read_state(config, where, _nothing)  # no store yet: an error naming it
+    require_store(config, where)
     try:
         reply = actions.act(config, where, {"cmd": "revoke", "name": name})
     except ControlError as err:

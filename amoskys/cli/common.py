@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -89,6 +90,21 @@ def read_state(
             return await action(state)
 
     return asyncio.run(run())
+
+
+async def _nothing(state: ApplianceState) -> None:
+    return None
+
+
+def require_store(config: Config, where: Layout) -> None:
+    """Open the data dir's appliance state and read nothing: a data dir with no store yet (or one
+    that cannot be opened) is an error naming it before anything is asked of the control service."""
+    read_state(config, where, _nothing)
+
+
+def minute(ns: int) -> str:
+    """A time in nanoseconds since the epoch, as UTC ``YYYY-MM-DD HH:MM`` for a listing."""
+    return f"{datetime.fromtimestamp(ns / 1e9, UTC):%Y-%m-%d %H:%M}"
 
 
 def credentials(

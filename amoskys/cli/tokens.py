@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from amoskys.cli import actions
-from amoskys.cli.common import add_common, days, layout, read_state
+from amoskys.cli.common import add_common, days, layout, minute, read_state, require_store
 
 if TYPE_CHECKING:
     from amoskys.cli.common import SubParsers
@@ -42,9 +41,6 @@ def add_parser(sub: SubParsers) -> None:
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     from amoskys.store.state import public_id
 
-    def when(ns: int) -> str:
-        return f"{datetime.fromtimestamp(ns / 1e9, UTC):%Y-%m-%d %H:%M}"
-
     config, where = layout(args)
 
     async def tokens(state: ApplianceState):  # type: ignore[no-untyped-def]
@@ -56,19 +52,15 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
         issuer = public_id(t.issued_by) if t.issued_by else "-"
         role = t.role or "(user)"
         print(
-            f"{t.public_id:12} {t.user:16} {role:7} {when(t.created_ns):16} {when(t.expires_ns):16} "
+            f"{t.public_id:12} {t.user:16} {role:7} {minute(t.created_ns):16} {minute(t.expires_ns):16} "
             f"{issuer:12} {t.label}"
         )
     return 0
 
 
-async def _nothing(state: ApplianceState) -> None:
-    return None
-
-
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     config, where = layout(args)
-    read_state(config, where, _nothing)  # no store yet: an error naming it
+    require_store(config, where)
     reply = actions.act(config, where, {"cmd": "tokens_revoke", "id": args.id})
     if reply.get("not_found"):
         print(
@@ -86,7 +78,7 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 def cmd_tokens_issue(args: argparse.Namespace) -> int:
     """A token issued by the operator (no issuing session: it lives its full term, until revoked)."""
     config, where = layout(args)
-    read_state(config, where, _nothing)  # no store yet: an error naming it
+    require_store(config, where)
     message = {
         "cmd": "tokens_issue",
         "user": args.name,

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from amoskys.cli import actions
-from amoskys.cli.common import add_common, layout, read_state
+from amoskys.cli.common import add_common, layout, minute, read_state
 from amoskys.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,9 +99,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         return await state.list_users()
 
     for u in read_state(config, where, users):
-        print(
-            f"{u.name:24} {u.role:7} created {datetime.fromtimestamp(u.created_ns / 1e9, UTC):%Y-%m-%d %H:%M}"
-        )
+        print(f"{u.name:24} {u.role:7} created {minute(u.created_ns)}")
     return 0
 
 

@@ -349,22 +349,25 @@ def _issue_server_cert(
     _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
 
 
-def _partial(paths: Sequence[Path]) -> tuple[bool, Path | None]:
-    """(all present, the first missing one when only some are present)."""
+def _all_present(paths: Sequence[Path]) -> bool:
+    """Whether every file of a group is present (False when none is); PkiError naming the first
+    missing one when only some are present."""
     present = [p.exists() for p in paths]
     if all(present):
-        return True, None
+        return True
     if any(present):
-        return False, paths[present.index(False)]
-    return False, None
+        missing = paths[present.index(False)]
+        others = ", ".join(p.name for p in paths if p != missing)
+        raise PkiError(
+            f"{missing}: missing while {others} exists; restore it, or remove both to have them re-created",
+            path=str(missing),
+        )
+    return False
 
 
-def _missing_pair_error(missing: Path, paths: Sequence[Path]) -> PkiError:
-    others = ", ".join(p.name for p in paths if p != missing)
-    return PkiError(
-        f"{missing}: missing while {others} exists; restore it, or remove both to have them re-created",
-        path=str(missing),
-    )
+def _expiry_reason(cert: x509.Certificate, at: datetime) -> str:
+    """Why a certificate must be re-issued for its age: "expired <when>" when it has, else ""."""
+    return f"expired {cert.not_valid_after_utc.isoformat()}" if cert.not_valid_after_utc <= at else ""
 
 
 def ensure_appliance_pki(
@@ -394,11 +397,7 @@ def ensure_appliance_pki(
     _files.ensure_dir(pki_dir)
 
     # the CA
-    ca_paths = (creds.ca_cert, creds.ca_key)
-    ca_complete, ca_missing = _partial(ca_paths)
-    if ca_missing is not None:
-        raise _missing_pair_error(ca_missing, ca_paths)
-    if not ca_complete:
+    if not _all_present((creds.ca_cert, creds.ca_key)):
         for dependant in (creds.server_cert, creds.server_key, creds.identity_cert, creds.identity_cert_key):
             if dependant.exists():
                 raise PkiError(
@@ -411,41 +410,28 @@ def ensure_appliance_pki(
     issuer = _load_ca(creds.ca_cert, creds.ca_key)
 
     # the bus server certificate
-    server_paths = (creds.server_cert, creds.server_key)
-    server_complete, server_missing = _partial(server_paths)
-    if server_missing is not None:
-        raise _missing_pair_error(server_missing, server_paths)
-    if not server_complete:
+    server_complete = _all_present((creds.server_cert, creds.server_key))
+    key: ec.EllipticCurvePrivateKey | None = None  # None: a new key is written with the certificate
+    reason = ""
+    if server_complete:
+        cert, key = _check_pair(creds.server_cert, creds.server_key)
+        _check_issued_by(cert, creds.server_cert, issuer.cert, creds.ca_cert)
+        wanted = _san_set_of(sans)
+        if _san_set(cert) != wanted:
+            reason = f"SANs changed from [{_describe_sans(_san_set(cert))}] to [{_describe_sans(wanted)}]"
+        else:
+            reason = _expiry_reason(cert, at)
+    if not server_complete or reason:
         _issue_server_cert(
             issuer,
             cert_path=creds.server_cert,
             key_path=creds.server_key,
             sans=sans,
-            key=None,
+            key=key,
             valid_days=LEAF_VALID_DAYS,
             at=at,
         )
-        created += [SERVER_CERT, SERVER_KEY]
-    else:
-        cert, key = _check_pair(creds.server_cert, creds.server_key)
-        _check_issued_by(cert, creds.server_cert, issuer.cert, creds.ca_cert)
-        wanted = _san_set_of(sans)
-        reason = ""
-        if _san_set(cert) != wanted:
-            reason = f"SANs changed from [{_describe_sans(_san_set(cert))}] to [{_describe_sans(wanted)}]"
-        elif cert.not_valid_after_utc <= at:
-            reason = f"expired {cert.not_valid_after_utc.isoformat()}"
-        if reason:
-            _issue_server_cert(
-                issuer,
-                cert_path=creds.server_cert,
-                key_path=creds.server_key,
-                sans=sans,
-                key=key,
-                valid_days=LEAF_VALID_DAYS,
-                at=at,
-            )
-            created.append(f"{SERVER_CERT} (re-issued: {reason})")
+        created += [f"{SERVER_CERT} (re-issued: {reason})"] if reason else [SERVER_CERT, SERVER_KEY]
 
     # the Ed25519 identity
     if creds.identity_key.exists():
@@ -456,18 +442,15 @@ def ensure_appliance_pki(
 
     # the appliance's own client certificate
     uri = identity_uri(trust_domain, name)
-    client_paths = (creds.identity_cert, creds.identity_cert_key)
-    client_complete, client_missing = _partial(client_paths)
-    if client_missing is not None:
-        raise _missing_pair_error(client_missing, client_paths)
+    client_complete = _all_present((creds.identity_cert, creds.identity_cert_key))
     reason = ""
     if client_complete:
         cert, _ = _check_pair(creds.identity_cert, creds.identity_cert_key)
         _check_issued_by(cert, creds.identity_cert, issuer.cert, creds.ca_cert)
         if _uris(cert) != [uri]:
             reason = f"identity changed from {', '.join(_uris(cert)) or 'none'} to {uri}"
-        elif cert.not_valid_after_utc <= at:
-            reason = f"expired {cert.not_valid_after_utc.isoformat()}"
+        else:
+            reason = _expiry_reason(cert, at)
     if not client_complete or reason:
         issue_client_cert(
             creds.ca_cert,

@@ -41,12 +41,12 @@ def is_valid_name(name: str) -> bool:
 
 def validate_name(name: str) -> str:
     """Return `name` if it can be an identity name (1–64 of ``[A-Za-z0-9._-]``, starting alphanumeric)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise PkiError(
-            f"identity name {name!r} is not valid: expected 1–64 characters of [A-Za-z0-9._-], "
-            "starting with a letter or digit"
-        )
-    return name
+    return _matching(
+        name,
+        _NAME_RE,
+        what="identity name",
+        expected="1–64 characters of [A-Za-z0-9._-], starting with a letter or digit",
+    )
 
 
 def same_name(a: str, b: str) -> bool:
@@ -57,12 +57,19 @@ def same_name(a: str, b: str) -> bool:
 
 def validate_trust_domain(trust_domain: str) -> str:
     """Return `trust_domain` if it is a valid SPIFFE trust domain (lowercase ``[a-z0-9._-]``)."""
-    if not isinstance(trust_domain, str) or not _TRUST_DOMAIN_RE.fullmatch(trust_domain):
-        raise PkiError(
-            f"trust domain {trust_domain!r} is not valid: expected lowercase letters, digits, '.', '-' "
-            "or '_', starting and ending with a letter or digit"
-        )
-    return trust_domain
+    return _matching(
+        trust_domain,
+        _TRUST_DOMAIN_RE,
+        what="trust domain",
+        expected="lowercase letters, digits, '.', '-' or '_', starting and ending with a letter or digit",
+    )
+
+
+def _matching(value: str, pattern: re.Pattern[str], *, what: str, expected: str) -> str:
+    """Return `value` if it is a string `pattern` matches whole; else PkiError naming `what` was wrong."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise PkiError(f"{what} {value!r} is not valid: expected {expected}")
+    return value
 
 
 def identity_uri(trust_domain: str, name: str) -> str:

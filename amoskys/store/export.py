@@ -170,8 +170,8 @@ def export_json(row: Any) -> dict[str, Any]:
 
 
 def event_json(row: Any) -> dict[str, Any]:
-    """The JSON API's object of one StoredEvent (amoskys.web.reads): the body in protobuf JSON, ns as
-    numbers at the top level. Not the export's encoding (`export_json`)."""
+    """The JSON API's object of one StoredEvent (`/api/v1/events/{seq}`, amoskys.web.routes.events):
+    the body in protobuf JSON, ns as numbers at the top level. Not the export's encoding (`export_json`)."""
     return _identity(row) | {
         "ts_ns": row.ts_ns,
         "received_ns": row.received_ns,

@@ -22,7 +22,8 @@ from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.store import chain, integrity, queries, space
-from amoskys.store.connection import close_quietly, connect, lock_file
+from amoskys.store.checkpoint import Checkpointer, wal_trigger_bytes
+from amoskys.store.connection import WriterConnection, close_quietly, connect, lock_file
 from amoskys.store.logstate import LogState, load_head
 from amoskys.store.loss import loss_record
 from amoskys.store.maintenance import Maintenance, MaintenanceReport
@@ -50,7 +51,7 @@ class Store:
         config: StoreConfig,
         metrics: Metrics,
         clock_ns: Callable[[], int],
-        writer: aiosqlite.Connection,
+        writer: WriterConnection,
         reader: aiosqlite.Connection,
         lock_fd: int,
         store_id: str,
@@ -62,7 +63,8 @@ class Store:
         self.config = config
         self._metrics = metrics
         self._clock_ns = clock_ns
-        self._db = writer
+        self._conn = writer
+        self._db = writer.aio  # the same connection, behind aiosqlite (appliance state, maintenance reads)
         self._reader = reader
         self._lock_fd = lock_fd
         self._log = log_state
@@ -77,14 +79,22 @@ class Store:
             metrics=metrics,
             clock_ns=clock_ns,
             writer=self._writer,
-            db=writer,
+            db=writer.aio,  # the one writer connection: its writes never race the writer's
             state=log_state,
             stamper=stamper,
         )
         self._side_file = SideFile(integrity.side_file(path), store_id, log_state)
         self._writer.housekeeping = _Housekeeping(self._maintenance, self._side_file)
+        self._checkpointer = Checkpointer(
+            path,
+            metrics,
+            self._writer,
+            log_state.lock,
+            wal_trigger=wal_trigger_bytes(config.hard_cap_mb * _MB),
+        )
+        self._writer.on_commit = self._checkpointer.nudge
         self.state = ApplianceState(
-            writer, reader, log_state.lock, clock_ns, str(path), lambda: log_state.lifecycle.closed
+            writer.aio, reader, log_state.lock, clock_ns, str(path), lambda: log_state.lifecycle.closed
         )
 
     # ------------------------------------------------------------------ open
@@ -119,10 +129,10 @@ class Store:
                 quick_check_max_bytes=config.quick_check_max_mb * _MB,
                 now_ns=clock_ns(),
             )
-            writer = await connect(path, config, query_only=False)
+            writer = await WriterConnection.open(path, config)
             reader = await connect(path, config, query_only=True)
             log_state = LogState(
-                await load_head(writer), SpaceLadder(config.high_water_mb * _MB, config.hard_cap_mb * _MB)
+                await load_head(writer.aio), SpaceLadder(config.high_water_mb * _MB, config.hard_cap_mb * _MB)
             )
             store = cls(
                 path=path,
@@ -198,9 +208,14 @@ class Store:
         return self._writer.submit(records, local=local, anchor=anchor)
 
     async def run(self) -> None:
-        """The writer loop. Returns after `close()` drained the queue; cancelling it fails what is
-        queued (with StoreError: nothing of it is acked)."""
-        await self._writer.run()
+        """The writer loop and the checkpointer. Returns after `close()` drained the queue; cancelling
+        it fails what is queued (with StoreError: nothing of it is acked)."""
+        checkpoints = asyncio.create_task(self._checkpointer.run(), name="store-checkpointer")
+        try:
+            await self._writer.run()
+        finally:
+            checkpoints.cancel()
+            await asyncio.wait({checkpoints})
 
     async def maintain(self) -> MaintenanceReport:
         """Run the space ladder now: retention, then the hard cap, then incremental vacuum.
@@ -232,7 +247,8 @@ class Store:
                 log.debug("store_optimize_failed", error=str(err))
         finally:
             async with self._log.lock:  # after any state change that holds it
-                await close_quietly(self._db, self._reader, self._lock_fd)
+                await self._checkpointer.close()
+                await close_quietly(self._conn, self._reader, self._lock_fd)
         tip = self._log.head.tip
         log.info("store_closed", path=str(self.path), last_seq=tip.last_seq, rows=tip.rows)
 

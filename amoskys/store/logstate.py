@@ -31,8 +31,10 @@ from amoskys.store.sql import fetch_one
 
 
 class TxLock(asyncio.Lock):
-    """The transaction lock: one transaction at a time on the writer's connection, and the only time
-    `LogState.head`, `.space` and `.backoff` change. Knows which task holds it."""
+    """The transaction lock: one transaction at a time on the writer's connection (whichever thread
+    runs it: the writer's own or aiosqlite's), and the only time `LogState.head`, `.space` and
+    `.backoff` change. The checkpointer takes it too when its checkpoint must not interleave with
+    commits. Knows which task holds it."""
 
     _owner: asyncio.Task[object] | None = None
 

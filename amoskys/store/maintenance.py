@@ -23,7 +23,7 @@ from amoskys.config import StoreConfig
 from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.store import space
+from amoskys.store import series, space
 from amoskys.store.logstate import LogState, Tip
 from amoskys.store.loss import loss_record
 from amoskys.store.space import SpaceState
@@ -52,6 +52,7 @@ class MaintenanceReport:
     hard_cap_dropped: int = 0
     vacuumed_pages: int = 0
     space_state: SpaceState = SpaceState.OK
+    series_deleted: int = 0  # time-series points past their own retention
 
 
 class Maintenance:
@@ -163,6 +164,8 @@ class Maintenance:
                 retention = await self._retention()
                 if retention:
                     await self._forget_old_boots()
+                series_deleted = await self._series_retention()
+                if retention or series_deleted:
                     await self._checkpoint()
                 measured = await self.measure()
                 dropped, rounds = 0, 0
@@ -182,7 +185,7 @@ class Maintenance:
                 raise StoreError(f"store {self.path}: maintenance failed: {err}") from err
             finally:
                 state.schedule.last_maintenance = time.monotonic()
-        return MaintenanceReport(retention, dropped, vacuumed, state.space.ladder.state)
+        return MaintenanceReport(retention, dropped, vacuumed, state.space.ladder.state, series_deleted)
 
     async def _retention(self) -> int:
         """Delete the oldest rows that are past retention and acked by every enabled sink."""
@@ -220,6 +223,34 @@ class Maintenance:
             await self._writer.flush_between()
         if deleted:
             log.info("store_retention_deleted", path=str(self.path), rows=deleted)
+        return deleted
+
+    async def _series_retention(self) -> int:
+        """Delete time-series points past their step's retention (`series_minute_hours`,
+        `series_quarter_days`), a few buckets per transaction. Independent of the events' retention:
+        the points outlive the events they count."""
+        cut = series.cutoffs(
+            self._clock_ns(),
+            minute_hours=self.config.series_minute_hours,
+            quarter_days=self.config.series_quarter_days,
+        )
+        deleted = 0
+        for step, cutoff in cut.items():
+            more = True
+            while more:
+                async with self._lock:
+                    db = self._db
+                    await db.execute("BEGIN IMMEDIATE")
+                    try:
+                        count, more = await series.delete_expired_chunk(db, step, cutoff)
+                        await db.execute("COMMIT")
+                    except BaseException:
+                        await rollback_quietly(db)
+                        raise
+                deleted += count
+                await self._writer.flush_between()
+        if deleted:
+            log.info("store_series_deleted", path=str(self.path), points=deleted)
         return deleted
 
     async def _forget_old_boots(self) -> None:

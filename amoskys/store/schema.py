@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from amoskys.errors import StoreError
+from amoskys.store import views
 
 #: The chain digest of "no previous row": the first row ever stored chains onto it.
 GENESIS_DIGEST = bytes(32)
@@ -230,6 +231,168 @@ CREATE INDEX sessions_issued_by ON sessions (issued_by) WHERE issued_by IS NOT N
 """
 
 
+_V5 = """
+-- The read model (amoskys.store.views, amoskys.store.series): tables every page and API list reads,
+-- maintained by the writer in the same transaction as the events. Row tables have one row per event
+-- of their kind, keyed by its store_seq (= rowid: an index on (x) is one on (x, store_seq)), and are
+-- deleted with it. 'synthetic' and 'origin' are the event's.
+CREATE TABLE flows (
+    store_seq    INTEGER PRIMARY KEY,
+    source       TEXT    NOT NULL,
+    origin       TEXT    NOT NULL,
+    synthetic    INTEGER NOT NULL,
+    ts_ns        INTEGER NOT NULL,
+    first_ts_ns  INTEGER NOT NULL,
+    last_ts_ns   INTEGER NOT NULL,
+    protocol     INTEGER NOT NULL,
+    ip_version   INTEGER NOT NULL,
+    src_addr     TEXT    NOT NULL,
+    src_port     INTEGER NOT NULL,
+    dst_addr     TEXT    NOT NULL,
+    dst_port     INTEGER NOT NULL,
+    community_id TEXT    NOT NULL,
+    fwd_bytes    INTEGER NOT NULL,   -- deltas since the previous record of the flow (sum = total)
+    fwd_packets  INTEGER NOT NULL,
+    rev_bytes    INTEGER NOT NULL,
+    rev_packets  INTEGER NOT NULL,
+    interface    TEXT    NOT NULL,
+    vlan         INTEGER NOT NULL,
+    final        INTEGER NOT NULL,   -- 0 on interim (active timeout) records
+    end_reason   INTEGER NOT NULL    -- FlowEndReason number
+);
+CREATE INDEX flows_ts ON flows (ts_ns);
+CREATE INDEX flows_src ON flows (src_addr, ts_ns);
+CREATE INDEX flows_dst ON flows (dst_addr, ts_ns);
+CREATE INDEX flows_dport ON flows (dst_port, ts_ns);
+CREATE INDEX flows_community ON flows (community_id, ts_ns);
+
+-- Process exec and exit events (snapshots only feed the live `processes` table).
+CREATE TABLE process_history (
+    store_seq     INTEGER PRIMARY KEY,
+    source        TEXT    NOT NULL,
+    origin        TEXT    NOT NULL,
+    synthetic     INTEGER NOT NULL,
+    ts_ns         INTEGER NOT NULL,
+    kind          TEXT    NOT NULL CHECK (kind IN ('exec', 'exit')),
+    pid           INTEGER NOT NULL,
+    ppid          INTEGER NOT NULL,
+    exe           TEXT    NOT NULL,
+    comm          TEXT    NOT NULL,   -- base name of exe, else of argv[0]
+    argv          TEXT    NOT NULL,   -- JSON array of strings, as stored (redacted by the collector)
+    argv_redacted INTEGER NOT NULL,
+    user          TEXT    NOT NULL,
+    uid           INTEGER NOT NULL,
+    start_time_ns INTEGER NOT NULL,
+    exit_code     INTEGER,
+    exit_signal   INTEGER,
+    lifetime_ns   INTEGER NOT NULL,
+    exe_sha256    BLOB    NOT NULL,
+    container_id  TEXT    NOT NULL
+);
+CREATE INDEX process_history_ts ON process_history (ts_ns);
+CREATE INDEX process_history_exe ON process_history (exe, ts_ns);
+CREATE INDEX process_history_comm ON process_history (comm, ts_ns);
+CREATE INDEX process_history_source ON process_history (source, ts_ns);
+
+CREATE TABLE audit (
+    store_seq   INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    origin      TEXT    NOT NULL,
+    synthetic   INTEGER NOT NULL,
+    ts_ns       INTEGER NOT NULL,
+    actor       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    remote_addr TEXT    NOT NULL,
+    success     INTEGER NOT NULL,
+    detail      TEXT    NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts_ns);
+CREATE INDEX audit_actor ON audit (actor, ts_ns);
+CREATE INDEX audit_action ON audit (action, ts_ns);
+
+CREATE TABLE alerts (
+    store_seq         INTEGER PRIMARY KEY,
+    source            TEXT    NOT NULL,
+    origin            TEXT    NOT NULL,
+    synthetic         INTEGER NOT NULL,
+    ts_ns             INTEGER NOT NULL,
+    rule              TEXT    NOT NULL,
+    severity          INTEGER NOT NULL,   -- 0 unspecified, 1 info, 2 warning, 3 critical
+    summary           TEXT    NOT NULL,
+    attributes        TEXT    NOT NULL,   -- JSON object
+    related_event_ids TEXT    NOT NULL    -- JSON array
+);
+CREATE INDEX alerts_ts ON alerts (ts_ns);
+CREATE INDEX alerts_rule ON alerts (rule, ts_ns);
+CREATE INDEX alerts_severity ON alerts (severity, ts_ns);
+
+-- Time series (amoskys.store.series): step 60 (minute) and 900 (quarter-hour) points, both written by
+-- the writer; each step is deleted by its own retention ([store] series_minute_hours, series_quarter_days).
+CREATE TABLE series_events (
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
+    synthetic INTEGER NOT NULL, events INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source, kind, synthetic)
+) WITHOUT ROWID;
+CREATE TABLE series_flow_addr (   -- at most 256 addresses per (step, bucket, source); the rest: ''
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL, address TEXT NOT NULL,
+    flows INTEGER NOT NULL, tx_bytes INTEGER NOT NULL, rx_bytes INTEGER NOT NULL,
+    tx_packets INTEGER NOT NULL, rx_packets INTEGER NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source, address)
+) WITHOUT ROWID;
+CREATE TABLE series_flow_iface (  -- at most 64 interfaces per (step, bucket, source); the rest: ''
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL, interface TEXT NOT NULL,
+    flows INTEGER NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source, interface)
+) WITHOUT ROWID;
+-- How many named rows (address or interface != '') each capped bucket holds, kept by the triggers
+-- below: the writer checks the cap against it instead of counting the rows.
+CREATE TABLE series_names (
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL, tbl TEXT NOT NULL,
+    names INTEGER NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source, tbl)
+) WITHOUT ROWID;
+CREATE TRIGGER series_flow_addr_named AFTER INSERT ON series_flow_addr WHEN NEW.address != '' BEGIN
+    INSERT INTO series_names (step, bucket_ns, source, tbl, names)
+        VALUES (NEW.step, NEW.bucket_ns, NEW.source, 'series_flow_addr', 1)
+        ON CONFLICT (step, bucket_ns, source, tbl) DO UPDATE SET names = names + 1;
+END;
+CREATE TRIGGER series_flow_iface_named AFTER INSERT ON series_flow_iface WHEN NEW.interface != '' BEGIN
+    INSERT INTO series_names (step, bucket_ns, source, tbl, names)
+        VALUES (NEW.step, NEW.bucket_ns, NEW.source, 'series_flow_iface', 1)
+        ON CONFLICT (step, bucket_ns, source, tbl) DO UPDATE SET names = names + 1;
+END;
+CREATE TABLE series_process (
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL,
+    execs INTEGER NOT NULL, exits INTEGER NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source)
+) WITHOUT ROWID;
+CREATE TABLE series_host (
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL,
+    samples INTEGER NOT NULL, cpu_sum REAL NOT NULL, cpu_max REAL NOT NULL,
+    mem_used_sum INTEGER NOT NULL, mem_total_max INTEGER NOT NULL, swap_used_sum INTEGER NOT NULL,
+    load1_sum REAL NOT NULL, load1_max REAL NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source)
+) WITHOUT ROWID;
+CREATE TABLE series_snmp_if (
+    step INTEGER NOT NULL, bucket_ns INTEGER NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL,
+    if_index INTEGER NOT NULL, samples INTEGER NOT NULL, in_bps_sum REAL NOT NULL,
+    out_bps_sum REAL NOT NULL, in_bps_max REAL NOT NULL, out_bps_max REAL NOT NULL,
+    PRIMARY KEY (step, bucket_ns, source, target, if_index)
+) WITHOUT ROWID;
+
+-- The backfill of a store that had events before this version: the events from next_seq to last_seq
+-- are still to be read (amoskys.store.views.backfill, in chunks, at start). No row: nothing to do.
+CREATE TABLE read_model_backfill (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    next_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+INSERT INTO read_model_backfill (id, next_seq, last_seq)
+    SELECT 1, MIN(store_seq), MAX(store_seq) FROM events HAVING COUNT(*) > 0;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: `script` takes the database from `version - 1` to `version`."""
@@ -244,6 +407,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "events.origin: the identity a remote event came through", _V2),
     Migration(3, "events.synthetic (sent by a loadgen identity); the loadgen identity role", _V3),
     Migration(4, "sessions.kind, issued_by, label, role: sessions and API tokens told apart", _V4),
+    Migration(5, "the read model: flows, process_history, audit, alerts, time series", _V5),
 )
 
 #: The schema version this build writes.
@@ -278,6 +442,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> list[int]:
             conn.execute("ROLLBACK")
             raise
         applied.append(migration.version)
+    views.backfill(conn)  # the read model of events stored before version 5 (resumes after a crash)
     return applied
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 
 from amoskys.store.sql import fetch_one
+from amoskys.store.views import ROW_TABLES
 
 #: Leave high_water only below this fraction of the mark.
 HYSTERESIS = 0.95
@@ -157,8 +158,9 @@ async def oldest_boundary(conn: aiosqlite.Connection, count: int) -> int:
 
 
 async def prune_prefix(conn: aiosqlite.Connection, upto_seq: int) -> Pruned:
-    """Delete every row with store_seq <= `upto_seq`, inside the caller's transaction, and raise the
-    pruned_seq marks of the boots they came from (so their replays are still recognised)."""
+    """Delete every row with store_seq <= `upto_seq` (and the read model's rows of those events),
+    inside the caller's transaction, and raise the pruned_seq marks of the boots they came from (so
+    their replays are still recognised)."""
     summary = await fetch_one(
         conn,
         "SELECT COUNT(*), MIN(store_seq), MAX(store_seq), MIN(ts_ns), MAX(ts_ns) FROM events WHERE store_seq <= ?",
@@ -175,6 +177,8 @@ async def prune_prefix(conn: aiosqlite.Connection, upto_seq: int) -> Pruned:
         )
     ]
     await conn.execute("DELETE FROM events WHERE store_seq <= ?", (upto_seq,))
+    for table in ROW_TABLES:  # the read model's rows go with their events
+        await conn.execute(f"DELETE FROM {table} WHERE store_seq <= ?", (upto_seq,))
     await conn.executemany(
         "UPDATE source_marks SET pruned_seq = MAX(pruned_seq, ?) WHERE source = ? AND boot_id = ?", marks
     )

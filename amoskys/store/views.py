@@ -1,21 +1,41 @@
-"""Derived views: device inventory, latest SNMP state, current process table.
+"""Derived tables (the read model): device inventory, latest SNMP state, current process table, the
+flow, process-history, audit and alert rows, and the time series (amoskys.store.series).
 
-The writer feeds every committed device, snmp and process event to a ViewBatch, in store_seq order,
-and runs its statements in the same transaction as the events, so a view never runs ahead of or
-behind the log. Out-of-order arrivals are guarded by observation time (ts_ns): an older sample never
-overwrites a newer one.
+The writer feeds every committed event to a ViewBatch, in store_seq order, and runs its statements
+(executemany, one per table) in the same transaction as the events, so a derived table never runs
+ahead of or behind the log. Out-of-order arrivals are guarded by observation time (ts_ns): an older
+sample never overwrites a newer one. The row tables (flows, process_history, audit, alerts) have one
+row per event, keyed by its store_seq, and are pruned with it. A store migrated from before they
+existed is backfilled from the events table at start (`backfill`), in chunks.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from amoskys.proto import events_pb2
+import structlog
+from google.protobuf.message import DecodeError
 
-#: The body kinds that feed a view (other kinds are never parsed by the writer).
-VIEW_KINDS = frozenset({"device", "snmp", "process"})
+from amoskys.proto import events_pb2
+from amoskys.store.records import Record
+from amoskys.store.series import SeriesBatch
+
+log = structlog.get_logger(__name__)
+
+#: The body kinds the writer parses (other kinds only count toward series_events, unparsed).
+VIEW_KINDS = frozenset({"device", "snmp", "process", "flow", "host", "audit", "alert"})
+#: The row tables: one row per event, deleted with it (retention, hard cap).
+ROW_TABLES = ("flows", "process_history", "audit", "alerts")
+#: Bytes a row-table row costs with its index entries, and a new series point: the estimate's guess.
+_ROW_TABLE_BYTES, _SERIES_POINT_BYTES = 300, 60
+#: Events per backfill transaction.
+BACKFILL_CHUNK = 5000
+#: The page cache of the backfill's connection (KiB; the connection is closed after it).
+BACKFILL_CACHE_KIB = 64 * 1024
 
 _DEVICE_CHANGES = {
     events_pb2.DeviceEvent.NEW: "new",
@@ -91,6 +111,26 @@ WHERE excluded.last_ts_ns >= processes.last_ts_ns
 # An exit removes the process unless a newer exec or snapshot of the same pid (pid reuse) is there.
 _DELETE_PROCESS = "DELETE FROM processes WHERE source = ? AND pid = ? AND last_ts_ns <= ?"
 
+_INSERT_FLOW = (
+    "INSERT INTO flows (store_seq, source, origin, synthetic, ts_ns, first_ts_ns, last_ts_ns, protocol, "
+    "ip_version, src_addr, src_port, dst_addr, dst_port, community_id, fwd_bytes, fwd_packets, rev_bytes, "
+    "rev_packets, interface, vlan, final, end_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PROCESS_HISTORY = (
+    "INSERT INTO process_history (store_seq, source, origin, synthetic, ts_ns, kind, pid, ppid, exe, comm, "
+    "argv, argv_redacted, user, uid, start_time_ns, exit_code, exit_signal, lifetime_ns, exe_sha256, "
+    "container_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_AUDIT = (
+    "INSERT INTO audit (store_seq, source, origin, synthetic, ts_ns, actor, action, target, remote_addr, "
+    "success, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ALERT = (
+    "INSERT INTO alerts (store_seq, source, origin, synthetic, ts_ns, rule, severity, summary, attributes, "
+    "related_event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -102,30 +142,133 @@ def _u64(value: int) -> int | float:
 
 
 class ViewBatch:
-    """The view changes of one writer transaction, collected in store_seq order."""
+    """The derived-table changes of one writer transaction, collected in store_seq order.
 
-    __slots__ = ("_devices", "_interfaces", "_processes", "_targets")
+    `received_ns` is the transaction's receive time: a series point's time is min(ts_ns, received_ns).
+    `derived_only` leaves out the devices, snmp and processes tables (the backfill of a migrated store,
+    whose those tables already follow its events)."""
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "_alerts",
+        "_audit",
+        "_derived_only",
+        "_devices",
+        "_flows",
+        "_history",
+        "_interfaces",
+        "_processes",
+        "_received_ns",
+        "_targets",
+        "series",
+    )
+
+    def __init__(self, received_ns: int | None = None, *, derived_only: bool = False) -> None:
+        self._received_ns = received_ns
+        self._derived_only = derived_only
         self._devices: list[tuple[Any, ...]] = []
         self._targets: list[tuple[Any, ...]] = []
         self._interfaces: list[tuple[Any, ...]] = []
         # (source, pid) -> ("upsert", row) | ("delete", row): the last change of the batch wins,
         # which keeps exec → exit → exec of one pid in one batch right with two executemany calls.
         self._processes: dict[tuple[str, int], tuple[str, tuple[Any, ...]]] = {}
+        self._flows: list[tuple[Any, ...]] = []
+        self._history: list[tuple[Any, ...]] = []
+        self._audit: list[tuple[Any, ...]] = []
+        self._alerts: list[tuple[Any, ...]] = []
+        self.series = SeriesBatch()
 
     def __bool__(self) -> bool:
-        return bool(self._devices or self._targets or self._interfaces or self._processes)
+        return bool(
+            self._devices
+            or self._targets
+            or self._interfaces
+            or self._processes
+            or self._flows
+            or self._history
+            or self._audit
+            or self._alerts
+            or self.series
+        )
 
-    def add(self, store_seq: int, envelope: events_pb2.Envelope) -> None:
-        """Fold one committed event into the batch (kinds outside VIEW_KINDS are ignored)."""
+    def est_bytes(self) -> int:
+        """A first guess of the bytes these rows add to the database (rows and index entries), for the
+        space ladder's estimate between measurements."""
+        rows = len(self._flows) + len(self._history) + len(self._audit) + len(self._alerts)
+        return rows * _ROW_TABLE_BYTES + self.series.points() * _SERIES_POINT_BYTES
+
+    def add_record(self, store_seq: int, record: Record) -> None:
+        """Fold one committed record into the batch: every record counts toward series_events; those
+        of VIEW_KINDS are parsed (unless the caller already had the message) and fold into their tables."""
+        self.count(record.source, record.kind, record.ts_ns, record.synthetic, len(record.envelope))
+        if record.kind not in VIEW_KINDS:
+            return
+        envelope = record.parsed
+        if envelope is None:
+            try:
+                envelope = events_pb2.Envelope.FromString(record.envelope)
+            except DecodeError:
+                log.debug(
+                    "store_view_skipped",
+                    source=record.source,
+                    event_id=record.event_id,
+                    why="unparseable envelope",
+                )
+                return
+        self.add(store_seq, envelope, origin=record.origin, synthetic=record.synthetic)
+
+    def count(
+        self,
+        source: str,
+        kind: str,
+        ts_ns: int,
+        synthetic: bool,
+        nbytes: int,
+        received_ns: int | None = None,
+    ) -> None:
+        """Count one event (of any kind) toward series_events."""
+        self.series.event(self._point_time(ts_ns, received_ns), source, kind, synthetic, nbytes)
+
+    def _point_time(self, ts_ns: int, received_ns: int | None) -> int:
+        received = self._received_ns if received_ns is None else received_ns
+        return ts_ns if received is None or ts_ns <= received else received
+
+    def add(
+        self,
+        store_seq: int,
+        envelope: events_pb2.Envelope,
+        *,
+        origin: str = "",
+        synthetic: bool = False,
+        received_ns: int | None = None,
+    ) -> None:
+        """Fold one committed event's body into the batch (kinds outside VIEW_KINDS are ignored; the
+        event is not counted toward series_events: see `count`)."""
         kind = envelope.WhichOneof("body")
-        if kind == "device":
-            self._add_device(store_seq, envelope)
-        elif kind == "snmp":
-            self._add_snmp(store_seq, envelope)
+        t = self._point_time(envelope.ts_ns, received_ns)
+        if kind == "flow":
+            self._add_flow(store_seq, envelope, origin, synthetic)
+            if not synthetic:
+                self.series.flow(t, envelope.source, envelope.flow)
         elif kind == "process":
-            self._add_process(store_seq, envelope)
+            if not self._derived_only:
+                self._add_process(store_seq, envelope)
+            self._add_history(store_seq, envelope, origin, synthetic)
+            if not synthetic:
+                self.series.process(t, envelope.source, envelope.process.kind)
+        elif kind == "snmp":
+            if not self._derived_only:
+                self._add_snmp(store_seq, envelope)
+            if not synthetic:
+                self.series.snmp(t, envelope.source, envelope.snmp)
+        elif kind == "host":
+            if not synthetic:
+                self.series.host(t, envelope.source, envelope.host)
+        elif kind == "audit":
+            self._add_audit(store_seq, envelope, origin, synthetic)
+        elif kind == "alert":
+            self._add_alert(store_seq, envelope, origin, synthetic)
+        elif kind == "device" and not self._derived_only:
+            self._add_device(store_seq, envelope)
 
     def statements(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         """(sql, rows) pairs for executemany, in an order that keeps the batch's meaning."""
@@ -141,6 +284,115 @@ class ViewBatch:
             yield _DELETE_PROCESS, deletes
         if upserts:
             yield _UPSERT_PROCESS, upserts
+        if self._flows:
+            yield _INSERT_FLOW, self._flows
+        if self._history:
+            yield _INSERT_PROCESS_HISTORY, self._history
+        if self._audit:
+            yield _INSERT_AUDIT, self._audit
+        if self._alerts:
+            yield _INSERT_ALERT, self._alerts
+        yield from self.series.statements()
+
+    def _add_flow(self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool) -> None:
+        f = envelope.flow
+        fwd, rev = f.forward, f.reverse
+        self._flows.append(
+            (
+                store_seq,
+                envelope.source,
+                origin,
+                1 if synthetic else 0,
+                envelope.ts_ns,
+                f.first_ts_ns,
+                f.last_ts_ns,
+                f.protocol,
+                f.ip_version,
+                f.src_addr,
+                f.src_port,
+                f.dst_addr,
+                f.dst_port,
+                f.community_id,
+                _u64(fwd.octets),
+                _u64(fwd.packets),
+                _u64(rev.octets),
+                _u64(rev.packets),
+                f.interface,
+                f.vlan,
+                1 if f.final else 0,
+                f.end_reason,
+            )
+        )
+
+    def _add_history(
+        self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool
+    ) -> None:
+        p = envelope.process
+        if p.kind == events_pb2.ProcessEvent.EXEC:
+            kind = "exec"
+        elif p.kind == events_pb2.ProcessEvent.EXIT:
+            kind = "exit"
+        else:
+            return  # snapshots are the live table's, not history
+        self._history.append(
+            (
+                store_seq,
+                envelope.source,
+                origin,
+                1 if synthetic else 0,
+                envelope.ts_ns,
+                kind,
+                p.pid,
+                p.ppid,
+                p.exe,
+                command_name(p.exe, p.argv),
+                json.dumps(list(p.argv)),
+                1 if p.argv_redacted else 0,
+                p.user,
+                p.uid,
+                p.start_time_ns,
+                p.exit_code if p.HasField("exit_code") else None,
+                p.exit_signal if p.HasField("exit_signal") else None,
+                p.lifetime_ns,
+                p.exe_sha256,
+                p.container_id,
+            )
+        )
+
+    def _add_audit(self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool) -> None:
+        a = envelope.audit
+        self._audit.append(
+            (
+                store_seq,
+                envelope.source,
+                origin,
+                1 if synthetic else 0,
+                envelope.ts_ns,
+                a.actor,
+                a.action,
+                a.target,
+                a.remote_addr,
+                1 if a.success else 0,
+                a.detail,
+            )
+        )
+
+    def _add_alert(self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool) -> None:
+        a = envelope.alert
+        self._alerts.append(
+            (
+                store_seq,
+                envelope.source,
+                origin,
+                1 if synthetic else 0,
+                envelope.ts_ns,
+                a.rule,
+                a.severity,
+                a.summary,
+                json.dumps(dict(sorted(a.attributes.items()))),
+                json.dumps(list(a.related_event_ids)),
+            )
+        )
 
     def _add_device(self, store_seq: int, envelope: events_pb2.Envelope) -> None:
         d = envelope.device
@@ -236,3 +488,52 @@ class ViewBatch:
                 store_seq,
             )
             self._processes[key] = ("upsert", row)
+
+
+def command_name(exe: str, argv: Any) -> str:
+    """The `comm` of process_history: the base name of the executable, else of argv[0]."""
+    if exe:
+        return posixpath.basename(exe)
+    return posixpath.basename(argv[0]) if argv else ""
+
+
+def backfill(conn: sqlite3.Connection, *, chunk: int = BACKFILL_CHUNK) -> int:
+    """Fill the row tables and series of a migrated store from its events table, `chunk` events per
+    transaction, resuming where a previous start stopped (the read_model_backfill cursor); return the
+    events read. Blocking: runs before the store opens (amoskys.store.integrity.prepare, in a thread).
+    `conn` must be in autocommit mode."""
+    done = 0
+    conn.execute(f"PRAGMA cache_size = {-BACKFILL_CACHE_KIB:d}")  # random index inserts: keep pages hot
+    while True:
+        cursor = conn.execute("SELECT next_seq, last_seq FROM read_model_backfill WHERE id = 1").fetchone()
+        if cursor is None:
+            return done
+        next_seq, last_seq = cursor
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT store_seq, source, kind, ts_ns, received_ns, envelope, origin, synthetic FROM events "
+                "WHERE store_seq >= ? AND store_seq <= ? ORDER BY store_seq LIMIT ?",
+                (next_seq, last_seq, chunk),
+            ).fetchall()
+            batch = ViewBatch(derived_only=True)
+            for seq, source, kind, ts_ns, received_ns, data, origin, synthetic in rows:
+                batch.count(source, kind, ts_ns, bool(synthetic), len(data), received_ns)
+                if kind not in VIEW_KINDS:
+                    continue
+                try:
+                    envelope = events_pb2.Envelope.FromString(data)
+                except DecodeError:
+                    continue
+                batch.add(seq, envelope, origin=origin, synthetic=bool(synthetic), received_ns=received_ns)
+            for sql, params in batch.statements():
+                conn.executemany(sql, params)
+            if len(rows) < chunk:
+                conn.execute("DELETE FROM read_model_backfill")
+            else:
+                conn.execute("UPDATE read_model_backfill SET next_seq = ? WHERE id = 1", (rows[-1][0] + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done += len(rows)

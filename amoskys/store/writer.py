@@ -11,6 +11,13 @@ any chain anchors. Dedup is optimistic: the batch is inserted as if every event 
 UNIQUE (source, event_id) constraint objects, the transaction is rolled back, the stored keys are
 looked up and the batch is written again without them. Between transactions, and while idle, it hands
 the loop to its `Housekeeping` (the space ladder and the side file).
+
+A transaction is one call on the writer connection's own thread (`WriterConnection.call`): planning
+(dedup, store_seq, the chaining SHA-256 of every envelope, the views' rows), BEGIN…COMMIT and the dedup
+retry all run there in one closure, so a group commit costs the loop one thread hop instead of one per
+statement, and the loop never waits for the GIL-hungry row loop. The plan reads the log state's head,
+which nothing changes meanwhile: the loop holds the transaction lock for the call and adopts the
+result after it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -25,23 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiosqlite
 import structlog
-from google.protobuf.message import DecodeError
 
 from amoskys.config import StoreConfig
 from amoskys.errors import StoreError
 from amoskys.events import KINDS
 from amoskys.metrics import Metrics
-from amoskys.proto import events_pb2
 from amoskys.store import integrity
+from amoskys.store.connection import WriterConnection
 from amoskys.store.errors import SubmitRefusedError
 from amoskys.store.logstate import LogState, Tip
 from amoskys.store.records import Outcome, Record, check_record
 from amoskys.store.space import SpaceState
-from amoskys.store.sql import rollback_quietly
 from amoskys.store.state import UPSERT_ANCHOR, ChainAnchor
-from amoskys.store.views import VIEW_KINDS, ViewBatch
+from amoskys.store.views import ViewBatch
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +120,7 @@ class Writer:
         config: StoreConfig,
         metrics: Metrics,
         clock_ns: Callable[[], int],
-        db: aiosqlite.Connection,
+        db: WriterConnection,
         state: LogState,
     ) -> None:
         self.path = path
@@ -130,6 +135,13 @@ class Writer:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self.housekeeping: Housekeeping | None = None
+        #: monotonic time of the last commit, and how many there were (the checkpointer reads them)
+        self.last_commit = 0.0
+        self.commits = 0
+        #: called on the loop after each group commit with the WAL's size then (the checkpointer's nudge)
+        self.on_commit: Callable[[int], None] | None = None
+        self._wal_path = path.with_name(path.name + "-wal")
+        self._wal_bytes = 0  # the WAL's size after the last group commit (set on the writer thread)
 
     # ------------------------------------------------------------------ submit
 
@@ -283,19 +295,13 @@ class Writer:
         try:
             async with self._lock:
                 try:
-                    await self._state.reload_if_needed(self._db)
-                    received_ns = self._clock_ns()
-                    plan = self.plan([p.records for p in batch], [p.anchor for p in batch], received_ns)
-                    try:
-                        await self.commit(plan)
-                    except sqlite3.IntegrityError:
-                        existing = await self._existing_keys([r for p in batch for r in p.records])
-                        if not existing:
-                            raise
-                        plan = self.plan(
-                            [p.records for p in batch], [p.anchor for p in batch], received_ns, existing
-                        )
-                        await self.commit(plan)
+                    await self._state.reload_if_needed(self._db.aio)
+                    plan = await self._db.call(
+                        self._transact,
+                        [p.records for p in batch],
+                        [p.anchor for p in batch],
+                        self._clock_ns(),
+                    )
                 except (sqlite3.Error, OverflowError, ValueError) as err:  # ValueError: connection closed
                     self._on_failure(err, batch)
                     return
@@ -313,10 +319,33 @@ class Writer:
         """Commit records the store made about itself (LossReports found at open) in one transaction."""
         now = self._clock_ns()
         async with self._lock:
-            await self._state.reload_if_needed(self._db)
-            plan = self.plan([records], [None], now)
-            await self.commit(plan)
+            await self._state.reload_if_needed(self._db.aio)
+            plan = await self._db.call(self._transact, [records], [None], now)
             self.adopt(plan)
+
+    def _transact(
+        self,
+        conn: sqlite3.Connection,
+        batches: Sequence[Sequence[Record]],
+        anchors: Sequence[ChainAnchor | None],
+        received_ns: int,
+    ) -> Plan:
+        """One group commit, on the writer thread: plan it and commit it; when UNIQUE (source,
+        event_id) objects, look up the stored keys and plan and commit it again without them."""
+        plan = self.plan(batches, anchors, received_ns)
+        try:
+            commit(conn, plan)
+        except sqlite3.IntegrityError:
+            existing = _existing_keys(conn, [r for records in batches for r in records])
+            if not existing:
+                raise
+            plan = self.plan(batches, anchors, received_ns, existing)
+            commit(conn, plan)
+        try:
+            self._wal_bytes = os.stat(self._wal_path).st_size
+        except FileNotFoundError:
+            self._wal_bytes = 0
+        return plan
 
     def plan(
         self,
@@ -334,7 +363,7 @@ class Writer:
         outcomes: list[list[Outcome]] = []
         marks: dict[tuple[str, str], int] = {}
         seen: set[tuple[str, str]] = set()
-        views = ViewBatch()
+        views = ViewBatch(received_ns)
         committed: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         est = 0
@@ -381,15 +410,14 @@ class Writer:
                 if source_seq > top:
                     top = source_seq
                 kind = r.kind
-                if kind in VIEW_KINDS:
-                    self._view(views, seq, r)
+                views.add_record(seq, r)  # parses only VIEW_KINDS, and only when r.parsed is None
                 out.append(committed_outcome)
                 committed[kind] = committed.get(kind, 0) + 1
                 est += len(envelope)
             outcomes.append(out)
         if top >= 0:
             marks[boot] = max(top, marks.get(boot, -1))
-        est += len(rows) * _ROW_OVERHEAD_BYTES
+        est += len(rows) * _ROW_OVERHEAD_BYTES + views.est_bytes()
         return Plan(
             rows=rows,
             outcomes=outcomes,
@@ -403,44 +431,10 @@ class Writer:
             received_ns=received_ns,
         )
 
-    @staticmethod
-    def _view(views: ViewBatch, seq: int, r: Record) -> None:
-        envelope = r.parsed
-        if envelope is None:
-            try:
-                envelope = events_pb2.Envelope.FromString(r.envelope)
-            except DecodeError:
-                log.debug(
-                    "store_view_skipped", source=r.source, event_id=r.event_id, why="unparseable envelope"
-                )
-                return
-        views.add(seq, envelope)
-
-    async def commit(self, plan: Plan) -> None:
-        """Run a plan in its own transaction (the caller holds the lock)."""
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await self.apply(plan)
-            await db.execute("COMMIT")
-        except BaseException:
-            await rollback_quietly(db)
-            raise
-
     async def apply(self, plan: Plan) -> None:
-        """The statements of a plan, inside the caller's transaction."""
-        db = self._db
-        if plan.rows:
-            await db.executemany(_INSERT_EVENT, plan.rows)
-            received = plan.received_ns
-            await db.executemany(
-                _UPSERT_MARK, [(s, b, top, received, received) for (s, b), top in plan.marks.items()]
-            )
-            await db.execute(UPDATE_TIP, (plan.tip.last_seq, plan.tip.last_digest, plan.tip.rows))
-            for sql, rows in plan.views.statements():
-                await db.executemany(sql, rows)
-        if plan.anchors:
-            await db.executemany(UPSERT_ANCHOR, plan.anchors)
+        """The statements of a plan, inside the transaction the caller (holding the lock) began on
+        the writer connection."""
+        await self._db.call(apply, plan)
 
     def adopt(self, plan: Plan) -> None:
         """Make a committed plan the head of the log state (under the lock) and count it."""
@@ -452,24 +446,12 @@ class Writer:
             m.store_duplicates.labels(kind if kind in _KIND_LABELS else "unknown").inc(count)
         m.store_rows.set(plan.tip.rows)
 
-    async def _existing_keys(self, records: Sequence[Record]) -> set[tuple[str, str]]:
-        """Which (source, event_id) of `records` are already stored (the slow path of dedup)."""
-        by_source: dict[str, list[str]] = collections.defaultdict(list)
-        for r in records:
-            by_source[r.source].append(r.event_id)
-        found: set[tuple[str, str]] = set()
-        for source, ids in by_source.items():
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                rows = await self._db.execute_fetchall(
-                    f"SELECT event_id FROM events WHERE source = ? AND event_id IN ({','.join('?' * len(chunk))})",
-                    (source, *chunk),
-                )
-                found.update((source, row[0]) for row in rows)
-        return found
-
     def _on_success(self, plan: Plan, batch: list[_Pending], took: float) -> None:
         self.adopt(plan)
+        self.last_commit = time.monotonic()
+        self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(self._wal_bytes)
         for p, outcomes in zip(batch, plan.outcomes, strict=True):
             if p.future is not None and not p.future.done():
                 p.future.set_result(outcomes)
@@ -498,6 +480,58 @@ class Writer:
             _settle_error(self._queue.popleft().future, error)
         self.queued_events = 0
         self._metrics.store_queue_events.set(0)
+
+
+def commit(conn: sqlite3.Connection, plan: Plan) -> None:
+    """Run a plan in its own transaction (on the writer thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        apply(conn, plan)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def apply(conn: sqlite3.Connection, plan: Plan) -> None:
+    """The statements of a plan, inside the caller's transaction (on the writer thread)."""
+    if plan.rows:
+        conn.executemany(_INSERT_EVENT, plan.rows)
+        received = plan.received_ns
+        conn.executemany(
+            _UPSERT_MARK, [(s, b, top, received, received) for (s, b), top in plan.marks.items()]
+        )
+        conn.execute(UPDATE_TIP, (plan.tip.last_seq, plan.tip.last_digest, plan.tip.rows))
+        for sql, rows in plan.views.statements():
+            conn.executemany(sql, rows)
+    if plan.anchors:
+        conn.executemany(UPSERT_ANCHOR, plan.anchors)
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any (SQLite may already have rolled it back itself)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # "cannot rollback - no transaction is active"
+
+
+def _existing_keys(conn: sqlite3.Connection, records: Sequence[Record]) -> set[tuple[str, str]]:
+    """Which (source, event_id) of `records` are already stored (the slow path of dedup)."""
+    by_source: dict[str, list[str]] = collections.defaultdict(list)
+    for r in records:
+        by_source[r.source].append(r.event_id)
+    found: set[tuple[str, str]] = set()
+    for source, ids in by_source.items():
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = conn.execute(
+                f"SELECT event_id FROM events WHERE source = ? AND event_id IN ({','.join('?' * len(chunk))})",
+                (source, *chunk),
+            ).fetchall()
+            found.update((source, row[0]) for row in rows)
+    return found
 
 
 def _settle_error(future: asyncio.Future[list[Outcome]] | None, error: StoreError) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 
 from starlette.applications import Starlette
@@ -15,9 +14,11 @@ from starlette.staticfiles import StaticFiles
 from amoskys.config import Config, parse_listen
 from amoskys.health import Health
 from amoskys.metrics import Metrics
+from amoskys.store.queries.reader import ReadsBusyError
 from amoskys.web import live, pages
 from amoskys.web.body_limit import BodyLimit
 from amoskys.web.context import WebContext
+from amoskys.web.exposition import Exposition
 from amoskys.web.hosts import AllowedHosts, default_hosts, resolve
 from amoskys.web.metrics import WebMetrics
 from amoskys.web.routes import routes as api_routes
@@ -43,6 +44,8 @@ def build_app(
     after the Host header check (`[web] allowed_hosts`): a request for another host is refused before
     any of its body is read, and still gets the security headers."""
 
+    exposition = Exposition(metrics.render)
+
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_token:
             given = request.headers.get("authorization", "")
@@ -50,7 +53,7 @@ def build_app(
                 return Response(
                     "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
                 )
-        body = await asyncio.to_thread(metrics.render)
+        body = await exposition.body()
         return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
@@ -79,6 +82,13 @@ def build_app(
     config = ctx.config if ctx is not None else Config()
     max_body = config.web.max_body_bytes
     refused = metrics.component(WebMetrics).requests_refused
+    shed = metrics.component(WebMetrics).requests_shed
+
+    async def shed_request(request: Request, exc: Exception) -> Response:
+        # every read slot stayed taken ([web] max_concurrent_reads): refuse now, not after seconds
+        shed.inc()
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
     bus = config.bus
     tls_names = (*bus.server_dns_names, *bus.server_ip_addresses) if config.web.tls == "on" else ()
     allowed = resolve(  # read once, at build time: before the loop serves
@@ -87,6 +97,7 @@ def build_app(
     )
     return Starlette(
         routes=routes,
+        exception_handlers={ReadsBusyError: shed_request},
         middleware=[
             Middleware(SecurityHeaders, hsts=hsts),
             Middleware(AllowedHosts, allowed=allowed, on_refused=refused.labels("host_not_allowed").inc),

@@ -14,9 +14,9 @@ from amoskys.control_service import ControlService
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.store import Store
+from amoskys.store.queries.reader import Reader
 from amoskys.supervisor import Supervisor
 from amoskys.web.auth import Auth
-from amoskys.web.reads import WebReads
 
 
 @dataclass
@@ -67,7 +67,7 @@ class WebContext:
     auth: Auth
     pki_dir: Path
     name: str
-    reads: WebReads
+    reads: Reader  # the dashboard's read connection (bounded reads off the loop; sheds load)
     control: ControlService  # every audited state-changing action (collectors, agents, users, tokens)
     secure_cookies: bool = False
     rates: RateHistory = field(default_factory=RateHistory)

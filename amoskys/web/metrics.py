@@ -40,6 +40,12 @@ class WebMetrics:
             ["reason"],
             registry=registry,
         )
+        self.requests_shed = Counter(
+            "amoskys_web_requests_shed_total",
+            "Requests answered 503 with Retry-After because every read slot stayed taken for 100 ms "
+            "([web] max_concurrent_reads).",
+            registry=registry,
+        )
         self.sse_streams_open = Gauge(
             "amoskys_web_sse_streams_open",
             "Live event streams (SSE) open now.",

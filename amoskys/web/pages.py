@@ -189,9 +189,14 @@ async def devices(request: Request, ctx: WebContext, p: Principal) -> dict[str, 
 
 
 async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    """The targets, and one page of one target's interfaces (`?target=`, else the first target's)."""
     targets = (await _api(snmp_api.snmp_targets, request, ctx, p))["items"]
-    interfaces = await ctx.store.snmp_interfaces()
-    return {"targets": targets, "interfaces": interfaces}
+    target = request.query_params.get("target") or (targets[0]["target"] if targets else "")
+    page: dict[str, Any] = {"items": [], "next": None}
+    if target:
+        request.scope["path_params"] = {"target": target}
+        page = await _api(snmp_api.snmp_interfaces, request, ctx, p)
+    return {"targets": targets, "target": target, "interfaces": page["items"], "next": page["next"]}
 
 
 async def agents(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def test_the_migration_tells_old_api_tokens_from_sessions(tmp_path: Path) -> Non
     rows = [(b"s" * 32, 12 * HOUR_NS - 5), (b"t" * 32, 24 * HOUR_NS - 5), (b"y" * 32, 365 * 24 * HOUR_NS)]
     for id_hash, life in rows:
         conn.execute("INSERT INTO sessions VALUES (?, 'ops', 1000, ?, NULL)", (id_hash, 1000 + life))
-    assert schema.migrate(conn, "v3.db") == [4]
+    assert schema.migrate(conn, "v3.db")[0] == 4
     kinds = dict(conn.execute("SELECT id_hash, kind FROM sessions").fetchall())
     assert kinds == {b"s" * 32: "session", b"t" * 32: "token", b"y" * 32: "token"}
     assert conn.execute("SELECT DISTINCT label, issued_by, role FROM sessions").fetchall() == [

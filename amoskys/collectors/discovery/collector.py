@@ -35,6 +35,7 @@ from amoskys.collectors.discovery.oui import PACKAGE, OuiRegistry
 from amoskys.collectors.discovery.probe import TcpProbe
 from amoskys.collectors.discovery.sweep import ArpPort, SweepError
 from amoskys.collectors.taps import PacketTaps
+from amoskys.collectors.workers import in_worker
 from amoskys.errors import StartupError
 from amoskys.proto import events_pb2
 
@@ -238,7 +239,7 @@ class DiscoveryCollector:
     async def read_neighbours(self) -> None:
         """Feed the appliance's complete neighbour-table entries to the inventory (the table is read
         in a worker thread: a file read, off the loop)."""
-        entries = await asyncio.to_thread(neighbour.read)
+        entries = await in_worker(neighbour.read)
         now = self.ctx.clock.time_ns()
         for entry in entries:
             self._feed(now, entry.mac, NEIGHBOUR_TABLE, ip=entry.ip, interface=entry.interface)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from amoskys.collectors.context import CollectorContext
 from amoskys.collectors.host.config import HostConfig
 from amoskys.collectors.host.metrics import HostMetrics
 from amoskys.collectors.host.sample import HostSampler, Sample
+from amoskys.collectors.workers import in_worker
 from amoskys.proto import events_pb2
 
 
@@ -36,7 +35,7 @@ class HostCollector:
 
     async def collect(self) -> None:
         """Take one sample, export it as gauges and publish it."""
-        sample = await asyncio.to_thread(self.sampler.take)
+        sample = await in_worker(self.sampler.take)
         ts_ns = self.ctx.clock.time_ns()
         self._report(sample)
         self.ctx.metrics.component(HostMetrics).host.update(sample.metrics, ts_ns)

@@ -17,6 +17,7 @@ from amoskys.collectors.process.redact import Redactor
 from amoskys.collectors.process.snapshot import Snapshotter
 from amoskys.collectors.process.stats import ProcessStats
 from amoskys.collectors.process.table import ProcessTable
+from amoskys.collectors.workers import in_worker
 from amoskys.errors import FatalCollectorError
 
 #: Envelopes per publish_many call of a snapshot.
@@ -142,7 +143,7 @@ class ProcessCollector:
             realtime = self.mode == "netlink"
             if realtime:
                 self.table.begin_sync()
-            rows = await asyncio.to_thread(self.snapshotter.take, self.boot_ns)
+            rows = await in_worker(self.snapshotter.take, self.boot_ns)
             if realtime:
                 dropped = self.table.finish_sync(row.proc for row in rows)
                 if dropped:

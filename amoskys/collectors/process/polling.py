@@ -9,7 +9,6 @@ a fork) keeps its pid and start time and is not seen again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 
@@ -19,6 +18,7 @@ from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.collectors.process.redact import Redactor
 from amoskys.collectors.process.stats import ProcessStats
 from amoskys.collectors.process.table import ProcessTable, proc_from_read
+from amoskys.collectors.workers import in_worker
 from amoskys.proto import events_pb2
 
 
@@ -45,7 +45,7 @@ class PollingTracker:
     async def tick(self) -> None:
         """One diff against the table; publishes what started and what ended since the last."""
         known = {pid: p.start_ticks for pid, p in self.table.procs.items()}
-        current, reads = await asyncio.to_thread(self._scan, known)
+        current, reads = await in_worker(self._scan, known)
         now_ns = time.time_ns()
         envelopes: list[events_pb2.Envelope] = []
         enrichment: Counter[str] = Counter()

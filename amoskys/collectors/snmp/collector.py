@@ -46,9 +46,16 @@ class SnmpCollector:
             return start
         return start + index * self.config.interval_seconds / count
 
+    @staticmethod
+    def heavy_imports(config: SnmpConfig) -> tuple[str, ...]:
+        """Modules the appliance imports in a worker thread before it is ready, so pysnmp's ~0.3 s
+        import does not hold the event loop once it serves: none without targets (an appliance
+        without SNMP targets does not pay its ~15 MB)."""
+        return (f"{__package__}.client", f"{__package__}.schedule") if config.targets else ()
+
     async def run(self) -> None:
-        # pysnmp is imported only when there is something to poll: it costs ~0.3 s and ~15 MB, which an
-        # appliance without SNMP targets should not pay
+        # pysnmp is imported only when there is something to poll (see heavy_imports: the appliance
+        # has already imported these, off the loop, before ready; a CLI or a test may not have)
         from amoskys.collectors.snmp.client import SnmpClient, auth_data, session_for
         from amoskys.collectors.snmp.schedule import Activity, TargetPoller
 

@@ -22,7 +22,7 @@ class AgentPath(msgspec.Struct, frozen=True):
 @router.get("/api/v1/agents", "Enrolled agents: role, key, last seen, certificate expiry")
 async def agents(call: Call) -> Any:
     ctx = call.ctx
-    last_seen = await ctx.reads.table(
+    last_seen = await ctx.reads.dicts(
         "SELECT source, MAX(last_received_ns) AS last_seen_ns FROM source_marks GROUP BY source"
     )
     seen = {r["source"]: r["last_seen_ns"] for r in last_seen}

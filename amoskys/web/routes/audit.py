@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 
+from amoskys.store.queries import history
 from amoskys.web.endpoints import Call, Router
-from amoskys.web.reads import event_dict
-from amoskys.web.routes.common import Before, Limit, page
+from amoskys.web.routes.common import After, Limit, page
 
 router = Router("audit")
 
@@ -21,7 +21,7 @@ class AuditQuery(msgspec.Struct, frozen=True):
             "appliances), each with its source and origin"
         ),
     ] = False
-    before: Before | None = None
+    before: After | None = None
     limit: Limit = 50
 
 
@@ -30,10 +30,7 @@ class AuditQuery(msgspec.Struct, frozen=True):
     "Audit log: logins, failed logins, control actions, newest first (this appliance's own by default)",
 )
 async def audit(call: Call, *, query: AuditQuery) -> Any:
-    rows = await call.ctx.reads.recent(
-        kind="audit",
-        scope="remote" if query.remote else "local",
-        before_seq=query.before,
-        limit=query.limit,
+    rows = await history.audit(
+        call.ctx.reads, scope="remote" if query.remote else "local", before=query.before, limit=query.limit
     )
-    return page([event_dict(e) for e in rows], query.limit) | {"remote": query.remote}
+    return page(rows, query.limit) | {"remote": query.remote}

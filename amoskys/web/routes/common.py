@@ -1,4 +1,4 @@
-"""Parameter types and row helpers that several route modules share (paging, synthetic events)."""
+"""Parameter types and helpers that several route modules share (paging, times, counter totals)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from typing import Annotated, Any
 import msgspec
 from prometheus_client.metrics import MetricWrapperBase
 
-from amoskys.web.context import WebContext
-
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500, description="at most this many items (1..500)")]
 Before = Annotated[int, msgspec.Meta(ge=1, description="page on: only items with store_seq below this")]
+After = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        description="page on: the items after this one in the page's order (newest observation first), "
+        "given by its store_seq (the previous page's `next_before`)",
+    ),
+]
 Synthetic = Annotated[
     bool,
     msgspec.Meta(
@@ -45,12 +51,3 @@ def counter_totals(metric: MetricWrapperBase, label: str) -> dict[str, float]:
                 key = sample.labels.get(label, "")
                 out[key] = out.get(key, 0.0) + sample.value
     return out
-
-
-async def mark_synthetic(ctx: WebContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Set `synthetic` on rows of a derived view (process table, devices, SNMP targets): those views
-    keep no per-event flag, so a row is synthetic when its source is enrolled with the loadgen role."""
-    loadgen = {i.name for i in await ctx.store.state.list_identities() if i.role == "loadgen"}
-    for r in rows:
-        r["synthetic"] = r["source"] in loadgen
-    return rows

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import msgspec
 
 from amoskys.events import KINDS
+from amoskys.store.export import event_json
+from amoskys.store.queries import log
 from amoskys.web.endpoints import ApiError, Call, Router
-from amoskys.web.reads import event_dict
-from amoskys.web.routes.common import Before, Limit, page, time_ns
+from amoskys.web.routes.common import Before, Limit, time_ns
 
 router = Router("events")
 
@@ -43,7 +44,8 @@ class EventPath(msgspec.Struct, frozen=True):
 
 @router.get("/api/v1/events", "Stored events, newest first, filtered by kind, source and time")
 async def events(call: Call, *, query: EventsQuery) -> Any:
-    rows = await call.ctx.reads.recent(
+    rows, next_before = await log.page(
+        call.ctx.reads,
         kind=query.kind,
         source=query.source,
         since_ns=time_ns(query.since),
@@ -52,12 +54,13 @@ async def events(call: Call, *, query: EventsQuery) -> Any:
         limit=query.limit,
         synthetic=query.synthetic,
     )
-    return page([event_dict(e) for e in rows], query.limit)
+    return {"items": rows, "next_before": next_before}
 
 
 @router.get("/api/v1/events/{seq}", "One stored event, decoded")
 async def event(call: Call, *, path: EventPath) -> Any:
-    row = await call.ctx.reads.by_seq(path.seq)
+    row = await log.by_seq(call.ctx.reads, path.seq)
     if row is None:
         raise ApiError(404, f"no event with store_seq {path.seq}")
-    return event_dict(row) | {"digest": row.digest.hex(), "envelope_bytes": len(row.envelope)}
+    # one event's detail: the only read that decodes its body on the loop
+    return event_json(row) | {"digest": row.digest.hex(), "envelope_bytes": len(row.envelope)}

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from typing import Any
 
 import msgspec
 
 from amoskys import __version__
 from amoskys.loophealth import LoopLag
+from amoskys.store.queries import log
 from amoskys.web.endpoints import Call, Router
-from amoskys.web.reads import event_dict
 from amoskys.web.routes.common import Synthetic, counter_totals
 
 router = Router("overview")
@@ -36,19 +36,16 @@ def _without(totals: dict[str, float], part: dict[str, float]) -> dict[str, floa
 async def overview(call: Call, *, query: OverviewQuery) -> Any:
     ctx, with_synthetic = call.ctx, query.synthetic
     stats = await ctx.store.stats()
-    synthetic_rows = await ctx.reads.synthetic_rows()
+    synthetic_rows = await log.synthetic_rows(ctx.reads)
     sinks = await ctx.store.state.list_sinks()
-    losses = [
-        event_dict(e)
-        for e in await ctx.reads.recent(kind="loss", limit=10, synthetic=None if with_synthetic else False)
-    ]
+    losses, _ = await log.page(ctx.reads, kind="loss", limit=10, synthetic=None if with_synthetic else False)
     series = ctx.rates.series(synthetic=with_synthetic)
     by_outcome = counter_totals(ctx.metrics.bus_events, "outcome")
     synthetic_by_outcome = counter_totals(ctx.metrics.bus_synthetic_events, "outcome")
     return {
         "appliance": {"name": ctx.name, "version": __version__},
         "health": ctx.health.snapshot(),
-        "loop_lag": ctx.metrics.component(LoopLag).summary(asyncio.get_running_loop().time()),
+        "loop_lag": ctx.metrics.component(LoopLag).summary(time.monotonic()),
         "events_per_second": _per_second(series),
         "rate_series": [{"t": t, "events": c} for t, c in series],
         "store": {

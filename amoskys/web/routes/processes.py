@@ -1,17 +1,21 @@
-"""Process routes: the current process table, and recent exec and exit events."""
+"""Process routes: the current process table, and recent exec and exit events (process_history)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import msgspec
 
-from amoskys.proto import events_pb2
+from amoskys.store.queries import history
+from amoskys.store.queries.reader import SYNTHETIC_SOURCE
 from amoskys.web.endpoints import Call, Router
-from amoskys.web.reads import event_dict
-from amoskys.web.routes.common import Before, Limit, mark_synthetic, page
+from amoskys.web.routes.common import After, Limit, page
 
 router = Router("processes")
+
+#: the process table's rows one answer carries at most (`total` counts them all)
+TABLE_LIMIT = 2000
 
 
 class ProcessesQuery(msgspec.Struct, frozen=True):
@@ -20,32 +24,42 @@ class ProcessesQuery(msgspec.Struct, frozen=True):
 
 
 class ExecsQuery(msgspec.Struct, frozen=True):
-    before: Before | None = None
+    source: str | None = None
+    exe: Annotated[str | None, msgspec.Meta(description="the executable's full path")] = None
+    comm: Annotated[str | None, msgspec.Meta(description="the executable's base name")] = None
+    before: After | None = None
     limit: Limit = 50
+
+
+_TABLE_SQL = (
+    f"SELECT *, {SYNTHETIC_SOURCE}, COUNT(*) OVER () AS total FROM processes "
+    "WHERE (?1 IS NULL OR source = ?1) AND (?2 = '' OR "
+    "instr(lower(exe), ?2) OR instr(lower(user), ?2) OR "
+    "instr(lower((SELECT group_concat(value, ' ') FROM json_each(argv))), ?2)) "
+    "ORDER BY source, pid LIMIT ?3"
+)
 
 
 @router.get("/api/v1/processes", "The current process table (from the process collector)")
 async def processes(call: Call, *, query: ProcessesQuery) -> Any:
-    rows = await call.ctx.store.processes(source=query.source)
-    await mark_synthetic(call.ctx, rows)
-    q = query.q.lower()
-    if q:
-        rows = [
-            r
-            for r in rows
-            if q in r["exe"].lower() or q in " ".join(r["argv"]).lower() or q in r["user"].lower()
-        ]
+    rows = await call.ctx.reads.dicts(_TABLE_SQL, (query.source, query.q.lower(), TABLE_LIMIT))
+    total = rows[0]["total"] if rows else 0
     for r in rows:
+        del r["total"]
+        r["argv"] = json.loads(r["argv"])
+        r["synthetic"] = bool(r["synthetic"])
         r["exe_sha256"] = r["exe_sha256"].hex() if isinstance(r["exe_sha256"], bytes) else r["exe_sha256"]
-    return {"items": rows[:2000], "total": len(rows)}
+    return {"items": rows, "total": total}
 
 
-@router.get("/api/v1/processes/execs", "Recent exec and exit events, newest first")
+@router.get("/api/v1/processes/execs", "Recent exec and exit events, newest first by observation time")
 async def execs(call: Call, *, query: ExecsQuery) -> Any:
-    def wanted(env: events_pb2.Envelope) -> bool:
-        return env.process.kind in (events_pb2.ProcessEvent.EXEC, events_pb2.ProcessEvent.EXIT)
-
-    rows = await call.ctx.reads.recent(
-        kind="process", before_seq=query.before, limit=query.limit, match=wanted
+    rows = await history.execs(
+        call.ctx.reads,
+        source=query.source,
+        exe=query.exe,
+        comm=query.comm,
+        before=query.before,
+        limit=query.limit,
     )
-    return page([event_dict(e) for e in rows], query.limit)
+    return page(rows, query.limit)

@@ -1,4 +1,6 @@
-"""Paged reads of the event log and the derived views, in short read transactions.
+"""The store's reads, one module per concept: this one pages the log and the views for the CLI, the
+export and the Store facade; `reader` is the dashboard's read connection (bounded, sheds load), and
+`flows`, `history`, `snmp` and `log` are the dashboard's reads of the read model.
 
 Every statement here is its own read transaction and touches a bounded window of store_seq, so a
 reader never pins the WAL (a long read would stop checkpoints and let the -wal grow).
