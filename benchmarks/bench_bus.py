@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,34 +15,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import cpu_seconds, free_port, rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PUBLISHERS = int(os.environ.get("AMOSKYS_BENCH_PUBLISHERS", "500"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def amoskys(*args: str) -> str:
     return subprocess.run(
         [PY, "-m", "amoskys", *args], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_ready(proc: subprocess.Popen[bytes], data: Path) -> None:

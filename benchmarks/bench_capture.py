@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -35,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "collectors" / "flow"))
+
+from common import free_port  # noqa: E402
 
 from amoskys import __version__  # noqa: E402
 from amoskys.collectors.context import ApplianceInfo, CollectorContext  # noqa: E402
@@ -178,12 +179,6 @@ def metric(url: str, name: str) -> float:
     text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
     m = re.search(rf"^{name} ([\d.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_appliance(work: Path, interface: str, ring_mib: int) -> tuple[subprocess.Popen[bytes], str, int]:

@@ -39,7 +39,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,13 +52,13 @@ from pathlib import Path
 
 import httpx
 from bench_capture import write_pcap  # first: it puts tests/ on sys.path for flow_veth
+from common import cpu_seconds, free_port, paced, rss_mb
 from run import machine
 
 from flow_veth import Veth, veth_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 WINDOW_SECONDS = int(os.environ.get("AMOSKYS_BENCH_LOOP_WINDOW_SECONDS", "60"))  # one "minute" row
 IDLE_SECONDS = 8
 STRESS_GRACE_S = 10  # how long the stress phase waits for answers after its last request
@@ -80,10 +79,6 @@ HEY_WORKERS, HEY_QPS_EACH = 3, 5  # per endpoint: 15 req/s; 8 endpoints: 120 req
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -98,21 +93,9 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def reap(proc: subprocess.Popen[bytes], timeout: float) -> float:
@@ -548,15 +531,7 @@ async def open_loop(
         statuses[status] = statuses.get(status, 0) + 1
         latencies.append((time.perf_counter() - scheduled) * 1000)
 
-    tasks = []
-    t0 = time.perf_counter()
-    for i in range(rps * seconds):
-        scheduled = t0 + i / rps
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(ENDPOINTS[i % len(ENDPOINTS)], scheduled)))
-    await asyncio.gather(*tasks)
+    await paced(rps, seconds, lambda i, scheduled: one(ENDPOINTS[i % len(ENDPOINTS)], scheduled))
     return latencies, statuses
 
 

@@ -15,9 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from common import cpu_seconds, rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 IDLE_SECONDS = int(os.environ.get("AMOSKYS_BENCH_IDLE_SECONDS", "60"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def start(data_dir: Path) -> subprocess.Popen[bytes]:
@@ -53,18 +54,6 @@ def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, deadline: float = 
                 pass
         time.sleep(0.005)
     raise SystemExit("not ready in time")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

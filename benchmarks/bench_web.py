@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+from common import free_port, paced
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -31,12 +31,6 @@ ENDPOINTS = [
     "/api/v1/events?kind=flow&limit=50",
     "/api/v1/audit?limit=50",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,15 +72,7 @@ async def open_loop(base: str, cookies: dict[str, str]) -> tuple[list[float], in
                 time.perf_counter() - scheduled
             )  # from the scheduled time: no coordinated omission
 
-        tasks = []
-        t0 = time.perf_counter()
-        for i in range(RPS * SECONDS):
-            scheduled = t0 + i / RPS
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(ENDPOINTS[i % len(ENDPOINTS)], scheduled)))
-        await asyncio.gather(*tasks)
+        await paced(RPS, SECONDS, lambda i, scheduled: one(ENDPOINTS[i % len(ENDPOINTS)], scheduled))
     return latencies, errors
 
 

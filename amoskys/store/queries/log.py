@@ -5,7 +5,7 @@ decoded body; one event's detail view decodes that event only."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
@@ -30,15 +30,27 @@ SCAN_LIMIT = 200_000
 Filters = tuple[str, tuple[Any, ...]]
 
 
+class LogFilters(TypedDict, total=False):
+    """The filters of a page of the log (`recent`, `page`); each left out or None: no filter."""
+
+    kind: str | None
+    source: str | None
+    since_ns: int | None
+    until_ns: int | None
+    before_seq: int | None
+    scope: Literal["local", "remote"] | None
+    synthetic: bool | None
+
+
 def _where(
     *,
-    kind: str | None,
-    source: str | None,
-    since_ns: int | None,
-    until_ns: int | None,
-    before_seq: int | None,
-    scope: Literal["local", "remote"] | None,
-    synthetic: bool | None,
+    kind: str | None = None,
+    source: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    before_seq: int | None = None,
+    scope: Literal["local", "remote"] | None = None,
+    synthetic: bool | None = None,
 ) -> Filters:
     """The WHERE clause of a page: below `before_seq` (else the newest), at most SCAN_LIMIT store_seq
     values back, and the filters."""
@@ -65,26 +77,12 @@ def _where(
 async def recent(
     reader: Reader,
     *,
-    kind: str | None = None,
-    source: str | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    before_seq: int | None = None,
     limit: int = 50,
-    scope: Literal["local", "remote"] | None = None,
-    synthetic: bool | None = None,
+    **filters: Unpack[LogFilters],
 ) -> list[StoredEvent]:
     """Up to `limit` stored events, newest first, with store_seq < before_seq, in one statement over a
     bounded window of store_seq (SCAN_LIMIT)."""
-    where, params = _where(
-        kind=kind,
-        source=source,
-        since_ns=since_ns,
-        until_ns=until_ns,
-        before_seq=before_seq,
-        scope=scope,
-        synthetic=synthetic,
-    )
+    where, params = _where(**filters)
     sql = f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY store_seq DESC LIMIT ?"
     return [StoredEvent(*r) for r in await reader.rows(sql, (*params, limit))]
 
@@ -98,30 +96,17 @@ _ITEM_COLUMNS = (
 async def page(
     reader: Reader,
     *,
-    kind: str | None = None,
-    source: str | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    before_seq: int | None = None,
     limit: int = 50,
-    scope: Literal["local", "remote"] | None = None,
-    synthetic: bool | None = None,
+    **filters: Unpack[LogFilters],
 ) -> tuple[list[dict[str, Any]], int | None]:
     """`recent`, as the API's objects (the body in protobuf JSON, made in the reader's thread by the
     SQL function amoskys_body_json (`body_json`), never on the event loop), and the `before` of the
     next page: the last item's store_seq on a full page; else the bottom of the store_seq window this
     page covered, while there are older store_seq values to look at (None: none)."""
-    where, params = _where(
-        kind=kind,
-        source=source,
-        since_ns=since_ns,
-        until_ns=until_ns,
-        before_seq=before_seq,
-        scope=scope,
-        synthetic=synthetic,
-    )
+    where, params = _where(**filters)
     inner = f"SELECT {_ITEM_COLUMNS} FROM events WHERE {where} ORDER BY store_seq DESC LIMIT ?"
     # one row at least (the window's top, with NULLs when nothing matched): one statement, one hop
+    before_seq = filters.get("before_seq")
     top = "?" if before_seq else "(SELECT MAX(store_seq) + 1 FROM events)"
     sql = (
         f"SELECT w.top, w.low, p.* FROM (SELECT {top} AS top, (SELECT MIN(store_seq) FROM events) AS low) w "
