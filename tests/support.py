@@ -4,6 +4,7 @@ free ports, and a real `amoskys run` child process."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -126,14 +127,19 @@ def make_context(
     )
 
 
-async def eventually(predicate: Callable[[], T], *, within: float = 10.0, what: str) -> T:
-    """Let the loop run until ``predicate()`` is truthy and return its value; fail after `within` seconds
-    of real time. It polls at once, then after pauses growing from 1 ms to 20 ms: no fixed sleeps."""
+async def eventually(
+    predicate: Callable[[], T] | Callable[[], Awaitable[T]], *, within: float = 10.0, what: str
+) -> T:
+    """Let the loop run until ``predicate()`` (awaited when it is a coroutine function, e.g. a store
+    read) is truthy and return its value; fail after `within` seconds of real time. It polls at once,
+    then after pauses growing from 1 ms to 20 ms: no fixed sleeps."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     pause = 0.001
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import stall_guard
+import uvloop
 
 import support
 
@@ -69,7 +70,6 @@ async def test_waiting_is_not_a_stall(reported: list[str]) -> None:
 
 async def test_task_steps_timed_through_the_task_factory() -> None:
     """On uvloop, whose handles are compiled, the guard times task steps instead."""
-    uvloop = pytest.importorskip("uvloop")
     lines: list[str] = []
 
     async def main() -> None:

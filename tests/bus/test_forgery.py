@@ -3,7 +3,6 @@ and never for the audit log, relays forward for others and are recorded as the e
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -14,6 +13,7 @@ from amoskys.events import EnvelopeStamper, uuid7
 from amoskys.proto import bus_pb2, events_pb2
 
 from bus_harness import BusEnv
+from support import eventually
 
 APPLIANCE = "appliance"  # the harness's appliance name
 
@@ -156,11 +156,9 @@ async def test_the_appliances_own_events_have_no_origin(bus_env: BusEnv) -> None
     stamper = EnvelopeStamper(APPLIANCE)
     await bus_env.bus.publish([stamper.stamp(events_pb2.Envelope(**BODIES["audit"]))])  # type: ignore[arg-type]
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not (rows := await bus_env.store.events(kind="audit", limit=10)):  # local: no wait for the commit
-        assert loop.time() < deadline, "the local audit event was never committed"
-        await asyncio.sleep(0.005)
+    rows = await eventually(  # local: publish does not wait for the commit
+        lambda: bus_env.store.events(kind="audit", limit=10), what="the local audit event committed"
+    )
     assert [(e.source, e.origin, e.remote) for e in rows] == [(APPLIANCE, "", False)]
 
 

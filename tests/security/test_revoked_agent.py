@@ -248,15 +248,14 @@ async def test_agent_over_its_call_limit_gets_resource_exhausted_and_others_are_
         # closing streams frees exactly that many places for agent-a
         for call in opened[:5]:
             call.cancel()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
         again: list[grpc.aio.UnaryStreamCall] = []
-        while len(again) < 5:  # the server sees the cancellations soon, not at once: poll
+
+        async def all_five_back() -> bool:  # the server sees the cancellations soon, not at once
             more, _ = await a.open_watches(5 - len(again))
-            again += more
-            assert loop.time() < deadline, f"only {len(again)} of 5 freed places came back"
-            if len(again) < 5:
-                await asyncio.sleep(0.02)
+            again.extend(more)
+            return len(again) == 5
+
+        await eventually(all_five_back, what="the 5 freed places to come back")
         extra, refused_again = await a.open_watches(1)
         assert not extra and refused_again[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 

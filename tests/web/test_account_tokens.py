@@ -3,7 +3,6 @@ page's forms, live streams ended on revocation, and the migration that tells old
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from amoskys.store import schema
 from amoskys.web import passwords
 
+from support import eventually
 from web_harness import VIEWER_PASSWORD, Web
 
 HOUR_NS = 3600 * 10**9
@@ -111,15 +111,15 @@ async def test_wrong_current_passwords_are_throttled_like_logins(web: Web) -> No
     assert actions.count("password_change_failed") == 5 and "password_changed" not in actions
 
 
-async def _audited(web: Web, action: str, count: int, within_s: float = 10.0) -> list[str]:
+async def _audited(web: Web, action: str, count: int) -> list[str]:
     """The stored audit actions, once `count` of `action` are in (audit events reach the store
-    through the bus: poll, no fixed sleep)."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        actions = [e.parse().audit.action for e in await web.ctx.reads.recent(kind="audit", limit=50)]
-        if actions.count(action) >= count or asyncio.get_running_loop().time() > deadline:
-            return actions
-        await asyncio.sleep(0.01)
+    through the bus)."""
+
+    async def actions() -> list[str] | None:
+        found = [e.parse().audit.action for e in await web.ctx.reads.recent(kind="audit", limit=50)]
+        return found if found.count(action) >= count else None
+
+    return await eventually(actions, what=f"{count} {action} audit events")
 
 
 async def test_the_account_page_issues_lists_and_revokes_tokens_and_changes_the_password(web: Web) -> None:
