@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from amoskys.pki.names import peer_identity
-from amoskys.pki.signatures import verify_batch
+from amoskys.pki.signatures import verified_digest
 from amoskys.proto import bus_pb2
 
 
@@ -34,6 +34,15 @@ class Denied:
 
     reason: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """The batch is the sender's: its identity, and the batch digest its signature covers (the chain
+    link; computed with the verification, so the events are hashed once)."""
+
+    identity: Identity
+    digest: bytes
 
 
 IdentityLoader = Callable[[str], Awaitable[Identity | None]]
@@ -101,7 +110,7 @@ class Authenticator:
 
     async def authorize(
         self, auth_context: Mapping[str, Iterable[bytes]], batch: bus_pb2.SignedBatch
-    ) -> Identity | Denied:
+    ) -> Authorized | Denied:
         """Check the peer certificate identity, enrolment, sender and signature of one batch."""
         verdict = await self.admit(auth_context)
         if isinstance(verdict, Denied):
@@ -113,6 +122,9 @@ class Authenticator:
             )
         if batch.key_id != ident.key_id:
             return Denied("unknown_key", f"key_id {batch.key_id!r} is not the key enrolled for {peer!r}")
-        if not verify_batch(ident.public_key, batch.key_id, batch.prev_digest, batch.events, batch.signature):
+        digest = verified_digest(
+            ident.public_key, batch.key_id, batch.prev_digest, batch.events, batch.signature
+        )
+        if digest is None:
             return Denied("bad_signature", "batch signature does not verify")
-        return ident
+        return Authorized(ident, digest)

@@ -16,7 +16,6 @@ from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus, IngestResult
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.pki.signatures import batch_digest
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
 from amoskys.store.state import ApplianceState, ChainAnchor
 
@@ -76,7 +75,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
                 "bus_batch_unauthorized", reason=verdict.reason, sender=batch.sender[:64], peer=context.peer()
             )
             return bus_pb2.PublishAck(status=bus_pb2.UNAUTHORIZED, message=verdict.message)
-        ident: Identity = verdict
+        ident: Identity = verdict.identity
         try:
             raws = list(bus_pb2.RawEventList.FromString(batch.events).events)
         except DecodeError:
@@ -94,7 +93,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
                 message=f"{len(raws)} events in one batch; the limit is {self.max_events}",
             )
         self.metrics.bus_batch_events.observe(len(raws))
-        digest = batch_digest(batch.key_id, batch.prev_digest, batch.events)
+        digest = verdict.digest
         await self._load_anchor(ident.name)
         chain = await self.chains.judge(ident.name, batch.prev_digest, digest)
         expected = self.chains.successor(ident.name, batch.prev_digest) or b""

@@ -77,8 +77,17 @@ def verify_batch(
     Never raises on bad input: a malformed key, an over-long field, a wrong type or a bad, truncated
     or over-long signature all return False.
     """
+    return verified_digest(public_key_raw, key_id, prev_digest, events, signature) is not None
+
+
+def verified_digest(
+    public_key_raw: bytes, key_id: str, prev_digest: bytes, events: bytes, signature: bytes
+) -> bytes | None:
+    """The batch's ``batch_digest`` when `signature` is a valid signature of it by `public_key_raw`,
+    else None (never raises, as `verify_batch`): the bus verifies and chains a batch hashing its
+    events once."""
     if not isinstance(key_id, str):
-        return False
+        return None
     try:
         public = _public_key(bytes(public_key_raw))
         message = _batch_message(key_id, prev_digest, events)
@@ -86,5 +95,5 @@ def verify_batch(
     except (InvalidSignature, ValueError, TypeError):
         # ValueError: a malformed key, an over-long field, a key_id that is not UTF-8 encodable;
         # TypeError: an argument that is not bytes-like
-        return False
-    return True
+        return None
+    return hashlib.sha256(message).digest()

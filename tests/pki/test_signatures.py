@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amoskys.pki import identities
-from amoskys.pki.signatures import GENESIS_DIGEST, batch_digest, sign_batch, verify_batch
+from amoskys.pki.signatures import GENESIS_DIGEST, batch_digest, sign_batch, verified_digest, verify_batch
 
 
 @dataclass
@@ -134,3 +134,10 @@ def test_a_signature_is_bound_to_its_place_in_the_chain(batch: Batch) -> None:
     assert verify_batch(batch.raw, batch.key_id, digest, batch.events, second)
     assert not verify_batch(batch.raw, batch.key_id, batch.prev, batch.events, second)
     assert batch_digest(batch.key_id, digest, batch.events) != digest
+
+
+def test_the_verified_digest_is_the_batch_digest_and_only_for_a_good_signature(batch: Batch) -> None:
+    good = verified_digest(batch.raw, batch.key_id, batch.prev, batch.events, batch.sig)
+    assert good == batch_digest(batch.key_id, batch.prev, batch.events)
+    assert verified_digest(batch.raw, batch.key_id, batch.prev, batch.events + b"x", batch.sig) is None
+    assert verified_digest(batch.raw, batch.key_id, b"other", batch.events, batch.sig) is None
