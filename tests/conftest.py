@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import blocking
 import pytest
+import structlog
 from blocking import no_blocking_on_the_loop
 
 import support
@@ -32,6 +34,21 @@ def _no_swallowed_blocking_calls() -> Iterator[None]:
         found = "\n  ".join(dict.fromkeys(blocking.findings))
         blocking.findings.clear()
         pytest.fail(f"blocking calls on the event loop (see tests/blocking.py):\n  {found}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs a command in-process (`amoskys.cli.main`) configures structlog and the root
+    logger for the whole process (cached loggers included), which would blind later tests that read
+    logs as data: put both back as they were."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    if structlog.get_config() != saved:
+        structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,6 +12,7 @@ a relay may forward any kind for other sources, and the bus records it as the ev
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -62,6 +63,19 @@ def parse_event(raw: bytes) -> events_pb2.Envelope | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _source_problem(source: str, sender: str, relay: bool, reserved_source: str) -> str | None:
+    """Whether a remote `sender` may speak as `source` (memoized: a batch repeats one or a few sources,
+    and this ran per event)."""
+    if not is_valid_name(source):  # no look-alikes: spaces, control or non-ASCII characters
+        return "bad_source"
+    if reserved_source and source.lower() == reserved_source.lower():
+        return "reserved_source"
+    if not relay and source != sender:
+        return "source_not_sender"
+    return None
+
+
 def check(
     envelope: events_pb2.Envelope,
     *,
@@ -84,12 +98,9 @@ def check(
     if not source:
         return "missing_source"
     if sender is not None:
-        if not is_valid_name(source):  # no look-alikes: spaces, control or non-ASCII characters
-            return "bad_source"
-        if reserved_source and source.lower() == reserved_source.lower():
-            return "reserved_source"
-        if not relay and source != sender:
-            return "source_not_sender"
+        problem = _source_problem(source, sender, relay, reserved_source)
+        if problem is not None:
+            return problem
     if not envelope.boot_id:
         return "missing_boot_id"
     if not 1 <= envelope.source_seq <= INT64_MAX:  # the store keeps it in a signed 64-bit column

@@ -8,11 +8,15 @@ and the writer's commit counter, and runs on its own connection:
   (`wal_trigger_bytes`: 16 MiB, or a 16th of the hard cap when that is smaller) or `INTERVAL_S` passed
   since the last checkpoint. PASSIVE never waits for the writer or readers; commits go on meanwhile.
   But SQLite restarts the WAL from its start only when a write transaction begins after a checkpoint
-  that copied every frame, which commits landing during each checkpoint prevent: under sustained
-  ingest the WAL would grow without end. So once it reaches twice the trigger, the checkpointer takes
-  the transaction lock for its PASSIVE: no commit lands meanwhile (commits queue and are group
-  committed after it, never inside it), the checkpoint completes, and the next commit restarts the WAL
-  (`journal_size_limit` trims the file then).
+  that copied every frame and while no reader still reads from the WAL, which commits landing during
+  each checkpoint and a dashboard's back-to-back reads prevent: under sustained ingest the WAL would
+  grow without end (it reached 650 MB in a five-minute run). So once it reaches twice the trigger, the
+  checkpointer runs a PASSIVE for the bulk of the frames with commits going on, then takes the
+  transaction lock and runs `PRAGMA wal_checkpoint(RESTART)`: no commit lands meanwhile (commits queue
+  and are group committed after it, never inside it), it copies the few frames committed since and
+  waits at most `RESTART_BUSY_MS` for the readers still on the WAL (new readers read the database
+  file), and the next commit restarts the WAL (`journal_size_limit` trims the file then). The lock is
+  held for the tail only: the bulk was copied without it.
 - `PRAGMA wal_checkpoint(TRUNCATE)` once the writer has been idle `IDLE_S` and the WAL is not empty:
   the file shrinks back to nothing. It may hold new writers for at most its short busy timeout.
 
@@ -48,8 +52,10 @@ IDLE_S = 5.0
 WAL_TRIGGER_MAX_BYTES = 16 * _MIB
 #: How long a TRUNCATE waits for readers and the writer before it gives up (ms).
 TRUNCATE_BUSY_MS = 100
+#: How long a RESTART (commits held off) waits for readers still on the WAL before it gives up (ms).
+RESTART_BUSY_MS = 50
 
-Mode = Literal["passive", "truncate"]
+Mode = Literal["passive", "restart", "truncate"]
 
 
 def wal_trigger_bytes(hard_cap_bytes: int) -> int:
@@ -142,19 +148,25 @@ class Checkpointer:
         idle = now - last_commit >= self.idle_s and now - self._last_at >= self.idle_s
         due = new_frames and now - self._last_at >= self.interval_s
         if new_frames and self._wal_seen >= 2 * self.wal_trigger:  # see the module docstring
+            bulk = await self._in_thread(new_frames, True, False)
+            if bulk is not None:
+                self._count(bulk)
             async with self._lock:
-                done = await self._in_thread(new_frames, True, False)
+                done = await self._in_thread(new_frames, True, False, restart=True)
         else:
             done = await self._in_thread(new_frames, due, idle and not self._truncated)
         if done is None:
             return None
         self._seen_commits, self._last_at = commits, time.monotonic()
         self._truncated = done.mode == "truncate" and not done.busy
+        self._count(done)
+        return done
+
+    def _count(self, done: Checkpoint) -> None:
         self.checkpoints += 1
         self._metrics.store_checkpoint_seconds.labels(done.mode).observe(done.seconds)
         if done.busy:
             log.debug("store_checkpoint_busy", path=str(self.path), mode=done.mode)
-        return done
 
     async def close(self) -> None:
         """Close the checkpointer's connection (after any checkpoint in progress) and its thread."""
@@ -169,7 +181,9 @@ class Checkpointer:
 
     # -- on the checkpointer's thread
 
-    async def _in_thread(self, new_frames: bool, due: bool, idle: bool) -> Checkpoint | None:
+    async def _in_thread(
+        self, new_frames: bool, due: bool, idle: bool, *, restart: bool = False
+    ) -> Checkpoint | None:
         if self._closed:
             return None
         if self._executor is None:
@@ -177,7 +191,7 @@ class Checkpointer:
                 max_workers=1, thread_name_prefix="amoskys-store-checkpoint"
             )
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._check, new_frames, due, idle
+            self._executor, self._check, new_frames, due, idle, restart
         )
 
     def _wal_size(self) -> int:
@@ -186,11 +200,13 @@ class Checkpointer:
         except FileNotFoundError:
             return 0
 
-    def _check(self, new_frames: bool, due: bool, idle: bool) -> Checkpoint | None:
+    def _check(self, new_frames: bool, due: bool, idle: bool, restart: bool) -> Checkpoint | None:
         self._wal_seen = size = self._wal_size()
         self._metrics.store_bytes.labels("wal").set(size)
         mode: Mode
-        if new_frames and (due or size >= self.wal_trigger):
+        if restart:
+            mode = "restart"
+        elif new_frames and (due or size >= self.wal_trigger):
             mode = "passive"
         elif idle and size > 0:
             mode = "truncate"
@@ -199,7 +215,7 @@ class Checkpointer:
         conn = self._conn
         if conn is None:
             conn = self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_BUSY_MS:d}")
+        conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS if restart else TRUNCATE_BUSY_MS:d}")
         t0 = time.perf_counter()
         busy, _, _ = conn.execute(f"PRAGMA wal_checkpoint({mode.upper()})").fetchone()
         took = time.perf_counter() - t0

@@ -77,6 +77,9 @@ class Head:
 
     tip: Tip
     marks: dict[tuple[str, str], Mark]
+    #: rows of `events` that loadgen identities published (counted at load on their partial index,
+    #: then kept by the writer and the deletions: the overview reads it on every request)
+    synthetic_rows: int = 0
     #: A transaction failed or was interrupted: read tip and marks back before the next one.
     reload_needed: bool = False
 
@@ -161,11 +164,19 @@ class LogState:
         self.head.reload_needed = True
 
     def adopt_commit(
-        self, tip: Tip, marks: dict[tuple[str, str], int], received_ns: int, est_bytes: int, rows: int
+        self,
+        tip: Tip,
+        marks: dict[tuple[str, str], int],
+        received_ns: int,
+        est_bytes: int,
+        rows: int,
+        synthetic: int = 0,
     ) -> None:
-        """Make a committed transaction's tip and marks the head, and add its size to the estimate."""
+        """Make a committed transaction's tip and marks the head (`synthetic` of its rows are
+        loadgen's), and add its size to the estimate."""
         self.lock.require_held("adopting a commit")
         self.head.tip = tip
+        self.head.synthetic_rows += synthetic
         known = self.head.marks
         for boot, top in marks.items():
             mark = known.get(boot)
@@ -176,11 +187,15 @@ class LogState:
                 mark.last_received_ns = received_ns
         self.space.used_bytes += max(est_bytes, rows * self.space.bytes_per_row)
 
-    def adopt_pruned(self, rows_left: int, pruned_marks: list[tuple[int, str, str]]) -> None:
-        """Rows were deleted from the front of the log: the row count and the boots' pruned marks."""
+    def adopt_pruned(
+        self, rows_left: int, pruned_marks: list[tuple[int, str, str]], synthetic: int = 0
+    ) -> None:
+        """Rows were deleted from the front of the log (`synthetic` of them loadgen's): the row
+        counts and the boots' pruned marks."""
         self.lock.require_held("adopting a deletion")
         tip = self.head.tip
         self.head.tip = Tip(tip.last_seq, tip.last_digest, rows_left)
+        self.head.synthetic_rows = max(0, self.head.synthetic_rows - synthetic)
         for top, source, boot in pruned_marks:
             mark = self.head.marks.get((source, boot))
             if mark is not None and top > mark.pruned_seq:
@@ -231,4 +246,5 @@ async def load_head(conn: aiosqlite.Connection) -> Head:
             "SELECT source, boot_id, max_seq, pruned_seq, last_received_ns FROM source_marks"
         )
     }
-    return Head(Tip(int(last_seq), bytes(last_digest), int(row_count)), marks)
+    (synthetic,) = await fetch_one(conn, "SELECT COUNT(*) FROM events WHERE synthetic = 1")
+    return Head(Tip(int(last_seq), bytes(last_digest), int(row_count)), marks, int(synthetic))

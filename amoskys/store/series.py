@@ -3,7 +3,8 @@
 Every series table is keyed by (step, bucket_ns, ...): `step` is 60 (minute points) or 900 (quarter-hour
 points), `bucket_ns` the start of the bucket. The writer adds each committed event to both steps in the
 same transaction as the event (the rollup happens at write time, so a quarter point always equals the
-sum of its minute points while both are kept); the space ladder deletes minute points after
+sum of its minute points while both are kept; a batch sums its events per minute point and folds those
+into the quarter points); the space ladder deletes minute points after
 `[store] series_minute_hours` and quarter points after `series_quarter_days` (`delete_expired`).
 
 An event's bucket time is min(ts_ns, received_ns): a publisher whose clock runs ahead cannot make
@@ -138,6 +139,9 @@ EXPIRING = (*(t.name for t in TABLES), "series_names")
 Points = dict[tuple[Any, ...], list[Any]]
 
 
+_MINUTE_NS, _QUARTER_NS = MINUTE_S * _NS, QUARTER_S * _NS
+
+
 def _sum(points: Points, key: tuple[Any, ...], values: tuple[Any, ...]) -> None:
     point = points.get(key)
     if point is None:
@@ -147,10 +151,31 @@ def _sum(points: Points, key: tuple[Any, ...], values: tuple[Any, ...]) -> None:
             point[i] += v
 
 
+def _rows(table: _Table, points: Points) -> list[tuple[Any, ...]]:
+    """The rows of a batch's minute points and of the quarter points they fold into. Quarter keys
+    come in the order of their first minute key, which is the store_seq order of their first event:
+    the capped tables' first-come admission is the same as if each event had been added to both."""
+    ops = [how == "max" for _, how in table.values]
+    rows = [(MINUTE_S, *key, *map(_clamp, point)) for key, point in points.items()]
+    quarters: Points = {}
+    for key, point in points.items():
+        qkey = (key[0] - key[0] % _QUARTER_NS, *key[1:])
+        q = quarters.get(qkey)
+        if q is None:
+            quarters[qkey] = list(point)
+            continue
+        for i, v in enumerate(point):
+            q[i] = (v if v > q[i] else q[i]) if ops[i] else q[i] + v
+    rows += [(QUARTER_S, *key, *map(_clamp, point)) for key, point in quarters.items()]
+    return rows
+
+
 class SeriesBatch:
     """The series points of one writer transaction, summed per key (insertion order = store_seq
     order of each key's first event, which the capped tables' first-come admission relies on).
-    Each method takes the event's point time `t_ns`."""
+    Each method takes the event's point time `t_ns` and adds it to its minute point; the quarter
+    points are folded from the minute points when the statements are made (one key per event, not
+    one per step)."""
 
     __slots__ = ("_addr", "_events", "_host", "_iface", "_process", "_snmp")
 
@@ -166,19 +191,19 @@ class SeriesBatch:
         return bool(self._events or self._process or self._host or self._snmp or self._addr or self._iface)
 
     def points(self) -> int:
-        """How many points the batch touches."""
-        return sum(map(len, (self._events, self._process, self._host, self._snmp, self._addr, self._iface)))
+        """How many minute points the batch touches (quarter points are at most as many again)."""
+        return 2 * sum(
+            map(len, (self._events, self._process, self._host, self._snmp, self._addr, self._iface))
+        )
 
     def event(self, t_ns: int, source: str, kind: str, synthetic: bool, nbytes: int) -> None:
-        points, syn = self._events, 1 if synthetic else 0
-        for step in STEPS:
-            key = (step, t_ns - t_ns % (step * _NS), source, kind, syn)
-            point = points.get(key)
-            if point is None:
-                points[key] = [1, nbytes]
-            else:
-                point[0] += 1
-                point[1] += nbytes
+        key = (t_ns - t_ns % _MINUTE_NS, source, kind, 1 if synthetic else 0)
+        point = self._events.get(key)
+        if point is None:
+            self._events[key] = [1, nbytes]
+        else:
+            point[0] += 1
+            point[1] += nbytes
 
     def process(self, t_ns: int, source: str, kind: int) -> None:
         if kind == events_pb2.ProcessEvent.EXEC:
@@ -187,68 +212,63 @@ class SeriesBatch:
             values = (0, 1)
         else:
             return
-        for step in STEPS:
-            _sum(self._process, (step, t_ns - t_ns % (step * _NS), source), values)
+        _sum(self._process, (t_ns - t_ns % _MINUTE_NS, source), values)
 
     def host(self, t_ns: int, source: str, h: events_pb2.HostMetrics) -> None:
         cpu, load = h.cpu_percent, h.load1
-        for step in STEPS:
-            key = (step, t_ns - t_ns % (step * _NS), source)
-            point = self._host.get(key)
-            if point is None:
-                self._host[key] = [
-                    1, cpu, cpu, h.memory_used_bytes, h.memory_total_bytes, h.swap_used_bytes, load, load
-                ]  # fmt: skip
-                continue
-            point[0] += 1
-            point[1] += cpu
-            point[2] = max(point[2], cpu)
-            point[3] += h.memory_used_bytes
-            point[4] = max(point[4], h.memory_total_bytes)
-            point[5] += h.swap_used_bytes
-            point[6] += load
-            point[7] = max(point[7], load)
+        key = (t_ns - t_ns % _MINUTE_NS, source)
+        point = self._host.get(key)
+        if point is None:
+            self._host[key] = [
+                1, cpu, cpu, h.memory_used_bytes, h.memory_total_bytes, h.swap_used_bytes, load, load
+            ]  # fmt: skip
+            return
+        point[0] += 1
+        point[1] += cpu
+        point[2] = max(point[2], cpu)
+        point[3] += h.memory_used_bytes
+        point[4] = max(point[4], h.memory_total_bytes)
+        point[5] += h.swap_used_bytes
+        point[6] += load
+        point[7] = max(point[7], load)
 
     def snmp(self, t_ns: int, source: str, s: events_pb2.SnmpSample) -> None:
+        b = t_ns - t_ns % _MINUTE_NS
         for i in s.interfaces:
             if not (i.HasField("in_bps") and i.HasField("out_bps")):
                 continue
             rx, tx = i.in_bps, i.out_bps
-            for step in STEPS:
-                key = (step, t_ns - t_ns % (step * _NS), source, s.target, i.if_index)
-                point = self._snmp.get(key)
-                if point is None:
-                    self._snmp[key] = [1, rx, tx, rx, tx]
-                    continue
-                point[0] += 1
-                point[1] += rx
-                point[2] += tx
-                point[3] = max(point[3], rx)
-                point[4] = max(point[4], tx)
+            key = (b, source, s.target, i.if_index)
+            point = self._snmp.get(key)
+            if point is None:
+                self._snmp[key] = [1, rx, tx, rx, tx]
+                continue
+            point[0] += 1
+            point[1] += rx
+            point[2] += tx
+            point[3] = max(point[3], rx)
+            point[4] = max(point[4], tx)
 
     def flow(self, t_ns: int, source: str, f: events_pb2.FlowRecord) -> None:
         fwd, rev = f.forward, f.reverse
         fo, fp, ro, rp = fwd.octets, fwd.packets, rev.octets, rev.packets
-        src, dst, iface = f.src_addr, f.dst_addr, f.interface
-        addr, ifaces = self._addr, self._iface
-        for step in STEPS:
-            b = t_ns - t_ns % (step * _NS)
-            _sum(addr, (step, b, source, src), (1, fo, ro, fp, rp))
-            _sum(addr, (step, b, source, dst), (1, ro, fo, rp, fp))
-            _sum(ifaces, (step, b, source, iface), (1, fo + ro, fp + rp))
+        b = t_ns - t_ns % _MINUTE_NS
+        _sum(self._addr, (b, source, f.src_addr), (1, fo, ro, fp, rp))
+        _sum(self._addr, (b, source, f.dst_addr), (1, ro, fo, rp, fp))
+        _sum(self._iface, (b, source, f.interface), (1, fo + ro, fp + rp))
 
     def statements(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        """(sql, rows) pairs for executemany."""
-        for points, sql in (
-            (self._events, EVENTS.upsert),
-            (self._process, PROCESS.upsert),
-            (self._host, HOST.upsert),
-            (self._snmp, SNMP_IF.upsert),
-            (self._addr, _ADDR_UPSERT),
-            (self._iface, _IFACE_UPSERT),
+        """(sql, rows) pairs for the writer: each table's minute rows, then its quarter rows."""
+        for points, table, sql in (
+            (self._events, EVENTS, EVENTS.upsert),
+            (self._process, PROCESS, PROCESS.upsert),
+            (self._host, HOST, HOST.upsert),
+            (self._snmp, SNMP_IF, SNMP_IF.upsert),
+            (self._addr, FLOW_ADDR, _ADDR_UPSERT),
+            (self._iface, FLOW_IFACE, _IFACE_UPSERT),
         ):
             if points:
-                yield sql, [(*k, *(_clamp(v) for v in point)) for k, point in points.items()]
+                yield sql, _rows(table, points)
 
 
 def cutoffs(now_ns: int, *, minute_hours: int, quarter_days: int) -> dict[int, int]:

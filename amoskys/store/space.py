@@ -60,6 +60,7 @@ class StoreStats:
     high_water_bytes: int
     hard_cap_bytes: int
     queue_events: int
+    synthetic_rows: int = 0  # of `rows`, published by loadgen identities
 
 
 class SpaceLadder:
@@ -125,6 +126,7 @@ class Pruned:
     first_ts_ns: int
     last_ts_ns: int
     marks: list[tuple[int, str, str]]  # (highest source_seq deleted, source, boot_id)
+    synthetic: int = 0  # of `count`, rows of loadgen identities
 
 
 NOTHING_PRUNED = Pruned(0, 0, 0, 0, 0, [])
@@ -176,10 +178,15 @@ async def prune_prefix(conn: aiosqlite.Connection, upto_seq: int) -> Pruned:
             (upto_seq,),
         )
     ]
+    (synthetic,) = await fetch_one(  # on the partial index: as many steps as synthetic rows go
+        conn, "SELECT COUNT(*) FROM events WHERE synthetic = 1 AND store_seq <= ?", (upto_seq,)
+    )
     await conn.execute("DELETE FROM events WHERE store_seq <= ?", (upto_seq,))
     for table in ROW_TABLES:  # the read model's rows go with their events
         await conn.execute(f"DELETE FROM {table} WHERE store_seq <= ?", (upto_seq,))
     await conn.executemany(
         "UPDATE source_marks SET pruned_seq = MAX(pruned_seq, ?) WHERE source = ? AND boot_id = ?", marks
     )
-    return Pruned(count, int(summary[1]), int(summary[2]), int(summary[3]), int(summary[4]), marks)
+    return Pruned(
+        count, int(summary[1]), int(summary[2]), int(summary[3]), int(summary[4]), marks, int(synthetic)
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ END_GRACE_SECONDS = 5.0  # how long a stream whose session ended may take to say
 RETRY_AFTER_SECONDS = 10
 
 log = structlog.get_logger(__name__)
+_synthetic = operator.attrgetter("synthetic")
 
 
 async def count_rates(sub: Subscription[Record], rates: RateHistory) -> None:
@@ -57,7 +59,7 @@ async def count_rates(sub: Subscription[Record], rates: RateHistory) -> None:
     with sub:
         while True:
             batch = await sub.get_many(10_000)
-            rates.add(len(batch), synthetic=sum(1 for r in batch if r.synthetic))
+            rates.add(len(batch), synthetic=sum(map(_synthetic, batch)))  # in C: no frame per event
 
 
 def _summary(r: Record) -> dict[str, object]:

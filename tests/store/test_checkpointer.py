@@ -128,3 +128,40 @@ async def test_the_wal_stays_bounded_under_back_to_back_commits(tmp_path: Path) 
         assert (await store.stats()).rows == n
     # twice the trigger, the commits that land while the checkpointer waits for its turn, and slack
     assert largest < 6 * trigger, f"the WAL grew to {largest} bytes (trigger {trigger})"
+
+
+async def test_the_wal_stays_bounded_while_readers_never_pause(tmp_path: Path) -> None:
+    """Two reader threads keep a slow read open at every moment (as a busy dashboard does): a PASSIVE
+    checkpoint cannot copy past their snapshots, and a WAL whose readers still use it is never
+    restarted, so without waiting for them the WAL grew without end."""
+    db = tmp_path / "events.db"
+    store = await open_store(db, config=small_config(high_water_mb=60, hard_cap_mb=64))
+    store._checkpointer.wal_trigger = trigger = 1 * _MB
+    stamper = EnvelopeStamper("edge-1")
+    stop = threading.Event()
+
+    def read_forever() -> None:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+        try:
+            while not stop.is_set():
+                conn.execute("SELECT SUM(length(envelope)) FROM events").fetchall()  # a full scan
+        finally:
+            conn.close()
+
+    largest = 0
+    readers = [threading.Thread(target=read_forever, daemon=True) for _ in range(2)]
+    async with running(store):
+        for t in readers:
+            t.start()
+        try:
+            n = 0
+            while n < 30_000:
+                await store.submit(flow_records(stamper, 500, start=n))
+                n += 500
+                largest = max(largest, _wal_bytes(db))
+        finally:
+            stop.set()
+            for t in readers:
+                await asyncio.to_thread(t.join, 10)
+        assert (await store.stats()).rows == n
+    assert largest < 6 * trigger, f"the WAL grew to {largest} bytes (trigger {trigger})"

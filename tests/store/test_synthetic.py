@@ -14,7 +14,7 @@ from amoskys.store import Record, schema
 from amoskys.store.export import export_events
 from amoskys.store.records import check_record
 
-from .helpers import open_store, running
+from .helpers import Clock, open_store, running, small_config
 
 
 def _beat(source: str) -> ev.Envelope:
@@ -82,3 +82,38 @@ async def test_migration_to_v3_keeps_identities_and_allows_the_loadgen_role(tmp_
         assert "events_synthetic" in str(plan)
     finally:
         conn.close()
+
+
+async def test_the_synthetic_row_count_follows_commits_deletions_and_a_reopen(tmp_path: Path) -> None:
+    """The overview reads Store.stats().synthetic_rows on every request (it used to count the partial
+    index each time): kept by the writer and by retention's deletions, and counted again at open."""
+    path = tmp_path / "events.db"
+    clock = Clock()
+    store = await open_store(path, clock=clock, config=small_config(retention_hours=1))
+    async with running(store):
+        await store.state.enroll_identity("lg-1", "loadgen", b"\x01" * 32, "1")
+        loadgen = EnvelopeStamper("lg-1")
+        old = [Record.from_envelope(_beat("agent-1"), origin="agent-1")] + [
+            Record.from_envelope(
+                loadgen.stamp(ev.Envelope(heartbeat=ev.Heartbeat())), origin="lg-1", synthetic=True
+            )
+            for _ in range(5)
+        ]
+        await store.submit(old)
+        assert (await store.stats()).synthetic_rows == 5
+        clock.advance(2 * 3600 * 1_000_000_000)
+        await store.submit(
+            [
+                Record.from_envelope(
+                    loadgen.stamp(ev.Envelope(heartbeat=ev.Heartbeat())), origin="lg-1", synthetic=True
+                )
+                for _ in range(3)
+            ]
+        )
+        stats = await store.stats()
+        assert (stats.rows, stats.synthetic_rows) == (9, 8)
+        assert (await store.maintain()).retention_deleted == 6  # the first six are past retention
+        stats = await store.stats()
+        assert (stats.rows, stats.synthetic_rows) == (3, 3)
+    async with running(await open_store(path, clock=clock)) as reopened:
+        assert (await reopened.stats()).synthetic_rows == 3

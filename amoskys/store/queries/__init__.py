@@ -30,7 +30,11 @@ _EVENT_COLUMNS = (
 
 async def seq_bounds(conn: aiosqlite.Connection) -> tuple[int, int]:
     """(lowest, highest) store_seq in the log; (0, 0) when it is empty."""
-    low, high = await fetch_one(conn, "SELECT MIN(store_seq), MAX(store_seq) FROM events")
+    # two subqueries: SQLite answers a lone MIN or MAX from the end of the index, both in one
+    # SELECT by scanning the whole table (27 ms at 300k rows)
+    low, high = await fetch_one(
+        conn, "SELECT (SELECT MIN(store_seq) FROM events), (SELECT MAX(store_seq) FROM events)"
+    )
     return int(low or 0), int(high or 0)
 
 

@@ -143,9 +143,3 @@ def body_json(envelope: bytes) -> str:
 async def by_seq(reader: Reader, seq: int) -> StoredEvent | None:
     rows = await reader.rows(f"SELECT {_COLUMNS} FROM events WHERE store_seq = ?", (seq,))
     return StoredEvent(*rows[0]) if rows else None
-
-
-async def synthetic_rows(reader: Reader) -> int:
-    """Stored events that loadgen identities published (counted on their partial index)."""
-    rows = await reader.rows("SELECT COUNT(*) FROM events WHERE synthetic = 1")
-    return int(rows[0][0] or 0)

@@ -36,7 +36,7 @@ def _without(totals: dict[str, float], part: dict[str, float]) -> dict[str, floa
 async def overview(call: Call, *, query: OverviewQuery) -> Any:
     ctx, with_synthetic = call.ctx, query.synthetic
     stats = await ctx.store.stats()
-    synthetic_rows = await log.synthetic_rows(ctx.reads)
+    synthetic_rows = stats.synthetic_rows
     sinks = await ctx.store.state.list_sinks()
     losses, _ = await log.page(ctx.reads, kind="loss", limit=10, synthetic=None if with_synthetic else False)
     series = ctx.rates.series(synthetic=with_synthetic)
