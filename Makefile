@@ -60,9 +60,10 @@ bench: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
-## Rewrite the root amoskys.toml: the sample assembled from amoskys/samples/ and each collector's sample.toml.
+## Rewrite the root amoskys.toml and agent.toml, assembled from amoskys/samples/ and each collector's sample.toml.
 sample-config: $(STAMP)
 	$(BIN)/amoskys config sample > amoskys.toml.tmp && mv amoskys.toml.tmp amoskys.toml
+	$(BIN)/amoskys config sample --agent > agent.toml.tmp && mv agent.toml.tmp agent.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -27,12 +27,13 @@ from amoskys.bus.server import BusServer
 from amoskys.collectors import registry as collector_registry
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
-from amoskys.config import Config, format_listen, parse_listen
+from amoskys.config import Config, enrol_listen_address, format_listen, parse_listen
 from amoskys.control import ControlServer
 from amoskys.control_service import ControlService
 from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError, first_error
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
+from amoskys.forwarders.group import Forwarders
 from amoskys.health import Health
 from amoskys.loophealth import LoopLag, measure_lag, time_callbacks_when_debug
 from amoskys.metrics import Metrics
@@ -41,12 +42,22 @@ from amoskys.pki.enrolment import agent_cert_paths
 from amoskys.pki.issuance import cert_not_after, ensure_appliance_pki
 from amoskys.pki.layout import ApplianceCredentials
 from amoskys.pki.names import same_name
+from amoskys.profile import APPLIANCE, Profile
 from amoskys.store import Store
 from amoskys.supervisor import Supervisor
+from amoskys.web.app import build_app
 from amoskys.web.live import count_rates
 from amoskys.web.login_audit import LoginAudit
 from amoskys.web.server import WebServer, bind
-from amoskys.wiring import build_bus, build_bus_server, build_collectors, build_web_app, build_web_context
+from amoskys.wiring import (
+    build_bus,
+    build_bus_server,
+    build_collectors,
+    build_control_service,
+    build_forwarders,
+    build_web_app,
+    build_web_context,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +76,7 @@ class RunOptions:
     data_dir: Path
     data_dir_reason: str
     env: Mapping[str, str]
+    profile: Profile = APPLIANCE
 
 
 def appliance_name(config: Config) -> str:
@@ -111,6 +123,7 @@ class Appliance:
         self.options = options
         self.config = options.config
         self.layout = Layout(options.data_dir)
+        self.profile = options.profile  # an agent: no bus server (so no CA), no dashboard
         self.name = appliance_name(self.config)
         self.metrics = Metrics()
         self.health = Health()
@@ -128,6 +141,7 @@ class Appliance:
         self.control_service: ControlService | None = None
         self.login_audit: LoginAudit | None = None  # counted refused logins, audited before the bus closes
         self.fds: fd_budget.FdBudget | None = None
+        self.forwarders: Forwarders | None = None  # [forwarders]: the store forwarded upstream
         self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
         self._tasks: list[asyncio.Task[None]] = []  # cancelled if they outlive the stop deadline
 
@@ -178,23 +192,32 @@ class Appliance:
             log.debug("malloc_arenas_limited", arenas=memory.ARENAS)
         await asyncio.to_thread(self.layout.ensure)
         log.info("data_dir", path=str(self.layout.root), chosen_by=self.options.data_dir_reason)
-        creds = await asyncio.to_thread(self._ensure_pki)
-        await asyncio.to_thread(self._export_cert_expiry, creds)
+        creds = await asyncio.to_thread(self._ensure_pki) if self.profile.serves_bus else None
+        if creds is not None:
+            await asyncio.to_thread(self._export_cert_expiry, creds)
         self.fds = self._plan_fds()
 
         web_host, web_port = parse_listen(self.config.web.listen)
-        if self.config.web.plain_http_off_loopback:
+        if self.profile.dashboard and self.config.web.plain_http_off_loopback:
             log.warning(
                 "web_plain_http_off_loopback",
                 listen=self.config.web.listen,
                 fix='set [web] tls = "on": passwords and session cookies now cross the network in clear',
             )
-        bus_host, bus_port = parse_listen(self.config.bus.listen)
+        bus_host, bus_port = parse_listen(self.config.bus.listen) if creds is not None else ("", 0)
         token = await asyncio.to_thread(self._metrics_token)
         if bus_port:  # grpc would print its own bind error on stderr, past our log: look first
             why = _bind_error(bus_host, bus_port)
             if why is not None:
                 raise cannot_listen("bus", bus_host, bus_port, why) from why
+        enrol = enrol_listen_address(self.config.bus) if creds is not None else None
+        if enrol is not None and enrol[1] and (why := _bind_error(*enrol)) is not None:
+            log.warning(  # the bus itself is more important than enrolment by token: run without it
+                "bus_enrolment_port_unavailable", address=format_listen(*enrol), error=str(why),
+                fix="set [bus] enrol_listen to a free HOST:PORT, or \"off\"",
+            )  # fmt: skip
+            enrol = None
+        self._enrol_address = enrol
         try:
             web_sock = bind(web_host, web_port)  # before anything else starts: nothing to undo
         except OSError as err:
@@ -211,7 +234,7 @@ class Appliance:
                 await asyncio.to_thread(self.layout.run_json.unlink, missing_ok=True)
         finally:
             web_sock.close()
-        log.info("appliance_stopped")
+        log.info(f"{self.profile.mode}_stopped")
 
     async def _refuse_enrolled_name(self, store: Store) -> None:
         """Refuse to start (ConfigError) when an unrevoked enrolled identity bears this appliance's
@@ -229,7 +252,7 @@ class Appliance:
     async def _serve(
         self,
         store: Store,
-        creds: ApplianceCredentials,
+        creds: ApplianceCredentials | None,
         web_sock: socket.socket,
         web_host: str,
         bus_host: str,
@@ -242,10 +265,21 @@ class Appliance:
         )
         self.bus = bus
         fds = self.fds if self.fds is not None else self._plan_fds()
-        self.bus_server = build_bus_server(
-            creds, self.config.bus, service, max_connections=fds.bus_connections
+        if creds is not None:
+            # grpc caps connections per listening address: a derived budget is shared with the enrolment port
+            shared = 2 if self._enrol_address is not None and not self.config.bus.max_connections else 1
+            self.bus_server = build_bus_server(
+                creds, self.config.bus, service, max_connections=max(1, fds.bus_connections // shared)
+            )
+        self.forwarders = forwarders = await build_forwarders(self.config.forwarders, store, self.metrics)
+        info = ApplianceInfo(
+            self.name,
+            __version__,
+            socket.gethostname(),
+            self.profile.mode,
+            self.started_ns,
+            outbox_lag=forwarders.outbox_lag,
         )
-        info = ApplianceInfo(self.name, __version__, socket.gethostname(), "appliance", self.started_ns)
         self.supervisor = build_collectors(
             self.config.collectors,
             publish=bus.publish,
@@ -257,20 +291,24 @@ class Appliance:
         await asyncio.to_thread(self._import_collector_modules)
         clock = SystemClock()
         ports: dict[str, int] = {}
-        web_ctx = await build_web_context(
-            self.config,
-            self.layout,
-            name=self.name,
-            store=store,
-            bus=bus,
-            supervisor=self.supervisor,
-            metrics=self.metrics,
-            health=self.health,
-            stamper=self.stamper,
-            revoke_live=self.bus_server.gate.revoke,
-        )
+        web_ctx = None
+        if self.profile.dashboard:
+            web_ctx = await build_web_context(
+                self.config,
+                self.layout,
+                name=self.name,
+                store=store,
+                bus=bus,
+                supervisor=self.supervisor,
+                metrics=self.metrics,
+                health=self.health,
+                stamper=self.stamper,
+                revoke_live=self.bus_server.gate.revoke if self.bus_server else None,
+            )
         # the one control service of this process: the dashboard's actions and the control socket's
-        self.control_service = web_ctx.control
+        self.control_service = (
+            web_ctx.control if web_ctx else build_control_service(store, bus, self.stamper, self.supervisor)
+        )
         self.control = ControlServer(
             self.layout.control_socket,
             self.control_service,
@@ -279,41 +317,54 @@ class Appliance:
                 | {
                     "data_dir": str(self.layout.root),
                     "ports": ports,
-                    "bus_max_connections": fds.bus_connections,
+                    "bus_max_connections": fds.bus_connections if self.bus_server else None,
                     "fd_budget": fds.to_dict(),
+                    "forwarders": forwarders.status(),
                 }
             ),
         )
         self.web = WebServer(
-            build_web_app(web_ctx, metrics_token=token),
+            build_web_app(web_ctx, metrics_token=token)
+            if web_ctx
+            else build_app(self.metrics, self.health, metrics_token=token, config=self.config),
             web_sock,
-            tls=(creds.server_cert, creds.server_key) if self._web_tls else None,
+            tls=(creds.server_cert, creds.server_key) if creds and self._web_tls else None,
             limit_concurrency=fds.web_connections,
             trusted_proxies=self.config.web.trusted_proxies,
         )
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tasks.append(tg.create_task(store.run(), name="store-writer"))
-                try:
-                    bus_port = await self.bus_server.start(bus_host, bus_port)
-                except BusError as err:
-                    why = await asyncio.to_thread(_bind_error, bus_host, bus_port)
-                    raise cannot_listen("bus", bus_host, bus_port, why) from err
+                if self.bus_server:
+                    try:
+                        bus_port = await self.bus_server.start(bus_host, bus_port, enrol=self._enrol_address)
+                    except BusError as err:
+                        why = await asyncio.to_thread(_bind_error, bus_host, bus_port)
+                        raise cannot_listen("bus", bus_host, bus_port, why) from err
                 self._background.append(
                     tg.create_task(measure_lag(self.metrics.component(LoopLag)), name="loop-lag")
                 )
                 tg.create_task(self.web.serve(), name="web")
                 async with asyncio.timeout(10):
                     await self.web.wait_started()
-                ports.update(web=self.web.port, bus=bus_port)
+                ports["web"] = self.web.port
+                if self.bus_server:
+                    ports["bus"] = bus_port
                 await self.control.start()
                 self._tasks.append(tg.create_task(self.supervisor.run(), name="collectors"))
-                self._background.append(
-                    tg.create_task(count_rates(bus.subscribe("rates", 100_000), web_ctx.rates), name="rates")
-                )
-                self._background.append(tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry"))
-                self.login_audit = web_ctx.auth.login_audit
-                self._background.append(tg.create_task(self.login_audit.run(), name="login-audit"))
+                self._background.append(tg.create_task(forwarders.run(), name="forwarders"))
+                if web_ctx:  # the dashboard's live rates and its refused-login audit
+                    self._background.append(
+                        tg.create_task(
+                            count_rates(bus.subscribe("rates", 100_000), web_ctx.rates), name="rates"
+                        )
+                    )
+                    self.login_audit = web_ctx.auth.login_audit
+                    self._background.append(tg.create_task(self.login_audit.run(), name="login-audit"))
+                if creds:
+                    self._background.append(
+                        tg.create_task(self._refresh_cert_expiry(creds), name="cert-expiry")
+                    )
                 # two fsyncs: in a worker thread, as every file write of the appliance
                 await asyncio.to_thread(self._write_run_json, web_host, self.web.port, bus_host, bus_port)
                 self.health.ready = True
@@ -322,11 +373,11 @@ class Appliance:
                 # collector's sight, so full collections stay short (a 40 ms pause stalls /proc reads)
                 gc.freeze()
                 log.info(
-                    "appliance_ready",
+                    f"{self.profile.mode}_ready",
                     name=self.name,
                     version=__version__,
                     web=f"http://{format_listen(web_host, self.web.port)}",
-                    bus=format_listen(bus_host, bus_port),
+                    bus=format_listen(bus_host, bus_port) if self.bus_server else None,
                     control=str(self.layout.control_socket),
                     seconds=round(time.monotonic() - started, 3),
                 )
@@ -339,7 +390,8 @@ class Appliance:
         finally:
             if self.control:
                 await self.control.close()
-            await web_ctx.reads.close()
+            if web_ctx:
+                await web_ctx.reads.close()
 
     @property
     def _web_tls(self) -> bool:
@@ -472,8 +524,12 @@ class Appliance:
             "version": __version__,
             "name": self.name,
             "data_dir": str(self.layout.root),
+            "mode": self.profile.mode,
             "web": {"host": web_host, "port": web_port},
-            "bus": {"host": bus_host, "port": bus_port},
+            "bus": {"host": bus_host, "port": bus_port} if self.bus_server else None,
+            "enrol": {"host": self.bus_server.enrol_host, "port": self.bus_server.enrol_port}
+            if self.bus_server and self.bus_server.enrol_port
+            else None,
             "control_socket": str(self.layout.control_socket),
             "started_ns": self.started_ns,
         }

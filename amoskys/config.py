@@ -19,6 +19,7 @@ import msgspec
 from amoskys.collectors import registry
 from amoskys.collectors.base import CollectorConfig
 from amoskys.errors import ConfigError
+from amoskys.events import KINDS
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "human", "json"]
@@ -156,11 +157,15 @@ class BusConfig(_Struct, frozen=True):
     ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
     max_connections: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     advertise_address: str = ""
+    enrol_listen: str = ""
+    silent_after_heartbeats: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
         if self.advertise_address:
             _check_advertise("advertise_address", self.advertise_address)
+        if self.enrol_listen not in ("", "off"):
+            _check_listen("enrol_listen", self.enrol_listen)
         # No error when max_event_bytes >= max_message_bytes: such an event could never arrive, so the
         # message limit is the event limit then (a config that lowered max_message_bytes stays valid).
         if self.quota_burst_bytes < self.max_message_bytes:
@@ -179,6 +184,17 @@ class BusConfig(_Struct, frozen=True):
                 raise ValueError(f"`server_ip_addresses`: {ip!r} is not an IP address") from None
 
 
+def enrol_listen_address(bus: BusConfig) -> tuple[str, int] | None:
+    """Where the enrolment port listens: `[bus] enrol_listen`; when empty, the `[bus] listen` host with
+    its port + 1 (0, any free port, when the bus port is 0); None when "off"."""
+    if bus.enrol_listen == "off":
+        return None
+    if bus.enrol_listen:
+        return parse_listen(bus.enrol_listen)
+    host, port = parse_listen(bus.listen)
+    return host, port + 1 if port else 0
+
+
 class StoreConfig(_Struct, frozen=True):
     synchronous: Synchronous = "full"
     max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
@@ -190,12 +206,41 @@ class StoreConfig(_Struct, frozen=True):
     quick_check_max_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
     series_minute_hours: Annotated[int, msgspec.Meta(ge=1, le=720)] = 48
     series_quarter_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    delete_acked_after_seconds: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     def __post_init__(self) -> None:
         if self.hard_cap_mb <= self.high_water_mb:
             raise ValueError(
                 f"`hard_cap_mb` ({self.hard_cap_mb}) must be larger than `high_water_mb` ({self.high_water_mb})"
             )
+
+
+class BusForwarderConfig(_Struct, frozen=True):
+    """`[forwarders.bus]`: forward the store upward to another appliance's bus (amoskys.forwarders.bus)."""
+
+    enabled: bool = False
+    address: str = ""
+    identity: str = ""
+    batch_events: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    batch_wait_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 200
+    max_in_flight_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    call_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.address:
+            _check_advertise("address", self.address)
+        for kind in self.kinds:
+            if kind not in KINDS:
+                raise ValueError(f"`kinds`: {kind!r} is not an event kind (known: {', '.join(KINDS)})")
+        if self.enabled and not self.identity:
+            raise ValueError(
+                "`identity`: required when the bus forwarder is enabled (an enrolment bundle dir)"
+            )
+
+
+class ForwardersConfig(_Struct, frozen=True):
+    bus: BusForwarderConfig = BusForwarderConfig()
 
 
 class CollectorsPolicy(_Struct, frozen=True):
@@ -254,6 +299,7 @@ class Config(_Struct, frozen=True):
     web: WebConfig = WebConfig()
     bus: BusConfig = BusConfig()
     store: StoreConfig = StoreConfig()
+    forwarders: ForwardersConfig = ForwardersConfig()
     collectors: CollectorsConfig = CollectorsConfig()
 
 
@@ -315,10 +361,29 @@ def from_mapping(data: Mapping[str, Any], source: str = "") -> Config:
         raise _validation_error(err, data, source) from err
 
 
-def load(path: str | Path | None) -> Config:
-    """Load a TOML config file; None means the embedded defaults."""
+def merge_tables(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` layered on `under`: tables merged key by key, any other value of `over` wins."""
+    merged = dict(under)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = merge_tables(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(
+    path: str | Path | None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load a TOML config file; None means the embedded defaults. `defaults` (TOML-shaped tables, e.g.
+    a profile's) lie between the embedded defaults and the file, `overrides` (flags) over the file."""
     if path is None:
-        return Config()
+        layered = merge_tables(defaults or {}, overrides or {})
+        return from_mapping(layered, source="defaults and flags") if layered else Config()
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -328,7 +393,8 @@ def load(path: str | Path | None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: not valid TOML: {err}", source=str(p)) from err
-    return from_mapping(data, source=str(p))
+    layered = merge_tables(merge_tables(defaults or {}, data), overrides or {})
+    return from_mapping(layered, source=str(p))
 
 
 def apply_overrides(

@@ -22,6 +22,8 @@ uid from SO_PEERCRED). Requests:
 - ``{"cmd": "tokens_issue", "user", "days", "label", "role": ROLE|null}``
   → ``{"ok": true, "token": SECRET, "id": PUBLIC_ID, "user": NAME, "role": ROLE}``
 - ``{"cmd": "tokens_revoke", "id": PUBLIC_ID}`` → ``{"ok": true, "id": ..., "user": NAME, "revoked": N}``
+- ``{"cmd": "enrol_token", "name", "role", "ttl_seconds", "ca_fingerprint": HEX}`` → ``{"ok": true,
+  "token": SECRET, "expires_ns": N}`` (a one-time enrolment token; the appliance keeps only its hash)
 
 Any refusal is ``{"ok": false, "error": "<message for the operator>"}``, with ``"not_found": true``
 when the thing named does not exist, ``"nothing_to_do": true`` when it is already in the state asked
@@ -74,6 +76,7 @@ COMMANDS = (
     "users_passwd",
     "tokens_issue",
     "tokens_revoke",
+    "enrol_token",
 )
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -275,6 +278,18 @@ async def _perform(
         public_id = _text(r, "id", cmd)
         row, revoked = await service.revoke_token(actor, public_id)
         return {"ok": True, "id": public_id, "user": row.user, "revoked": revoked}
+    if cmd == "enrol_token":
+        ttl = r.get("ttl_seconds")
+        if not isinstance(ttl, int) or isinstance(ttl, bool):
+            raise BadRequestError("enrol_token: 'ttl_seconds' must be a whole number")
+        try:
+            fingerprint = bytes.fromhex(_text(r, "ca_fingerprint", cmd))
+        except ValueError:
+            raise BadRequestError("enrol_token: 'ca_fingerprint' must be hex") from None
+        token, expires_ns = await service.issue_enrol_token(
+            actor, _text(r, "name", cmd), _text(r, "role", cmd), ttl, fingerprint
+        )
+        return {"ok": True, "token": token, "expires_ns": expires_ns}
     return _refuse(f"unknown command {cmd!r} (expected one of: {', '.join(COMMANDS)})")
 
 

@@ -249,6 +249,36 @@ class ControlService:
             raise
         await self.audit(actor, "agent_enrolled", name, f"{role}; certificate serial {cert_serial}")
 
+    async def issue_enrol_token(
+        self, actor: Actor, name: str, role: str, ttl_seconds: int, ca_fingerprint: bytes
+    ) -> tuple[str, int]:
+        """Issue a one-time enrolment token for agent `name` (amoskys.pki.tokens; only its hash is
+        stored). Returns the token (shown once) and its expiry (ns). Raises BadRequestError, or
+        StateConflictError while an unrevoked agent has the name (audited as a failure)."""
+        from amoskys.pki.names import ROLES as IDENTITY_ROLES
+        from amoskys.pki.names import is_valid_name
+        from amoskys.pki.tokens import MAX_TTL_SECONDS, new_token, secret_hash
+        from amoskys.store.enrol_tokens import EnrolTokens
+        from amoskys.store.errors import StateConflictError
+
+        if not is_valid_name(name):
+            raise BadRequestError(f"name: {name!r} is not a valid identity name (1-64 of [A-Za-z0-9._-])")
+        if role not in IDENTITY_ROLES:
+            raise BadRequestError(f"role: expected one of {', '.join(IDENTITY_ROLES)}, got {role!r}")
+        if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+            raise BadRequestError(f"ttl: expected 1 s to 7 days, got {ttl_seconds} s")
+        token = new_token(ca_fingerprint)
+        try:
+            row = await EnrolTokens(self.state).issue(
+                token.id, secret_hash(token.secret), name=name, role=role,  # type: ignore[arg-type]
+                ttl_ns=ttl_seconds * 10**9, created_by=actor.name,
+            )  # fmt: skip
+        except StateConflictError as err:
+            await self.audit(actor, "enrol_token_issued", name, f"refused: {err}", success=False)
+            raise
+        await self.audit(actor, "enrol_token_issued", name, f"{token.id}; {role}; {ttl_seconds} s")
+        return token.text(), row.expires_ns
+
     async def issue_token(
         self, actor: Actor, user: str, days: int, *, label: str = "", role: str | None = None
     ) -> tuple[str, Session]:

@@ -72,7 +72,7 @@ class Metrics:
             ["mode"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
-        )  # mode: passive, truncate
+        )  # mode: passive, restart, truncate
         self.store_queue_events = Gauge(
             "amoskys_store_queue_events", "Events waiting for the writer.", registry=r
         )
@@ -186,6 +186,13 @@ class Metrics:
         self.bus_calls_open = Gauge(
             "amoskys_bus_calls_open", "Bus calls in progress, open streams included.", registry=r
         )
+        self.bus_enrolments = Counter(
+            "amoskys_bus_enrolments_total",
+            "Enrolment and renewal calls by outcome: enrolled, renewed, or why refused (malformed, "
+            "unknown_token, reused, expired, wrong_name, conflict, bad_request, rate_limited, revoked).",
+            ["outcome"],
+            registry=r,
+        )
         self.pki_cert_expiry = Gauge(
             "amoskys_pki_cert_expiry_timestamp_seconds",
             "Unix time at which a certificate expires (ca, server, client, or agent:<name>).",
@@ -230,6 +237,38 @@ class Metrics:
             "Poll ticks skipped because the previous collect was still running.",
             ["collector"],
             registry=r,
+        )
+
+        # -- forwarders (amoskys.forwarders): sink is a configured sink's name (bounded)
+        self.forwarder_lag_events = Gauge(
+            "amoskys_forwarder_lag_events",
+            "Events stored but not yet acked by the sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.forwarder_lag_seconds = Gauge(
+            "amoskys_forwarder_lag_seconds",
+            "Age of the oldest event the sink has not acked yet (0 when it is caught up).",
+            ["sink"],
+            registry=r,
+        )
+        self.forwarder_sent = Counter(
+            "amoskys_forwarder_sent_total", "Events the sink delivered (acked OK).", ["sink"], registry=r
+        )
+        self.forwarder_retries = Counter(
+            "amoskys_forwarder_retries_total",
+            "Sends retried after a RETRY answer or a transport error.",
+            ["sink"],
+            registry=r,
+        )
+        self.forwarder_duplicates = Counter(
+            "amoskys_forwarder_duplicates_total",
+            "Events the receiver already had (re-sent after a crash or a lost ack).",
+            ["sink"],
+            registry=r,
+        )
+        self.forwarder_rejected = Counter(
+            "amoskys_forwarder_rejected_total", "Events the receiver rejected for good.", ["sink"], registry=r
         )
 
     def component(self, series: Callable[[CollectorRegistry], S]) -> S:

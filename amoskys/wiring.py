@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from amoskys.bus.auth import Authenticator
 from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus
+from amoskys.bus.enrolment import ENROL_METHOD, EnrolmentService
 from amoskys.bus.gate import CallGate
 from amoskys.bus.identities import identity_loader
 from amoskys.bus.server import BusServer
@@ -24,9 +25,11 @@ from amoskys.collectors import capabilities
 from amoskys.collectors.clock import Clock
 from amoskys.collectors.context import ApplianceInfo, PublishFn
 from amoskys.collectors.taps import PacketTaps
-from amoskys.config import BusConfig, CollectorsConfig, Config
+from amoskys.config import BusConfig, CollectorsConfig, Config, ForwardersConfig
 from amoskys.control_service import ControlService, Revoker
 from amoskys.events import EnvelopeStamper
+from amoskys.forwarders.bus import build_bus_forwarder
+from amoskys.forwarders.group import Forwarders
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.paths import Layout
@@ -98,13 +101,41 @@ def build_bus_server(
     ``[bus] max_connections`` as it is (0 there too: no limit, as in the test harnesses)."""
     server = BusServer(
         creds,
-        gate=CallGate(service.auth, service.metrics, max_calls_per_identity=config.max_calls_per_identity),
+        gate=CallGate(
+            service.auth,
+            service.metrics,
+            max_calls_per_identity=config.max_calls_per_identity,
+            open_methods=frozenset({ENROL_METHOD}),
+        ),
         max_message_bytes=config.max_message_bytes,
         max_concurrent_rpcs=config.max_concurrent_rpcs,
         max_connections=max_connections or config.max_connections,
     )
     server.add_servicer(bus_pb2_grpc.add_EventBusServicer_to_server, service)
+    server.add_servicer(bus_pb2_grpc.add_EnrolmentServicer_to_server, build_enrolment(creds, service))
     return server
+
+
+def build_enrolment(creds: ApplianceCredentials, service: EventBusService) -> EnrolmentService:
+    """Enrolment by one-time token and certificate renewal, audited through the bus like the rest."""
+    bus, stamper = service.bus, service.stamper
+
+    async def audit(event: events_pb2.AuditEvent) -> None:
+        await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])
+
+    return EnrolmentService(creds, service.state, service.auth, service.metrics, audit)
+
+
+async def build_forwarders(
+    config: ForwardersConfig, store: Store, metrics: Metrics, *, clock: Clock | None = None
+) -> Forwarders:
+    """The enabled sinks of `[forwarders]` over `store` (not running yet: ``await forwarders.run()``,
+    which registers them as the store's sinks even when there is none). Raises ConfigError when an
+    enabled sink's identity cannot be loaded."""
+    built = []
+    if config.bus.enabled:
+        built.append(await build_bus_forwarder(config.bus, store, metrics, clock=clock))
+    return Forwarders(store, built)
 
 
 def build_collectors(
@@ -134,6 +165,18 @@ def build_collectors(
         clock=clock,
         has_capability=has_capability,
     )
+
+
+def build_control_service(
+    store: Store, bus: Bus, stamper: EnvelopeStamper, supervisor: Supervisor
+) -> ControlService:
+    """The control service of a process without a dashboard (an agent): the control socket's collector
+    actions, each audited as an event of its own store."""
+
+    async def audit(event: events_pb2.AuditEvent) -> None:
+        await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])
+
+    return ControlService(store.state, audit, supervisor=supervisor)
 
 
 async def build_web_context(

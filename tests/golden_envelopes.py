@@ -226,6 +226,11 @@ def envelopes() -> dict[str, ev.Envelope]:
                 uptime_seconds=60.0,
                 collectors_running=3,
                 python="3.11.7",
+                outbox_lag_events=1500,
+                outbox_lag_seconds=2.5,
+                os="Linux 6.1.0-18-amd64 x86_64",
+                addresses=["192.0.2.10", "2001:db8::10"],
+                interval_seconds=60.0,
             )
         ),
     }

@@ -66,6 +66,18 @@ class MessageTooLargeError(BusError):
         self.details = details
 
 
+class TransientError(BusError):
+    """One call failed in a way the same bytes may pass later (the bus unreachable, a deadline, its
+    RESOURCE_EXHAUSTED): retry after at least `retry_after_seconds`."""
+
+    def __init__(self, address: str, code: str, details: str, retry_after_seconds: float) -> None:
+        super().__init__(f"bus {address}: {code}: {details}")
+        self.address = address
+        self.code = code
+        self.details = details
+        self.retry_after_seconds = retry_after_seconds
+
+
 def too_large(err: grpc.aio.AioRpcError) -> bool:
     """Whether `err` is gRPC's own size check (either side), not the bus's retry-later answer."""
     return err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (err.details() or "")
@@ -155,11 +167,6 @@ class BusClient:
         self.stats = ClientStats()
         self._timeout = call_timeout_seconds
         self._backoff = backoff or Backoff(base_seconds=0.05, cap_seconds=5.0)
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=identity.ca_cert,
-            private_key=identity.client_key,
-            certificate_chain=identity.client_cert,
-        )
         options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -170,8 +177,31 @@ class BusClient:
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
-        self._channel = grpc.aio.secure_channel(address, creds, options=options)
-        self._stub = bus_pb2_grpc.EventBusStub(self._channel)
+        self._options = options
+        self._channel, self._stub = self._connect(identity)
+
+    def _connect(
+        self, identity: PublisherIdentity
+    ) -> tuple[grpc.aio.Channel, bus_pb2_grpc.EventBusAsyncStub]:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=identity.ca_cert,
+            private_key=identity.client_key,
+            certificate_chain=identity.client_cert,
+        )
+        channel = grpc.aio.secure_channel(self.address, creds, options=self._options)
+        stub: bus_pb2_grpc.EventBusAsyncStub = bus_pb2_grpc.EventBusStub(channel)
+        return channel, stub
+
+    async def reconnect(self, identity: PublisherIdentity) -> None:
+        """Use `identity`'s TLS material from the next call on (a renewed certificate): a new channel;
+        calls in progress on the old one may finish within the call timeout before it closes (closing
+        it at once would cancel them under their caller). The signing key and the chain position stay."""
+        if identity.name != self.identity.name or identity.key_id != self.identity.key_id:
+            raise PkiError(f"reconnect: {identity.name}/{identity.key_id} is not this publisher's identity")
+        old = self._channel
+        self.identity = identity
+        self._channel, self._stub = self._connect(identity)
+        await old.close(self._timeout)
 
     async def close(self) -> None:
         await self._channel.close(None)  # grace None: cancel calls in progress at once
@@ -208,27 +238,39 @@ class BusClient:
         self.prev_digest = batch_digest(self.identity.key_id, batch.prev_digest, events)
         return batch
 
+    async def call_once(self, batch: bus_pb2.SignedBatch, *, unary: bool = False) -> bus_pb2.PublishAck:
+        """One call, its ack as answered (OK, RETRY, ...): for a caller with its own retry loop (the
+        forwarders). Raises TransientError when retrying may help, AccessDeniedError on
+        PERMISSION_DENIED, MessageTooLargeError, and BusError for any other failure."""
+        call = self._stub.Publish if unary else self._stub.PublishBatch
+        try:
+            ack: bus_pb2.PublishAck = await call(batch, timeout=self._timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise AccessDeniedError(self.address, err.details() or "") from err
+            if too_large(err):
+                raise MessageTooLargeError(self.address, batch.ByteSize(), err.details() or "") from err
+            if err.code() not in RETRYABLE_CODES:
+                raise BusError(f"bus {self.address}: {err.code().name}: {err.details()}") from err
+            raise TransientError(
+                self.address, err.code().name, err.details() or "", retry_after_seconds(err)
+            ) from err
+        return ack
+
     async def send(self, batch: bus_pb2.SignedBatch, *, unary: bool = False) -> bus_pb2.PublishAck:
         """Send one signed batch until it is acked OK; re-sends the same bytes on RETRY and transport
         errors (exponential backoff + jitter, never sooner than the server's hint). UNAUTHORIZED and
         INVALID raise PublishRefusedError, PERMISSION_DENIED AccessDeniedError, a batch above the
         message size limit MessageTooLargeError."""
-        call = self._stub.Publish if unary else self._stub.PublishBatch
         backoff = Backoff(self._backoff.base_seconds, self._backoff.cap_seconds)
         while True:
             t0 = time.perf_counter()
             try:
-                ack: bus_pb2.PublishAck = await call(batch, timeout=self._timeout, wait_for_ready=True)
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    raise AccessDeniedError(self.address, err.details() or "") from err
-                if too_large(err):
-                    raise MessageTooLargeError(self.address, batch.ByteSize(), err.details() or "") from err
-                if err.code() not in RETRYABLE_CODES:
-                    raise BusError(f"bus {self.address}: {err.code().name}: {err.details()}") from err
+                ack = await self.call_once(batch, unary=unary)
+            except TransientError as err:
                 self.stats.transport_errors += 1
                 self.stats.retries += 1
-                await asyncio.sleep(backoff.next_delay(retry_after_seconds(err)))
+                await asyncio.sleep(backoff.next_delay(err.retry_after_seconds))
                 continue
             if ack.status == bus_pb2.RETRY:
                 self.stats.retries += 1

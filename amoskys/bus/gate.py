@@ -10,6 +10,10 @@ gRPC health service included). At call start the wrapper reads ``context.auth_co
   included → RESOURCE_EXHAUSTED with the trailing metadata ``amoskys-retry-after-ms`` (RETRY_AFTER_KEY);
 - otherwise the call runs, counted against its identity until it ends.
 
+An open method (`open_methods`: only the Enrolment service's Enrol, which buys a first certificate with
+a one-time token) is admitted without an identity, all its calls counted together under OPEN_CALLS
+against the same limit; everything else still needs an enrolled, unrevoked identity.
+
 `revoke(name)` (the control socket's ``revoke`` command) re-reads the identity from the store and ends
 its calls in progress with PERMISSION_DENIED before it returns. `run()` re-checks every identity with
 calls in progress each `cache_seconds`, so a revocation made any other way ends its streams as well.
@@ -43,6 +47,8 @@ _KINDS = {
     (True, True): "stream_stream",
 }
 _MAX_LOGGED = 10_000  # distinct refusals logged once each; forgotten all at once beyond this
+#: The key the calls of open methods are counted under (no identity name contains '<').
+OPEN_CALLS = "<open>"
 #: How long `revoke` waits for the calls it cancelled to stop running before it answers anyway.
 END_WAIT_SECONDS = 5.0
 
@@ -73,8 +79,16 @@ class _Call:
 
 
 class CallGate:
-    def __init__(self, auth: Authenticator, metrics: Metrics, *, max_calls_per_identity: int) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        metrics: Metrics,
+        *,
+        max_calls_per_identity: int,
+        open_methods: frozenset[str] = frozenset(),
+    ) -> None:
         self.auth = auth
+        self.open_methods = open_methods
         self.metrics = metrics
         self.max_calls = max_calls_per_identity
         self._calls: dict[str, set[_Call]] = {}
@@ -124,6 +138,8 @@ class CallGate:
 
     # ------------------------------------------------------------------ admission
     async def _admit(self, method: str, context: Context) -> _Call:
+        if method in self.open_methods:
+            return await self._count(OPEN_CALLS, method, context)
         verdict = await self.auth.admit(context.auth_context())
         if isinstance(verdict, Denied):
             self.metrics.bus_calls_refused.labels(reason=verdict.reason).inc()
@@ -131,7 +147,9 @@ class CallGate:
                 "bus_call_refused", verdict.reason, verdict.message, method=method, peer=context.peer()
             )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, verdict.message)
-        name = verdict.name
+        return await self._count(verdict.name, method, context)
+
+    async def _count(self, name: str, method: str, context: Context) -> _Call:
         calls = self._calls.get(name)
         if calls is not None and len(calls) >= self.max_calls:
             self.metrics.bus_calls_refused.labels(reason="over_limit").inc()
@@ -213,6 +231,8 @@ class CallGate:
             await asyncio.sleep(self.auth.cache_seconds)
             try:
                 for name in list(self._calls):
+                    if name == OPEN_CALLS:
+                        continue
                     ident = await self.auth.identity(name)
                     if ident is None:
                         self._end(name, Denied("not_enrolled", f"identity {name!r} is not enrolled"))

@@ -8,6 +8,14 @@ CallGate (amoskys.bus.gate): servicers are added with `add_servicer`, which wrap
 unknown or revoked identity is refused at call start and no identity holds more than
 `[bus] max_calls_per_identity` calls.
 
+Enrolment (amoskys.bus.enrolment) needs a port where a caller without a certificate can finish the
+TLS handshake: grpc's Python API offers a server either requiring and verifying a client certificate
+or never asking for one, nothing in between. So `start(..., enrol=(host, port))` adds a port to the
+same server with server-authenticated TLS only (its chain carries the CA, so an endpoint can pin the
+CA by fingerprint before it sends anything). No call made there has an identity, so the gate refuses
+every method on it but its open ones (Enrol): Publish without a client certificate is
+PERMISSION_DENIED there, and on the bus port the handshake itself fails.
+
 Idle connections cannot take the process's descriptors: grpc core accepts at most `max_connections`
 at once (`grpc.max_allowed_incoming_connections`, counted per listening address; more are accepted
 and closed at once) and closes a connection whose TLS handshake has not finished within
@@ -38,8 +46,9 @@ HANDSHAKE_TIMEOUT_MS = 10_000
 class _ReloadingCredentials:
     """Feeds grpc's dynamic SSL credentials: a new configuration whenever a cert file changes."""
 
-    def __init__(self, creds: ApplianceCredentials) -> None:
+    def __init__(self, creds: ApplianceCredentials, *, chain_ca: bool = False) -> None:
         self._creds = creds
+        self._chain_ca = chain_ca  # the enrolment port: send the CA after the server certificate
         self._stamp = self._mtimes()
         self.initial = self._config()
 
@@ -49,9 +58,11 @@ class _ReloadingCredentials:
 
     def _config(self) -> grpc.ServerCertificateConfiguration:
         c = self._creds
+        chain = c.server_cert.read_bytes()
+        if self._chain_ca:
+            chain = chain.rstrip(b"\n") + b"\n" + c.ca_cert.read_bytes()
         return grpc.ssl_server_certificate_configuration(
-            [(c.server_key.read_bytes(), c.server_cert.read_bytes())],
-            root_certificates=c.ca_cert.read_bytes(),
+            [(c.server_key.read_bytes(), chain)], root_certificates=c.ca_cert.read_bytes()
         )
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
@@ -104,14 +115,17 @@ class BusServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.add_servicer(health_pb2_grpc.add_HealthServicer_to_server, self.health)
         self.port = 0
+        self.enrol_host, self.enrol_port = "", 0  # 0: no enrolment port
 
     def add_servicer(self, add_to_server: Callable[[Any, Any], None], servicer: Any) -> None:
         """Serve `servicer` behind the gate: `add_to_server` is its generated
         ``add_<Service>Servicer_to_server`` function (call before start())."""
         add_to_server(servicer, _GatedRegistrar(self._server, self.gate))
 
-    async def start(self, host: str, port: int) -> int:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    async def start(self, host: str, port: int, *, enrol: tuple[str, int] | None = None) -> int:
+        """Listen on host:port (mTLS) and, when `enrol` (host, port) is given, there with
+        server-authenticated TLS for Enrol; return the bus port (`enrol_port`: the enrolment port)."""
+        address = _address(host, port)
         fetcher = _ReloadingCredentials(self._creds)
         credentials = grpc.dynamic_ssl_server_credentials(
             fetcher.initial,
@@ -125,11 +139,28 @@ class BusServer:
             raise BusError(f"bus cannot listen on {address}: {err}") from err
         if not self.port:
             raise BusError(f"bus cannot listen on {address}: address in use or not available")
+        if enrol is not None:
+            self.enrol_host, self.enrol_port = enrol[0], self._add_enrol_port(_address(*enrol))
         await self._server.start()
         self._gate_task = asyncio.get_running_loop().create_task(self.gate.run(), name="bus-call-gate")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("amoskys.v1.EventBus", health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    def _add_enrol_port(self, address: str) -> int:
+        fetcher = _ReloadingCredentials(self._creds, chain_ca=True)
+        credentials = grpc.dynamic_ssl_server_credentials(
+            fetcher.initial,
+            fetcher,  # type: ignore[arg-type]  # may return None, as above
+            require_client_authentication=False,
+        )
+        try:
+            bound = self._server.add_secure_port(address, credentials)
+        except RuntimeError as err:
+            raise BusError(f"bus enrolment port cannot listen on {address}: {err}") from err
+        if not bound:
+            raise BusError(f"bus enrolment port cannot listen on {address}: address in use or not available")
+        return bound
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -138,6 +169,10 @@ class BusServer:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _GatedRegistrar:

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from amoskys.bus.auth import Authenticator, Denied, Identity
 from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus, IngestResult
+from amoskys.bus.via import ViaTracker
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
@@ -47,6 +48,7 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         self.state = store_state
         self._anchors_loaded: set[str] = set()
         self._unknown_logged: set[str] = set()
+        self.via = ViaTracker()  # which sender each source arrives through (amoskys.bus.via)
 
     async def PublishBatch(self, request: bus_pb2.SignedBatch, context: Context) -> bus_pb2.PublishAck:
         return await self._handle(request, context, unary=False)
@@ -128,8 +130,23 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
                     sender=ident.name,
                     prev_digest=batch.prev_digest.hex()[:16],
                 )
+        if result.committed:
+            for source, first in self.via.note(ident.name, {r.source for r in result.committed}):
+                await self._via_alert(source, first, ident.name)
         self._outcome(bus_pb2.OK, "replay" if chain == "replay" else "")
         return result.to_ack(digest)
+
+    async def _via_alert(self, source: str, first: str, second: str) -> None:
+        log.warning("bus_source_via_two_senders", source=source, first_via=first, second_via=second)
+        env = events_pb2.Envelope(
+            alert=events_pb2.Alert(
+                rule="bus.source_via_two_senders",
+                severity=events_pb2.Alert.WARNING,
+                summary=f"events of {source!r} arrive through two senders: {first!r} and {second!r}",
+                attributes={"source": source, "first_via": first, "second_via": second},
+            )
+        )
+        await self.bus.publish([self.stamper.stamp(env)])
 
     async def _load_anchor(self, sender: str) -> None:
         """The first batch of a sender since start: continue its chain from the stored anchor."""

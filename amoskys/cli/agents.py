@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from amoskys.cli import actions
+from amoskys.cli import actions, agents_token
 from amoskys.cli.common import add_common, credentials, layout, read_state, require_store
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def add_parser(sub: SubParsers) -> None:
     )
     add_common(p)
     p.set_defaults(func=cmd_agents_enroll)
+    agents_token.add_parser(agents)
     p = agents.add_parser("list", help="enrolled agents, their keys, certificate expiry and revocation")
     p.add_argument("--json", action="store_true")
     add_common(p)

@@ -15,7 +15,7 @@ from amoskys.errors import DataDirError
 
 if TYPE_CHECKING:
     from amoskys.config import Config
-    from amoskys.paths import Layout
+    from amoskys.paths import Layout, Mode
     from amoskys.pki.layout import ApplianceCredentials
     from amoskys.store.state import ApplianceState
 
@@ -45,10 +45,12 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def data_dir(args: argparse.Namespace, config: Config) -> tuple[Path, str]:
-    """The data dir and what chose it (the flag, the environment, the config or the default)."""
+    """The data dir and what chose it (the flag, the environment, the config or the default); an
+    agent's default (``--agent``, or the `agent` command itself) is its own, never the appliance's."""
     from amoskys.paths import resolve_data_dir
 
-    return resolve_data_dir(getattr(args, "data_dir", None), config.appliance.data_dir, os.environ)
+    mode: Mode = "agent" if getattr(args, "agent", False) else "appliance"
+    return resolve_data_dir(getattr(args, "data_dir", None), config.appliance.data_dir, os.environ, mode=mode)
 
 
 def layout(args: argparse.Namespace, *, create: bool = False) -> tuple[Config, Layout]:

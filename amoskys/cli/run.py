@@ -26,14 +26,17 @@ def add_parser(sub: SubParsers) -> None:
 
     p = sub.add_parser("check-config", help="validate a config file and exit")
     p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "--agent", action="store_true", help="an agent's config (`amoskys agent`): its defaults and identity"
+    )
     p.set_defaults(func=cmd_check_config)
 
     actions = sub.add_parser("config", help="configuration helpers").add_subparsers(
         dest="config_command", required=True, metavar="ACTION"
     )
-    actions.add_parser("sample", help="print the sample amoskys.toml (every key, commented)").set_defaults(
-        func=cmd_config_sample
-    )
+    p = actions.add_parser("sample", help="print the sample amoskys.toml (every key, commented)")
+    p.add_argument("--agent", action="store_true", help="the agent's sample (agent.toml) instead")
+    p.set_defaults(func=cmd_config_sample)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -52,8 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from amoskys import agent
     from amoskys import config as cfg
 
+    if args.agent:  # with its identity bundle, when the file names one: the names must agree
+        loaded = agent.load(args.file, {}, require_identity=False)
+        print(f"{args.file}: ok (agent {loaded.config.appliance.name or 'without an identity yet'})")
+        return 0
     cfg.load(args.file)
     print(f"{args.file}: ok")
     return 0
@@ -62,5 +70,5 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_config_sample(args: argparse.Namespace) -> int:
     from amoskys import sample_config
 
-    sys.stdout.write(sample_config.assemble())
+    sys.stdout.write(sample_config.assemble_agent() if args.agent else sample_config.assemble())
     return 0

@@ -29,8 +29,9 @@ EXIT_NOTHING = 1  # nothing to act on (no such collector)
 
 
 def add_parser(sub: SubParsers) -> None:
-    p = sub.add_parser("status", help="show the running appliance and its collectors")
+    p = sub.add_parser("status", help="show the running appliance (or agent) and its collectors")
     add_common(p)
+    _add_agent_flag(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=_status)
 
@@ -38,7 +39,16 @@ def add_parser(sub: SubParsers) -> None:
     p.add_argument("action", choices=["start", "stop", "restart"])
     p.add_argument("name", metavar="NAME", help="collector name (see `amoskys status`)")
     add_common(p)
+    _add_agent_flag(p)
     p.set_defaults(func=_collectors)
+
+
+def _add_agent_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agent",
+        action="store_true",
+        help="the agent on this host (`amoskys agent`): its default data dir, not the appliance's",
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -171,12 +181,44 @@ def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     return lines
 
 
+def _forwarders(forwarders: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One row per forwarder (after a blank line), and why one retries or stopped."""
+    if not forwarders:
+        return []
+    rows = [["FORWARDER", "LAG_EVENTS", "LAG_S", "SENT", "RETRIES", "DUPLICATES", "REJECTED", "STATE"]]
+    notes: dict[int, str] = {}
+    for f in forwarders:
+        target = f.get("address")
+        rows.append(
+            [
+                f"{f.get('name', '?')} -> {target}" if target else str(f.get("name", "?")),
+                str(f.get("lag_events", 0)),
+                f"{float(f.get('lag_seconds', 0.0)):.1f}",
+                str(f.get("sent", 0)),
+                str(f.get("retries", 0)),
+                str(f.get("duplicates", 0)),
+                str(f.get("rejected", 0)),
+                str(f.get("state", "?")),
+            ]
+        )
+        if f.get("reason"):
+            notes[len(rows) - 1] = str(f["reason"])
+    lines = [""]
+    for i, line in enumerate(_table(rows, right={1, 2, 3, 4, 5, 6})):
+        lines.append(line)
+        if i in notes:
+            lines.append(f"    {notes[i]}")
+    return lines
+
+
 def format_status(reply: Mapping[str, Any], now_ns: int | None = None) -> str:
     """The status reply as text: the appliance's facts, then one row per collector."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     appliance = reply.get("appliance", {})
-    facts = [(_label(k), _value(k, v)) for k, v in appliance.items()]
+    # None: does not apply to this process (an agent has no bus connections)
+    facts = [(_label(k), _value(k, v)) for k, v in appliance.items() if k != "forwarders" and v is not None]
     lines = [f"{k + ':':<{max((len(k) for k, _ in facts), default=0) + 1}}  {v}" for k, v in facts]
+    lines += _forwarders(appliance.get("forwarders") or [])
     collectors = reply.get("collectors", [])
     if lines:
         lines.append("")

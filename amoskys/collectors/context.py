@@ -32,6 +32,8 @@ class ApplianceInfo:
     mode: Literal["appliance", "agent"]
     started_ns: int
     pid: int = field(default_factory=os.getpid)
+    #: the outbox's lag upstream as (events, seconds): set when forwarders run; None: (0, 0.0)
+    outbox_lag: Callable[[], tuple[int, float]] | None = None
 
     def snapshot(self, clock: Clock) -> dict[str, Any]:
         """A JSON-ready view, with the uptime as of now on `clock`."""

@@ -129,11 +129,11 @@ def _leaf(
     common_name: str,
     sans: Sequence[x509.GeneralName],
     usage: x509.ObjectIdentifier,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey,
     not_before: datetime,
     not_after: datetime,
 ) -> x509.Certificate:
-    public = key.public_key()
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))

@@ -26,15 +26,15 @@ _sym_db = _symbol_database.Default()
 from amoskys.proto import events_pb2 as amoskys_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61moskys/v1/bus.proto\x12\namoskys.v1\x1a\x17\x61moskys/v1/events.proto\"1\n\tEventList\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.amoskys.v1.Envelope\"\x1e\n\x0cRawEventList\x12\x0e\n\x06\x65vents\x18\x01 \x03(\x0c\"e\n\x0bSignedBatch\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x0c\x12\x13\n\x0bprev_digest\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\".\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x01\n\nPublishAck\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.amoskys.v1.AckStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12+\n\x08rejected\x18\x04 \x03(\x0b\x32\x19.amoskys.v1.RejectedEvent\x12\x17\n\x0f\x62\x61\x63koff_hint_ms\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0e\n\x06\x64igest\x18\x07 \x01(\x0c*Y\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05RETRY\x10\x02\x12\x10\n\x0cUNAUTHORIZED\x10\x03\x12\x0b\n\x07INVALID\x10\x04\x32\x87\x01\n\x08\x45ventBus\x12?\n\x0cPublishBatch\x12\x17.amoskys.v1.SignedBatch\x1a\x16.amoskys.v1.PublishAck\x12:\n\x07Publish\x12\x17.amoskys.v1.SignedBatch\x1a\x16.amoskys.v1.PublishAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61moskys/v1/bus.proto\x12\namoskys.v1\x1a\x17\x61moskys/v1/events.proto\"1\n\tEventList\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.amoskys.v1.Envelope\"\x1e\n\x0cRawEventList\x12\x0e\n\x06\x65vents\x18\x01 \x03(\x0c\"e\n\x0bSignedBatch\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x0c\x12\x13\n\x0bprev_digest\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\".\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x01\n\nPublishAck\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.amoskys.v1.AckStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12+\n\x08rejected\x18\x04 \x03(\x0b\x32\x19.amoskys.v1.RejectedEvent\x12\x17\n\x0f\x62\x61\x63koff_hint_ms\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0e\n\x06\x64igest\x18\x07 \x01(\x0c\"q\n\x0c\x45nrolRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03\x63sr\x18\x03 \x01(\x0c\x12\x1b\n\x13identity_public_key\x18\x04 \x01(\x0c\x12\x1a\n\x12identity_signature\x18\x05 \x01(\x0c\"n\n\rEnrolResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x14\n\x0ctrust_domain\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x04 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x05 \x01(\x0c\"7\n\x0cRenewRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\x12\x1a\n\x12identity_signature\x18\x02 \x01(\x0c\"<\n\rRenewResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x02 \x01(\x0c*Y\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05RETRY\x10\x02\x12\x10\n\x0cUNAUTHORIZED\x10\x03\x12\x0b\n\x07INVALID\x10\x04\x32\x87\x01\n\x08\x45ventBus\x12?\n\x0cPublishBatch\x12\x17.amoskys.v1.SignedBatch\x1a\x16.amoskys.v1.PublishAck\x12:\n\x07Publish\x12\x17.amoskys.v1.SignedBatch\x1a\x16.amoskys.v1.PublishAck2\x87\x01\n\tEnrolment\x12<\n\x05\x45nrol\x12\x18.amoskys.v1.EnrolRequest\x1a\x19.amoskys.v1.EnrolResponse\x12<\n\x05Renew\x12\x18.amoskys.v1.RenewRequest\x1a\x19.amoskys.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amoskys.v1.bus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACKSTATUS']._serialized_start=490
-  _globals['_ACKSTATUS']._serialized_end=579
+  _globals['_ACKSTATUS']._serialized_start=836
+  _globals['_ACKSTATUS']._serialized_end=925
   _globals['_EVENTLIST']._serialized_start=61
   _globals['_EVENTLIST']._serialized_end=110
   _globals['_RAWEVENTLIST']._serialized_start=112
@@ -45,6 +45,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REJECTEDEVENT']._serialized_end=293
   _globals['_PUBLISHACK']._serialized_start=296
   _globals['_PUBLISHACK']._serialized_end=488
-  _globals['_EVENTBUS']._serialized_start=582
-  _globals['_EVENTBUS']._serialized_end=717
+  _globals['_ENROLREQUEST']._serialized_start=490
+  _globals['_ENROLREQUEST']._serialized_end=603
+  _globals['_ENROLRESPONSE']._serialized_start=605
+  _globals['_ENROLRESPONSE']._serialized_end=715
+  _globals['_RENEWREQUEST']._serialized_start=717
+  _globals['_RENEWREQUEST']._serialized_end=772
+  _globals['_RENEWRESPONSE']._serialized_start=774
+  _globals['_RENEWRESPONSE']._serialized_end=834
+  _globals['_EVENTBUS']._serialized_start=928
+  _globals['_EVENTBUS']._serialized_end=1063
+  _globals['_ENROLMENT']._serialized_start=1066
+  _globals['_ENROLMENT']._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

@@ -73,3 +73,47 @@ class PublishAck(_message.Message):
     message: str
     digest: bytes
     def __init__(self, status: _Optional[_Union[AckStatus, str]] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedEvent, _Mapping]]] = ..., backoff_hint_ms: _Optional[int] = ..., message: _Optional[str] = ..., digest: _Optional[bytes] = ...) -> None: ...
+
+class EnrolRequest(_message.Message):
+    __slots__ = ("token", "name", "csr", "identity_public_key", "identity_signature")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    name: str
+    csr: bytes
+    identity_public_key: bytes
+    identity_signature: bytes
+    def __init__(self, token: _Optional[str] = ..., name: _Optional[str] = ..., csr: _Optional[bytes] = ..., identity_public_key: _Optional[bytes] = ..., identity_signature: _Optional[bytes] = ...) -> None: ...
+
+class EnrolResponse(_message.Message):
+    __slots__ = ("name", "role", "trust_domain", "certificate", "ca_certificate")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    trust_domain: str
+    certificate: bytes
+    ca_certificate: bytes
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., trust_domain: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ...) -> None: ...
+
+class RenewRequest(_message.Message):
+    __slots__ = ("csr", "identity_signature")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    identity_signature: bytes
+    def __init__(self, csr: _Optional[bytes] = ..., identity_signature: _Optional[bytes] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("certificate", "ca_certificate")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    ca_certificate: bytes
+    def __init__(self, certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ...) -> None: ...

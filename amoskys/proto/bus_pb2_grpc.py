@@ -141,3 +141,121 @@ class EventBus:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class EnrolmentStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enrol = channel.unary_unary(
+                '/amoskys.v1.Enrolment/Enrol',
+                request_serializer=amoskys_dot_v1_dot_bus__pb2.EnrolRequest.SerializeToString,
+                response_deserializer=amoskys_dot_v1_dot_bus__pb2.EnrolResponse.FromString,
+                _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/amoskys.v1.Enrolment/Renew',
+                request_serializer=amoskys_dot_v1_dot_bus__pb2.RenewRequest.SerializeToString,
+                response_deserializer=amoskys_dot_v1_dot_bus__pb2.RenewResponse.FromString,
+                _registered_method=True)
+
+
+class EnrolmentServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Enrol(self, request, context):
+        """A one-time token buys a certificate. The only call served without a client certificate (on the
+        enrolment port, server-authenticated TLS); refused beyond a rate per address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Renew(self, request, context):
+        """An enrolled, unrevoked identity renews its certificate (mTLS, on the bus port).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EnrolmentServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enrol': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enrol,
+                    request_deserializer=amoskys_dot_v1_dot_bus__pb2.EnrolRequest.FromString,
+                    response_serializer=amoskys_dot_v1_dot_bus__pb2.EnrolResponse.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=amoskys_dot_v1_dot_bus__pb2.RenewRequest.FromString,
+                    response_serializer=amoskys_dot_v1_dot_bus__pb2.RenewResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'amoskys.v1.Enrolment', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('amoskys.v1.Enrolment', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Enrolment:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Enrol(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/amoskys.v1.Enrolment/Enrol',
+            amoskys_dot_v1_dot_bus__pb2.EnrolRequest.SerializeToString,
+            amoskys_dot_v1_dot_bus__pb2.EnrolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/amoskys.v1.Enrolment/Renew',
+            amoskys_dot_v1_dot_bus__pb2.RenewRequest.SerializeToString,
+            amoskys_dot_v1_dot_bus__pb2.RenewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

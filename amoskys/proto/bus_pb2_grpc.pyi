@@ -63,3 +63,46 @@ class EventBusServicer(metaclass=_abc_1.ABCMeta):
         """A signed batch holding exactly one event."""
 
 def add_EventBusServicer_to_server(servicer: EventBusServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class EnrolmentStub:
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> EnrolmentAsyncStub: ...
+    Enrol: _grpc.UnaryUnaryMultiCallable[_bus_pb2.EnrolRequest, _bus_pb2.EnrolResponse]
+    """A one-time token buys a certificate. The only call served without a client certificate (on the
+    enrolment port, server-authenticated TLS); refused beyond a rate per address.
+    """
+    Renew: _grpc.UnaryUnaryMultiCallable[_bus_pb2.RenewRequest, _bus_pb2.RenewResponse]
+    """An enrolled, unrevoked identity renews its certificate (mTLS, on the bus port)."""
+
+@_typing.type_check_only
+class EnrolmentAsyncStub(EnrolmentStub):
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Enrol: _aio.UnaryUnaryMultiCallable[_bus_pb2.EnrolRequest, _bus_pb2.EnrolResponse]  # type: ignore[assignment]
+    """A one-time token buys a certificate. The only call served without a client certificate (on the
+    enrolment port, server-authenticated TLS); refused beyond a rate per address.
+    """
+    Renew: _aio.UnaryUnaryMultiCallable[_bus_pb2.RenewRequest, _bus_pb2.RenewResponse]  # type: ignore[assignment]
+    """An enrolled, unrevoked identity renews its certificate (mTLS, on the bus port)."""
+
+class EnrolmentServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def Enrol(
+        self,
+        request: _bus_pb2.EnrolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_bus_pb2.EnrolResponse, _abc.Awaitable[_bus_pb2.EnrolResponse]]:
+        """A one-time token buys a certificate. The only call served without a client certificate (on the
+        enrolment port, server-authenticated TLS); refused beyond a rate per address.
+        """
+
+    @_abc_1.abstractmethod
+    def Renew(
+        self,
+        request: _bus_pb2.RenewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_bus_pb2.RenewResponse, _abc.Awaitable[_bus_pb2.RenewResponse]]:
+        """An enrolled, unrevoked identity renews its certificate (mTLS, on the bus port)."""
+
+def add_EnrolmentServicer_to_server(servicer: EnrolmentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

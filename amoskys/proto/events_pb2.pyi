@@ -481,7 +481,7 @@ class AuditEvent(_message.Message):
     def __init__(self, actor: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., remote_addr: _Optional[str] = ..., success: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("version", "hostname", "mode", "started_ns", "uptime_seconds", "collectors_running", "python")
+    __slots__ = ("version", "hostname", "mode", "started_ns", "uptime_seconds", "collectors_running", "python", "outbox_lag_events", "outbox_lag_seconds", "os", "addresses", "interval_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -489,6 +489,11 @@ class Heartbeat(_message.Message):
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COLLECTORS_RUNNING_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_LAG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     hostname: str
     mode: str
@@ -496,4 +501,9 @@ class Heartbeat(_message.Message):
     uptime_seconds: float
     collectors_running: int
     python: str
-    def __init__(self, version: _Optional[str] = ..., hostname: _Optional[str] = ..., mode: _Optional[str] = ..., started_ns: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., collectors_running: _Optional[int] = ..., python: _Optional[str] = ...) -> None: ...
+    outbox_lag_events: int
+    outbox_lag_seconds: float
+    os: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    interval_seconds: float
+    def __init__(self, version: _Optional[str] = ..., hostname: _Optional[str] = ..., mode: _Optional[str] = ..., started_ns: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., collectors_running: _Optional[int] = ..., python: _Optional[str] = ..., outbox_lag_events: _Optional[int] = ..., outbox_lag_seconds: _Optional[float] = ..., os: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., interval_seconds: _Optional[float] = ...) -> None: ...

@@ -21,7 +21,7 @@ from amoskys.config import StoreConfig
 from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.store import chain, integrity, queries, space
+from amoskys.store import chain, integrity, outbox, queries, space
 from amoskys.store.checkpoint import Checkpointer, wal_trigger_bytes
 from amoskys.store.connection import WriterConnection, close_quietly, connect, lock_file
 from amoskys.store.logstate import LogState, load_head
@@ -84,7 +84,7 @@ class Store:
             stamper=stamper,
         )
         self._side_file = SideFile(integrity.side_file(path), store_id, log_state)
-        self._writer.housekeeping = _Housekeeping(self._maintenance, self._side_file)
+        self._writer.housekeeping = _Housekeeping(self._maintenance, self._side_file, self._rows_added)
         self._checkpointer = Checkpointer(
             path,
             metrics,
@@ -92,10 +92,23 @@ class Store:
             log_state.lock,
             wal_trigger=wal_trigger_bytes(config.hard_cap_mb * _MB),
         )
-        self._writer.on_commit = self._checkpointer.nudge
+        self._writer.on_commit = self._on_commit
+        self.commits = outbox.CommitSignal()  # sinks wait on it for new rows (amoskys.forwarders)
+        self._notified_seq = log_state.head.tip.last_seq
         self.state = ApplianceState(
             writer.aio, reader, log_state.lock, clock_ns, str(path), lambda: log_state.lifecycle.closed
         )
+
+    def _on_commit(self, wal_bytes: int) -> None:
+        self._checkpointer.nudge(wal_bytes)
+        self._notified_seq = self._log.head.tip.last_seq
+        self.commits.notify()
+
+    def _rows_added(self) -> None:
+        """After housekeeping: wake the sinks when it committed rows (a LossReport at the hard cap)."""
+        if self._log.head.tip.last_seq != self._notified_seq:
+            self._notified_seq = self._log.head.tip.last_seq
+            self.commits.notify()
 
     # ------------------------------------------------------------------ open
 
@@ -217,6 +230,53 @@ class Store:
             checkpoints.cancel()
             await asyncio.wait({checkpoints})
 
+    # ------------------------------------------------------------------ the outbox (amoskys.store.outbox)
+
+    def submit_outbox(self, ops: Sequence[outbox.OutboxOp]) -> asyncio.Future[list[Outcome]]:
+        """Queue outbox writes (cursor advances, sealed batches, the configured sinks): they ride the
+        writer's next group commit, and the future resolves after its COMMIT. Raises
+        SubmitRefusedError when the store is closing."""
+        return self._writer.submit_ops(ops)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest store_seq committed."""
+        return self._log.head.tip.last_seq
+
+    async def outbox_read(
+        self, *, after_seq: int, kinds: frozenset[str] | None, limit: int
+    ) -> outbox.OutboxRead:
+        """Rows of `kinds` (None: every kind) after `after_seq`, in store order (see outbox.read_after)."""
+        try:
+            return await outbox.read_after(
+                self._open_reader(), after_seq=after_seq, kinds=kinds, limit=limit, last_seq=self.last_seq
+            )
+        except sqlite3.Error as err:
+            raise StoreError(f"store {self.path}: cannot read the outbox: {err}") from err
+
+    async def outbox_range(
+        self, *, first_seq: int, last_seq: int, kinds: frozenset[str] | None
+    ) -> list[outbox.Row]:
+        """The rows of a sealed batch (see outbox.read_range)."""
+        try:
+            return await outbox.read_range(
+                self._open_reader(), first_seq=first_seq, last_seq=last_seq, kinds=kinds
+            )
+        except sqlite3.Error as err:
+            raise StoreError(f"store {self.path}: cannot read the outbox: {err}") from err
+
+    async def sink_cursor(self, name: str) -> outbox.SinkCursor | None:
+        try:
+            return await outbox.cursor(self._open_reader(), name)
+        except sqlite3.Error as err:
+            raise StoreError(f"store {self.path}: cannot read the cursor of sink {name!r}: {err}") from err
+
+    async def sealed_batches(self, sink: str) -> list[outbox.SealedBatch]:
+        try:
+            return await outbox.sealed_batches(self._open_reader(), sink)
+        except sqlite3.Error as err:
+            raise StoreError(f"store {self.path}: cannot read the batches of sink {sink!r}: {err}") from err
+
     async def maintain(self) -> MaintenanceReport:
         """Run the space ladder now: retention, then the hard cap, then incremental vacuum.
 
@@ -310,6 +370,7 @@ class Store:
             high_water_bytes=ladder.high_water_bytes,
             hard_cap_bytes=ladder.hard_cap_bytes,
             queue_events=self._writer.queued_events,
+            synthetic_rows=self._log.head.synthetic_rows,
         )
 
     @property
@@ -351,9 +412,10 @@ class _Housekeeping:
     """What the writer loop runs between transactions and while idle: the space ladder, then the side
     file."""
 
-    def __init__(self, maintenance: Maintenance, side_file: SideFile) -> None:
+    def __init__(self, maintenance: Maintenance, side_file: SideFile, rows_added: Callable[[], None]) -> None:
         self._maintenance = maintenance
         self._side_file = side_file
+        self._rows_added = rows_added  # maintenance may commit rows of its own (LossReports)
 
     def due_at(self) -> float:
         due = self._maintenance.due_at()
@@ -363,7 +425,9 @@ class _Housekeeping:
     async def when_idle(self) -> None:
         await self._side_file.write()
         await self._maintenance.when_idle()
+        self._rows_added()
 
     async def after_write(self) -> None:
         if await self._maintenance.after_write():
             await self._side_file.write()
+        self._rows_added()

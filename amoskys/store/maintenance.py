@@ -9,6 +9,7 @@ publishers queued between chunks when it runs on the writer task.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import sqlite3
 import time
@@ -23,7 +24,7 @@ from amoskys.config import StoreConfig
 from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.store import series, space
+from amoskys.store import outbox, series, space
 from amoskys.store.logstate import LogState, Tip
 from amoskys.store.loss import loss_record
 from amoskys.store.space import SpaceState
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 _MB = 1024 * 1024
 _NS_PER_HOUR = 3600 * 1_000_000_000
+_NEVER_NS = (1 << 63) - 1
 #: How often the writer runs retention when nothing else asks for it.
 MAINTENANCE_INTERVAL_S = 60.0
 #: Space is measured at least this often while writing (the estimate fills the gaps).
@@ -81,6 +83,8 @@ class Maintenance:
         self._stamper = stamper
         self._wal_path = path.with_name(path.name + "-wal")
         self._one_pass = asyncio.Lock()  # one maintenance pass at a time
+        # (clock_ns, store_seq acked by every sink then), for [store] delete_acked_after_seconds
+        self._acked_history: collections.deque[tuple[int, int]] = collections.deque()
 
     # ------------------------------------------------------------------ scheduling
 
@@ -199,13 +203,18 @@ class Maintenance:
                 head = state.head
                 await db.execute("BEGIN IMMEDIATE")
                 try:
-                    count, low = await fetch_one(
-                        db, "SELECT COUNT(*), MIN(store_seq) FROM sink_cursors WHERE enabled = 1"
-                    )
-                    acked = int(low) if count else head.tip.last_seq
+                    acked = await outbox.acked_seq(db, last_seq=head.tip.last_seq, scan=PRUNE_CHUNK)
                     boundary = await space.retention_boundary(
                         db, cutoff_ns=cutoff, acked_seq=acked, limit=PRUNE_CHUNK
                     )
+                    early = self._acked_long_ago(acked, first=not deleted)
+                    if early > boundary:  # acked by every sink long enough ago, however recent
+                        boundary = max(
+                            boundary,
+                            await space.retention_boundary(
+                                db, cutoff_ns=_NEVER_NS, acked_seq=early, limit=PRUNE_CHUNK
+                            ),
+                        )
                     pruned = await space.prune_prefix(db, boundary) if boundary else space.NOTHING_PRUNED
                     tip = Tip(head.tip.last_seq, head.tip.last_digest, head.tip.rows - pruned.count)
                     if pruned.count:
@@ -217,13 +226,33 @@ class Maintenance:
                     raise
                 if not pruned.count:
                     break
-                state.adopt_pruned(tip.rows, pruned.marks)
+                state.adopt_pruned(tip.rows, pruned.marks, pruned.synthetic)
                 self._metrics.store_rows.set(tip.rows)
                 deleted += pruned.count
             await self._writer.flush_between()
         if deleted:
             log.info("store_retention_deleted", path=str(self.path), rows=deleted)
         return deleted
+
+    def _acked_long_ago(self, acked: int, *, first: bool) -> int:
+        """The store_seq every sink had acked `delete_acked_after_seconds` ago (0: off, or not known
+        that long: the history lives in memory). `first`: the pass's first chunk records `acked`."""
+        delay = self.config.delete_acked_after_seconds
+        if not delay:
+            return 0
+        now = self._clock_ns()
+        history = self._acked_history
+        if first:
+            history.append((now, acked))
+        limit = now - delay * 1_000_000_000
+        found = 0
+        while history and history[0][0] <= limit:
+            found = history[0][1]
+            if len(history) > 1 and history[1][0] <= limit:
+                history.popleft()
+                continue
+            break
+        return min(found, acked)
 
     async def _series_retention(self) -> int:
         """Delete time-series points past their step's retention (`series_minute_hours`,
@@ -277,36 +306,53 @@ class Maintenance:
             await db.execute("BEGIN IMMEDIATE")
             try:
                 boundary = await space.oldest_boundary(db, count)
+                # With sinks, what they all sent is safe upstream: only the rest is lost (an upper bound
+                # when a sink filters kinds). The store's own LossReports no sink has sent yet go too:
+                # this report carries theirs.
+                acked = await outbox.acked_seq(db, last_seq=state.head.tip.last_seq, scan=PRUNE_CHUNK)
+                lost = await outbox.unsent_span(db, after_seq=acked, upto_seq=boundary)
+                unsent = await outbox.unsent_losses(
+                    db, source=self._stamper.source, after_seq=acked, upto_seq=boundary
+                )
                 pruned = await space.prune_prefix(db, boundary)
                 if not pruned.count:
                     await db.execute("COMMIT")
                     return 0
+                if lost is None:  # no sink: every row dropped is lost
+                    lost = outbox.Span(pruned.count, pruned.first_seq, pruned.first_ts_ns)
                 head = state.head.tip
                 base = Tip(head.last_seq, head.last_digest, head.rows - pruned.count)
-                record = loss_record(
-                    self._stamper,
-                    ts_ns=now,
-                    reason="hard_cap",
-                    count=pruned.count,
-                    range_start=pruned.first_seq,
-                    range_end=pruned.last_seq,
-                    window_start_ns=pruned.first_ts_ns,
-                    window_end_ns=pruned.last_ts_ns,
-                )
-                plan = self._writer.plan([[record]], [None], now, base=base)
-                await self._writer.apply(plan)
+                lost_count = lost.rows - unsent.reports + unsent.count
+                plan = None
+                if lost_count > 0:
+                    record = loss_record(
+                        self._stamper,
+                        ts_ns=now,
+                        reason="hard_cap",
+                        count=lost_count,
+                        range_start=min(lost.first_seq, unsent.range_start or lost.first_seq),
+                        range_end=pruned.last_seq,
+                        window_start_ns=min(lost.first_ts_ns, unsent.window_start_ns or lost.first_ts_ns),
+                        window_end_ns=pruned.last_ts_ns,
+                    )
+                    plan = self._writer.plan([[record]], [None], now, base=base)
+                    await self._writer.apply(plan)
+                else:
+                    await db.execute(UPDATE_TIP, (base.last_seq, base.last_digest, base.rows))
                 await db.execute("COMMIT")
             except BaseException:
                 await rollback_quietly(db)
                 state.mark_reload()
                 raise
-            state.adopt_pruned(base.rows, pruned.marks)
-            self._writer.adopt(plan)
-        self._metrics.store_lost.labels("hard_cap").inc(pruned.count)
+            state.adopt_pruned(base.rows, pruned.marks, pruned.synthetic)
+            if plan is not None:
+                self._writer.adopt(plan)
+        self._metrics.store_lost.labels("hard_cap").inc(max(0, lost_count))
         log.warning(
             "store_hard_cap_dropped",
             path=str(self.path),
             rows=pruned.count,
+            lost=max(0, lost_count),
             first_seq=pruned.first_seq,
             last_seq=pruned.last_seq,
             hard_cap_mb=self.config.hard_cap_mb,

@@ -402,12 +402,51 @@ class Migration:
     script: str
 
 
+_V6 = """
+-- The outbox (amoskys.store.outbox, amoskys.forwarders). A sink's cursor covers the kinds it forwards:
+-- NULL for every kind, else a JSON array of kind names; rows of other kinds count as acked by it.
+ALTER TABLE sink_cursors ADD COLUMN kinds TEXT;
+-- The batches a sink sealed (signed and chained) before sending them: enough to rebuild the same bytes
+-- after a crash (its rows of `kinds` with store_seq in first_seq..last_seq, in store order). Deleted
+-- once acked, but for the sink's newest, which keeps its chain's tip.
+CREATE TABLE outbox_batches (
+    sink        TEXT    NOT NULL,
+    first_seq   INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    events      INTEGER NOT NULL,   -- rows in the batch
+    kinds       TEXT,               -- the sink's kinds when it was sealed (NULL: every kind)
+    prev_digest BLOB    NOT NULL,
+    digest      BLOB    NOT NULL,
+    sealed_ns   INTEGER NOT NULL,
+    PRIMARY KEY (sink, first_seq)
+) WITHOUT ROWID;
+"""
+
+
+_V7 = """
+-- One-time enrolment tokens (amoskys.store.enrol_tokens): only a hash of the secret is kept. A token
+-- buys one certificate for `name` with `role` before expires_ns; used_ns is set when it did.
+CREATE TABLE enrol_tokens (
+    id          TEXT    PRIMARY KEY,
+    secret_hash BLOB    NOT NULL,
+    name        TEXT    NOT NULL,
+    role        TEXT    NOT NULL,
+    created_ns  INTEGER NOT NULL,
+    expires_ns  INTEGER NOT NULL,
+    created_by  TEXT    NOT NULL,
+    used_ns     INTEGER
+) WITHOUT ROWID;
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event log, marks, derived views, appliance state", _V1),
     Migration(2, "events.origin: the identity a remote event came through", _V2),
     Migration(3, "events.synthetic (sent by a loadgen identity); the loadgen identity role", _V3),
     Migration(4, "sessions.kind, issued_by, label, role: sessions and API tokens told apart", _V4),
     Migration(5, "the read model: flows, process_history, audit, alerts, time series", _V5),
+    Migration(6, "the outbox: sink cursors' kinds, sealed batches", _V6),
+    Migration(7, "one-time enrolment tokens", _V7),
 )
 
 #: The schema version this build writes.

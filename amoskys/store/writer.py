@@ -40,6 +40,7 @@ from amoskys.errors import StoreError
 from amoskys.events import KINDS
 from amoskys.metrics import Metrics
 from amoskys.store import integrity
+from amoskys.store.bulk import insert_many
 from amoskys.store.connection import WriterConnection
 from amoskys.store.errors import SubmitRefusedError
 from amoskys.store.logstate import LogState, Tip
@@ -71,11 +72,18 @@ _UPSERT_MARK = (
 UPDATE_TIP = "UPDATE store_meta SET last_seq = ?, last_digest = ?, row_count = ? WHERE id = 1"
 
 
+class StoreOp(Protocol):
+    """A write of another part of the store that rides a group commit (amoskys.store.outbox)."""
+
+    def run(self, conn: sqlite3.Connection, now_ns: int) -> None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     records: Sequence[Record]
     future: asyncio.Future[list[Outcome]] | None
     anchor: ChainAnchor | None = None
+    ops: Sequence[StoreOp] = ()
 
 
 @dataclass(slots=True)
@@ -92,6 +100,8 @@ class Plan:
     duplicates: dict[str, int]
     est_bytes: int
     received_ns: int
+    synthetic: int = 0  # rows of loadgen identities among `rows`
+    ops: Sequence[StoreOp] = ()
 
 
 class Housekeeping(Protocol):
@@ -204,6 +214,15 @@ class Writer:
         self._wakeup.set()
         return future
 
+    def submit_ops(self, ops: Sequence[StoreOp]) -> asyncio.Future[list[Outcome]]:
+        """Queue writes that ride the next group commit; the future resolves (with []) after its COMMIT."""
+        if self._state.lifecycle.closing:
+            raise SubmitRefusedError(f"store {self.path} is closing", reason="closing", backoff_hint_ms=1000)
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending((), future, None, ops))
+        self._wakeup.set()
+        return future
+
     def wake(self) -> None:
         """Make an idle writer loop look again (close() began)."""
         self._wakeup.set()
@@ -301,6 +320,7 @@ class Writer:
                         [p.records for p in batch],
                         [p.anchor for p in batch],
                         self._clock_ns(),
+                        [op for p in batch for op in p.ops],
                     )
                 except (sqlite3.Error, OverflowError, ValueError) as err:  # ValueError: connection closed
                     self._on_failure(err, batch)
@@ -329,10 +349,12 @@ class Writer:
         batches: Sequence[Sequence[Record]],
         anchors: Sequence[ChainAnchor | None],
         received_ns: int,
+        ops: Sequence[StoreOp] = (),
     ) -> Plan:
         """One group commit, on the writer thread: plan it and commit it; when UNIQUE (source,
         event_id) objects, look up the stored keys and plan and commit it again without them."""
         plan = self.plan(batches, anchors, received_ns)
+        plan.ops = ops
         try:
             commit(conn, plan)
         except sqlite3.IntegrityError:
@@ -340,6 +362,7 @@ class Writer:
             if not existing:
                 raise
             plan = self.plan(batches, anchors, received_ns, existing)
+            plan.ops = ops
             commit(conn, plan)
         try:
             self._wal_bytes = os.stat(self._wal_path).st_size
@@ -366,7 +389,7 @@ class Writer:
         views = ViewBatch(received_ns)
         committed: dict[str, int] = {}
         duplicates: dict[str, int] = {}
-        est = 0
+        est = synthetic = 0
         committed_outcome, duplicate_outcome = Outcome.COMMITTED, Outcome.DUPLICATE
         sha256 = hashlib.sha256
         boot: tuple[str, str] = ("", "")
@@ -410,6 +433,8 @@ class Writer:
                 if source_seq > top:
                     top = source_seq
                 kind = r.kind
+                if r.synthetic:
+                    synthetic += 1
                 views.add_record(seq, r)  # parses only VIEW_KINDS, and only when r.parsed is None
                 out.append(committed_outcome)
                 committed[kind] = committed.get(kind, 0) + 1
@@ -429,6 +454,7 @@ class Writer:
             duplicates=duplicates,
             est_bytes=est,
             received_ns=received_ns,
+            synthetic=synthetic,
         )
 
     async def apply(self, plan: Plan) -> None:
@@ -438,7 +464,9 @@ class Writer:
 
     def adopt(self, plan: Plan) -> None:
         """Make a committed plan the head of the log state (under the lock) and count it."""
-        self._state.adopt_commit(plan.tip, plan.marks, plan.received_ns, plan.est_bytes, len(plan.rows))
+        self._state.adopt_commit(
+            plan.tip, plan.marks, plan.received_ns, plan.est_bytes, len(plan.rows), plan.synthetic
+        )
         m = self._metrics
         for kind, count in plan.committed.items():
             m.store_committed.labels(kind if kind in _KIND_LABELS else "unknown").inc(count)
@@ -496,16 +524,18 @@ def commit(conn: sqlite3.Connection, plan: Plan) -> None:
 def apply(conn: sqlite3.Connection, plan: Plan) -> None:
     """The statements of a plan, inside the caller's transaction (on the writer thread)."""
     if plan.rows:
-        conn.executemany(_INSERT_EVENT, plan.rows)
+        insert_many(conn, _INSERT_EVENT, plan.rows)
         received = plan.received_ns
         conn.executemany(
             _UPSERT_MARK, [(s, b, top, received, received) for (s, b), top in plan.marks.items()]
         )
         conn.execute(UPDATE_TIP, (plan.tip.last_seq, plan.tip.last_digest, plan.tip.rows))
         for sql, rows in plan.views.statements():
-            conn.executemany(sql, rows)
+            insert_many(conn, sql, rows)
     if plan.anchors:
         conn.executemany(UPSERT_ANCHOR, plan.anchors)
+    for op in plan.ops:
+        op.run(conn, plan.received_ns)
 
 
 def rollback(conn: sqlite3.Connection) -> None:

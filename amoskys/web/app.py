@@ -37,12 +37,14 @@ def build_app(
     metrics_token: str = "",
     ctx: WebContext | None = None,
     hsts: bool = False,
+    config: Config | None = None,
 ) -> Starlette:
     """/metrics (bearer token when configured), /healthz, /readyz; with a context, also the dashboard
     pages, the /api/v1 JSON API with its OpenAPI document, the SSE stream and the static assets.
     Request bodies are limited here, once, for every route (`[web] max_body_bytes`; 8 KiB to log in),
     after the Host header check (`[web] allowed_hosts`): a request for another host is refused before
-    any of its body is read, and still gets the security headers."""
+    any of its body is read, and still gets the security headers. Without a context, `config` gives
+    the web settings (an agent's)."""
 
     exposition = Exposition(metrics.render)
 
@@ -79,7 +81,7 @@ def build_app(
         routes.append(Route("/api/v1/stream", stream))
         routes += pages.routes(ctx)
         routes.append(Mount("/static", app=StaticFiles(packages=[("amoskys", "static")]), name="static"))
-    config = ctx.config if ctx is not None else Config()
+    config = ctx.config if ctx is not None else config or Config()
     max_body = config.web.max_body_bytes
     refused = metrics.component(WebMetrics).requests_refused
     shed = metrics.component(WebMetrics).requests_shed

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from amoskys import __version__
+from amoskys.store.queries import sources
 from amoskys.store.state import public_id
 from amoskys.web.auth import Principal
 from amoskys.web.context import WebContext
@@ -26,6 +27,7 @@ from amoskys.web.routes import collectors as collectors_api
 from amoskys.web.routes import devices as devices_api
 from amoskys.web.routes import events as events_api
 from amoskys.web.routes import flows as flows_api
+from amoskys.web.routes import host as host_api
 from amoskys.web.routes import overview as overview_api
 from amoskys.web.routes import processes as processes_api
 from amoskys.web.routes import session as session_api
@@ -85,6 +87,7 @@ NAV = [
     ("/collectors", "Collectors"),
     ("/events", "Events"),
     ("/processes", "Processes"),
+    ("/host", "Host"),
     ("/flows", "Flows"),
     ("/devices", "Devices"),
     ("/snmp", "SNMP"),
@@ -161,6 +164,7 @@ async def events(request: Request, ctx: WebContext, p: Principal) -> dict[str, A
         "page": await _api(events_api.events, request, ctx, p),
         "kinds": KINDS,
         "q": dict(request.query_params),
+        "sources": await sources.sources(ctx.reads),
     }
 
 
@@ -172,6 +176,17 @@ async def processes(request: Request, ctx: WebContext, p: Principal) -> dict[str
     return {
         "procs": await _api(processes_api.processes, request, ctx, p),
         "execs": (await _api(processes_api.execs, request, ctx, p))["items"],
+        "q": dict(request.query_params),
+        "sources": await sources.sources(ctx.reads),
+    }
+
+
+async def host(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    data = await _api(host_api.host, request, ctx, p)
+    return {
+        "hosts": data["items"],
+        "series": data["series"],
+        "sources": data["sources"],
         "q": dict(request.query_params),
     }
 
@@ -200,7 +215,8 @@ async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any
 
 
 async def agents(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"agents": (await _api(agents_api.agents, request, ctx, p))["items"]}
+    data = await _api(agents_api.agents, request, ctx, p)
+    return {"agents": data["items"], "silent_after": data["silent_after_heartbeats"]}
 
 
 async def users(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
@@ -349,6 +365,7 @@ def routes(ctx: WebContext) -> list[Route]:
         ("/events", "events.html", events, False),
         ("/events/{seq}", "event.html", event_detail, False),
         ("/processes", "processes.html", processes, False),
+        ("/host", "host.html", host, False),
         ("/flows", "flows.html", flows, False),
         ("/devices", "devices.html", devices, False),
         ("/snmp", "snmp.html", snmp, False),

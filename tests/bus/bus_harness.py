@@ -118,7 +118,7 @@ async def make_env(tmp: Path, store_config: StoreConfig | None = None, **bus_kw)
         identity_cache_seconds=bus_kw.pop("cache_seconds", 0.2),
     )
     server = build_bus_server(creds, config.bus, service)
-    port = await server.start("127.0.0.1", 0)
+    port = await server.start("127.0.0.1", 0, enrol=("127.0.0.1", 0) if bus_kw.pop("enrol", False) else None)
     return BusEnv(tmp=tmp, creds=creds, metrics=metrics, store=store, bus=bus, server=server, port=port)
 
 

@@ -1,4 +1,5 @@
-"""Agent routes: enrolled agents, and revoking one (through the control service)."""
+"""Agent routes: enrolled agents with what their heartbeats say, and revoking one (through the control
+service)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 from amoskys.pki.enrolment import agent_cert_path
 from amoskys.pki.identities import key_id_of_raw
 from amoskys.pki.issuance import cert_not_after
+from amoskys.store.queries import sources
 from amoskys.web.endpoints import Call, Router
 
 router = Router("agents")
@@ -19,7 +21,48 @@ class AgentPath(msgspec.Struct, frozen=True):
     name: str
 
 
-@router.get("/api/v1/agents", "Enrolled agents: role, key, last seen, certificate expiry")
+#: What an agent's heartbeat interval is taken to be when its heartbeat does not say (older agents).
+DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 60.0
+
+
+def liveness(heartbeat: dict[str, Any] | None, now_ns: int, silent_after: int) -> dict[str, Any]:
+    """What an agent's newest heartbeat says about it: version, OS, addresses, outbox lag, and whether
+    it is silent (no heartbeat received for `silent_after` of its intervals; None: it never sent one)."""
+    if heartbeat is None:
+        return {
+            "last_heartbeat_ns": None,
+            "heartbeat_interval_seconds": None,
+            "silent": None,
+            "silent_for_seconds": None,
+            "version": None,
+            "os": None,
+            "hostname": None,
+            "addresses": [],
+            "outbox_lag_events": None,
+            "outbox_lag_seconds": None,
+        }
+    body = heartbeat["body"]
+    interval = float(body.get("interval_seconds") or DEFAULT_HEARTBEAT_INTERVAL_SECONDS)
+    quiet_s = max(0, now_ns - int(heartbeat["received_ns"])) / 1e9
+    return {
+        "last_heartbeat_ns": heartbeat["received_ns"],
+        "heartbeat_interval_seconds": interval,
+        "silent": quiet_s > silent_after * interval,
+        "silent_for_seconds": round(quiet_s, 1),
+        "version": body.get("version", ""),
+        "os": body.get("os", ""),
+        "hostname": body.get("hostname", ""),
+        "addresses": body.get("addresses", []),
+        "outbox_lag_events": body.get("outbox_lag_events", 0),
+        "outbox_lag_seconds": body.get("outbox_lag_seconds", 0.0),
+    }
+
+
+@router.get(
+    "/api/v1/agents",
+    "Enrolled agents: role, key, last seen, events/s, certificate expiry, and from their newest heartbeat "
+    "version, OS, addresses, outbox lag and whether they are silent ([bus] silent_after_heartbeats)",
+)
 async def agents(call: Call) -> Any:
     ctx = call.ctx
     last_seen = await ctx.reads.dicts(
@@ -32,6 +75,11 @@ async def agents(call: Call) -> Any:
         paths = [agent_cert_path(ctx.pki_dir, ident.name) for ident in identities]
         return [cert_not_after(p).isoformat() if p.exists() else None for p in paths]
 
+    names = [ident.name for ident in identities]
+    now_ns = ctx.clock_ns()
+    heartbeats = await sources.latest_heartbeats(ctx.reads, names)
+    rates = await sources.event_rates(ctx.reads, names, now_ns)
+    silent_after = ctx.config.bus.silent_after_heartbeats
     items = []
     for ident, expires in zip(identities, await asyncio.to_thread(expiries), strict=True):
         items.append(
@@ -43,9 +91,11 @@ async def agents(call: Call) -> Any:
                 "revoked_ns": ident.revoked_ns,
                 "cert_expires": expires,
                 "last_seen_ns": seen.get(ident.name),
+                "events_per_second": rates.get(ident.name, 0.0),
             }
+            | liveness(heartbeats.get(ident.name), now_ns, silent_after)
         )
-    return {"items": items}
+    return {"items": items, "silent_after_heartbeats": silent_after}
 
 
 @router.post(
