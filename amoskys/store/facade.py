@@ -353,8 +353,10 @@ class Store:
         """Rows, file sizes and space state, measured now."""
         reader = self._open_reader()
         try:
-            measured = await space.measure(reader, self._wal_path)
-            low, _ = await queries.seq_bounds(reader)
+            # both in one trip to the reader's thread (and the WAL's stat beside it)
+            measured, (low, _) = await asyncio.gather(
+                space.measure(reader, self._wal_path), queries.seq_bounds(reader)
+            )
         except sqlite3.Error as err:
             raise StoreError(f"store {self.path}: cannot read its size: {err}") from err
         tip, ladder = self._log.head.tip, self._log.space.ladder

@@ -103,17 +103,16 @@ def _file_size(path: Path) -> int:
 
 async def measure(conn: aiosqlite.Connection, wal_path: Path) -> SpaceMeasure:
     """Measure the store's files: page counts from SQLite, the -wal size from stat()."""
-    rows = await fetch_one(
-        conn,
-        "SELECT page_count, freelist_count, page_size FROM pragma_page_count, pragma_freelist_count, "
-        "pragma_page_size",
+    rows, wal_bytes = await asyncio.gather(
+        fetch_one(
+            conn,
+            "SELECT page_count, freelist_count, page_size FROM pragma_page_count, pragma_freelist_count, "
+            "pragma_page_size",
+        ),
+        asyncio.to_thread(_file_size, wal_path),
     )
     page_count, freelist, page_size = rows
-    return SpaceMeasure(
-        db_bytes=page_count * page_size,
-        free_bytes=freelist * page_size,
-        wal_bytes=await asyncio.to_thread(_file_size, wal_path),
-    )
+    return SpaceMeasure(db_bytes=page_count * page_size, free_bytes=freelist * page_size, wal_bytes=wal_bytes)
 
 
 @dataclass(frozen=True, slots=True)

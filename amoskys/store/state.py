@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -131,8 +132,29 @@ class ApplianceState:
         self._lock = lock
         self._clock_ns = clock_ns
         self._path = path
+        #: Every change made through this object moves the generation; a cached read is good while it
+        #: has not moved and for CACHE_SECONDS at most: the appliance makes every change to users and
+        #: sessions here (the CLI goes through the control socket), and a change written into the
+        #: database by anything else is seen within that time.
+        self._generation = 0
+        self._cache: dict[tuple[str, object], tuple[int, float, Any]] = {}
 
     # -- plumbing
+
+    async def _cached(self, key: tuple[str, object], read: Callable[[], Awaitable[_T]]) -> _T:
+        """`read()`'s answer, kept until the next change (the dashboard asks for the same session and
+        user on every request: two thread hops each, under load milliseconds)."""
+        generation, now = self._generation, time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == generation and now - hit[1] < CACHE_SECONDS:
+            value: _T = hit[2]
+            return value
+        value = await read()
+        if generation == self._generation:  # nothing changed meanwhile
+            if len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (generation, now, value)
+        return value
 
     def _check_open(self) -> None:
         if self._closed():
@@ -144,6 +166,7 @@ class ApplianceState:
         async with self._lock:
             self._check_open()  # the store may have closed while this waited for its turn
             db = self._writer
+            self._generation += 1  # before and after: a read racing the change caches neither
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 try:
@@ -154,6 +177,8 @@ class ApplianceState:
                     raise
             except sqlite3.Error as err:
                 raise StoreError(f"store {self._path}: appliance state: cannot {what}: {err}") from err
+            finally:
+                self._generation += 1
             return result
 
     async def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
@@ -183,10 +208,13 @@ class ApplianceState:
         return User(name, password_hash, role, now, now)
 
     async def get_user(self, name: str) -> User | None:
-        rows = await self._rows(
-            "SELECT name, password_hash, role, created_ns, updated_ns FROM users WHERE name = ?", (name,)
-        )
-        return User(*rows[0]) if rows else None
+        async def read() -> User | None:
+            rows = await self._rows(
+                "SELECT name, password_hash, role, created_ns, updated_ns FROM users WHERE name = ?", (name,)
+            )
+            return User(*rows[0]) if rows else None
+
+        return await self._cached(("user", name), read)
 
     async def list_users(self) -> list[User]:
         rows = await self._rows(
@@ -257,8 +285,12 @@ class ApplianceState:
 
     async def get_session(self, id_hash: bytes) -> Session | None:
         """The session with this id hash (active or not: see `Session.active`)."""
-        rows = await self._rows(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,))
-        return Session(*rows[0]) if rows else None
+
+        async def read() -> Session | None:
+            rows = await self._rows(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id_hash = ?", (id_hash,))
+            return Session(*rows[0]) if rows else None
+
+        return await self._cached(("session", id_hash), read)
 
     async def list_tokens(self, user: str | None = None) -> list[Session]:
         """The active API tokens of `user` (None: of every user), oldest first."""
@@ -501,6 +533,10 @@ class ApplianceState:
 
         return await self._change(what, body)
 
+
+#: Cached reads kept at most (cleared whole when full), and for how long.
+_CACHE_ENTRIES = 1024
+CACHE_SECONDS = 1.0
 
 UPSERT_ANCHOR = (
     "INSERT INTO chain_anchors (sender, digest, ts_ns) VALUES (?, ?, ?) "

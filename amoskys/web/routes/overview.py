@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -35,10 +36,13 @@ def _without(totals: dict[str, float], part: dict[str, float]) -> dict[str, floa
 )
 async def overview(call: Call, *, query: OverviewQuery) -> Any:
     ctx, with_synthetic = call.ctx, query.synthetic
-    stats = await ctx.store.stats()
+    # three reads on three threads (the store's reader, its stat, the dashboard's reader): at once
+    stats, sinks, (losses, _) = await asyncio.gather(
+        ctx.store.stats(),
+        ctx.store.state.list_sinks(),
+        log.page(ctx.reads, kind="loss", limit=10, synthetic=None if with_synthetic else False),
+    )
     synthetic_rows = stats.synthetic_rows
-    sinks = await ctx.store.state.list_sinks()
-    losses, _ = await log.page(ctx.reads, kind="loss", limit=10, synthetic=None if with_synthetic else False)
     series = ctx.rates.series(synthetic=with_synthetic)
     by_outcome = counter_totals(ctx.metrics.bus_events, "outcome")
     synthetic_by_outcome = counter_totals(ctx.metrics.bus_synthetic_events, "outcome")
