@@ -402,11 +402,14 @@ def idle_on_defaults(work: Path) -> dict[str, float | None]:
                 time.sleep(0.5)
         lag = lag_p99_ms(m0, metrics(app.url))
         scrape = []
-        for _ in range(100):
-            t0 = time.perf_counter()
-            httpx.get(app.url + "/metrics", timeout=10)
-            scrape.append((time.perf_counter() - t0) * 1000)
-            time.sleep(0.05)
+        # one client, as a scraper keeps: httpx.get() makes an SSL context per call (~20 ms of this
+        # process's own time, which the figure used to include)
+        with httpx.Client(base_url=app.url, timeout=10) as client:
+            for _ in range(100):
+                t0 = time.perf_counter()
+                client.get("/metrics")
+                scrape.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.05)
     finally:
         app.stop()
     return {

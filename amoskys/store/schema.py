@@ -393,6 +393,13 @@ INSERT INTO read_model_backfill (id, next_seq, last_seq)
 """
 
 
+_V8 = """
+-- The newest flows of real traffic, newest first, without stepping over loadgen's (top talkers: they
+-- scanned back through every synthetic flow stored since the last real one). Only real flows pay for it.
+CREATE INDEX flows_real ON flows (store_seq) WHERE synthetic = 0;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: `script` takes the database from `version - 1` to `version`."""
@@ -447,6 +454,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "the read model: flows, process_history, audit, alerts, time series", _V5),
     Migration(6, "the outbox: sink cursors' kinds, sealed batches", _V6),
     Migration(7, "one-time enrolment tokens", _V7),
+    Migration(8, "flows of real traffic by store_seq (top talkers without loadgen's)", _V8),
 )
 
 #: The schema version this build writes.
