@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import Agents, RunningAgent, by_boot, enrol_with_bundles, read_events
 
 from amoskys.proto import events_pb2
 
+from agent_harness import Agents, RunningAgent, by_boot, enrol_with_bundles, read_events
 from support import RunningAppliance, free_port, require_root, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_root]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from agent_harness import (
     QUIET_APPLIANCE,
     Agents,
@@ -21,7 +22,6 @@ from agent_harness import (
     enrol_with_tokens,
     read_events,
 )
-
 from support import amoskys, http_get, wait_for
 
 pytestmark = pytest.mark.e2e
