@@ -29,7 +29,7 @@ from amoskys.errors import PkiError
 from amoskys.metrics import Metrics
 from amoskys.pki import csr as csrs
 from amoskys.pki.enrolment import write_agent_cert
-from amoskys.pki.issuance import LEAF_VALID_DAYS
+from amoskys.pki.issuance import LEAF_VALID_DAYS, cert_pem
 from amoskys.pki.layout import ApplianceCredentials
 from amoskys.pki.names import identity_uri, is_valid_name, peer_identity
 from amoskys.pki.tokens import parse_token, secret_hash
@@ -169,7 +169,7 @@ class EnrolmentService(bus_pb2_grpc.EnrolmentServicer):
             name=row.name,
             role=row.role,
             trust_domain=self.auth.trust_domain,
-            certificate=csrs.cert_pem(cert),
+            certificate=cert_pem(cert),
             ca_certificate=ca_pem,
         )
 
@@ -212,7 +212,7 @@ class EnrolmentService(bus_pb2_grpc.EnrolmentServicer):
                 detail=f"certificate serial {cert.serial_number}",
             )
         )
-        return bus_pb2.RenewResponse(certificate=csrs.cert_pem(cert), ca_certificate=ca_pem)
+        return bus_pb2.RenewResponse(certificate=cert_pem(cert), ca_certificate=ca_pem)
 
     # ------------------------------------------------------------------ helpers
     def _issue(self, csr_der: bytes, name: str) -> Any:
@@ -229,7 +229,7 @@ class EnrolmentService(bus_pb2_grpc.EnrolmentServicer):
         pki_dir = self.creds.ca_cert.parent
 
         def keep() -> bytes:
-            write_agent_cert(pki_dir, name, csrs.cert_pem(cert))
+            write_agent_cert(pki_dir, name, cert_pem(cert))
             return self.creds.ca_cert.read_bytes()
 
         ca_pem = await asyncio.to_thread(keep)

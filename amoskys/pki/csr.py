@@ -93,7 +93,3 @@ def issue_for_csr(
         not_before=start,
         not_after=end,
     )
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)

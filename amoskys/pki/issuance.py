@@ -42,7 +42,8 @@ BACKDATE = timedelta(hours=1)
 """Certificates start this long before "now" so a peer whose clock lags a little still accepts them."""
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
+    """`cert` in PEM."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -207,7 +208,7 @@ def create_ca(dir: Path, common_name: str, now: datetime | None = None) -> tuple
         .sign(key, hashes.SHA256())
     )
     _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
-    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
+    _files.write(cert_path, cert_pem(cert), _files.CERT_MODE)
     return cert_path, key_path
 
 
@@ -255,7 +256,7 @@ def issue_client_cert(
         not_after=end,
     )
     _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
-    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
+    _files.write(cert_path, cert_pem(cert), _files.CERT_MODE)
     return cert
 
 
@@ -346,7 +347,7 @@ def _issue_server_cert(
     )
     if new_key:
         _files.write(key_path, _files.key_pem(key), _files.KEY_MODE)
-    _files.write(cert_path, _cert_pem(cert), _files.CERT_MODE)
+    _files.write(cert_path, cert_pem(cert), _files.CERT_MODE)
 
 
 def _all_present(paths: Sequence[Path]) -> bool:

@@ -11,9 +11,7 @@ new one, each matching ``client.key``.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,12 +21,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from amoskys.bus.client import PublisherIdentity
 from amoskys.errors import PkiError
 from amoskys.pki import _files
 from amoskys.pki import csr as csrs
-from amoskys.pki.identities import load_identity_key
 from amoskys.pki.issuance import load_tls_key
-from amoskys.pki.layout import BUNDLE_JSON, CA_CERT, CLIENT_CERT, CLIENT_KEY, IDENTITY_KEY
+from amoskys.pki.layout import CLIENT_CERT, CLIENT_KEY
 from amoskys.proto import bus_pb2, bus_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -43,16 +41,6 @@ class RenewRefusedError(PkiError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"the appliance refused to renew the certificate ({code}): {message}")
         self.code = code
-
-
-@dataclass(frozen=True)
-class _Bundle:
-    name: str
-    bus_address: str
-    cert: x509.Certificate
-    cert_pem: bytes
-    key_pem: bytes
-    ca_pem: bytes
 
 
 def renewal_due(cert: x509.Certificate, now: datetime) -> bool:
@@ -73,22 +61,23 @@ async def renew_if_due(
     or None when it was not due. `bus_address` defaults to the bundle's. Raises RenewRefusedError
     when the appliance refuses, PkiError for an unreadable bundle or an unusable answer."""
     at = now or datetime.now(UTC)
-    bundle = await asyncio.to_thread(_load, bundle_dir)
-    if not renewal_due(bundle.cert, at):
+    bundle = await PublisherIdentity.load(bundle_dir)  # the bundle as every publisher reads it
+    current = _certificate(bundle.client_cert)
+    if not renewal_due(current, at):
         return None
-    tls_key, identity = await asyncio.to_thread(
-        lambda: (load_tls_key(bundle_dir / CLIENT_KEY), load_identity_key(bundle_dir / IDENTITY_KEY))
-    )
+    tls_key = await asyncio.to_thread(load_tls_key, bundle_dir / CLIENT_KEY)
     csr = csrs.make_csr(tls_key, bundle.name)
-    request = bus_pb2.RenewRequest(csr=csr, identity_signature=csrs.prove(identity, csrs.RENEW_CONTEXT, csr))
-    creds = grpc.ssl_channel_credentials(bundle.ca_pem, bundle.key_pem, bundle.cert_pem)
+    request = bus_pb2.RenewRequest(
+        csr=csr, identity_signature=csrs.prove(bundle.key, csrs.RENEW_CONTEXT, csr)
+    )
+    creds = grpc.ssl_channel_credentials(bundle.ca_cert, bundle.client_key, bundle.client_cert)
     options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
     async with grpc.aio.secure_channel(bus_address or bundle.bus_address, creds, options=options) as channel:
         try:
             reply = await bus_pb2_grpc.EnrolmentStub(channel).Renew(request, timeout=timeout_seconds)
         except grpc.aio.AioRpcError as err:
             raise RenewRefusedError(err.code().name, err.details() or "") from None
-    cert = _check(reply.certificate, bundle)
+    cert = _check(reply.certificate, current, bundle.ca_cert)
     await asyncio.to_thread(_files.write, bundle_dir / CLIENT_CERT, reply.certificate, _files.CERT_MODE)
     return cert.not_valid_after_utc
 
@@ -122,33 +111,24 @@ async def keep_renewed(
         await asyncio.sleep(interval_seconds)
 
 
-def _load(bundle_dir: Path) -> _Bundle:
+def _certificate(pem: bytes) -> x509.Certificate:
     try:
-        meta = json.loads((bundle_dir / BUNDLE_JSON).read_text())
-        cert_pem = (bundle_dir / CLIENT_CERT).read_bytes()
-        return _Bundle(
-            name=str(meta["name"]),
-            bus_address=str(meta.get("bus_address", "")),
-            cert=x509.load_pem_x509_certificate(cert_pem),
-            cert_pem=cert_pem,
-            key_pem=(bundle_dir / CLIENT_KEY).read_bytes(),
-            ca_pem=(bundle_dir / CA_CERT).read_bytes(),
-        )
-    except (OSError, KeyError, ValueError) as err:
-        raise PkiError(f"enrolment bundle {bundle_dir} is incomplete or unreadable: {err}") from err
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as err:
+        raise PkiError(f"the identity bundle's client certificate is unreadable: {err}") from err
 
 
-def _check(cert_pem: bytes, bundle: _Bundle) -> x509.Certificate:
+def _check(cert_pem: bytes, current: x509.Certificate, ca_pem: bytes) -> x509.Certificate:
     """The renewed certificate, when it is issued by the bundle's CA for the same key and identity."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
-        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(bundle.ca_pem))
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
         new_sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        old_sans = bundle.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        old_sans = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound) as err:
         raise PkiError(f"the renewed certificate is not usable: {err}") from err
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if cert.public_key().public_bytes(*fmt) != bundle.cert.public_key().public_bytes(*fmt):
+    if cert.public_key().public_bytes(*fmt) != current.public_key().public_bytes(*fmt):
         raise PkiError("the renewed certificate is not for this agent's key")
     if new_sans != old_sans:
         raise PkiError("the renewed certificate names another identity")
