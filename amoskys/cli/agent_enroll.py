@@ -48,6 +48,7 @@ def add_parser(sub: SubParsers) -> None:
 
 
 def cmd_agent_enroll(args: argparse.Namespace) -> int:
+    from amoskys.agent import IDENTITY_DIR
     from amoskys.config import parse_listen
     from amoskys.errors import PkiError
     from amoskys.paths import resolve_data_dir
@@ -56,7 +57,7 @@ def cmd_agent_enroll(args: argparse.Namespace) -> int:
     if args.identity:
         out = Path(args.identity).expanduser().absolute()
     else:
-        out = resolve_data_dir(None, "", os.environ, mode="agent")[0] / "identity"
+        out = resolve_data_dir(None, "", os.environ, mode="agent")[0] / IDENTITY_DIR
     try:
         bus_port = parse_listen(args.bus)[1]
     except ValueError as err:

@@ -24,24 +24,13 @@ import pytest
 
 from amoskys.proto import events_pb2
 
-from agent_harness import Agents, RunningAgent, by_boot, enrol_with_bundles, read_events
+from agent_harness import QUIET_APPLIANCE, Agents, RunningAgent, by_boot, enrol_with_bundles, read_events
 from support import RunningAppliance, free_port, require_root, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_root]
 
 #: The appliance: its heartbeat only, its bus on a port it keeps, no enrolment port.
-APPLIANCE = """\
-[bus]
-enrol_listen = "off"
-[collectors.host]
-enabled = false
-[collectors.process]
-enabled = false
-[collectors.flow]
-enabled = false
-[collectors.discovery]
-enabled = false
-"""
+APPLIANCE = '[bus]\nenrol_listen = "off"\n' + QUIET_APPLIANCE
 
 #: The agent: heartbeat and process collectors; exec/exit from the proc connector (root).
 PROCESS_AGENT = """\
