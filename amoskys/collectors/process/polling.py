@@ -4,7 +4,9 @@ Its limits (they show in the collector's README): a process that starts and ends
 is never seen; an exec found this way is stamped with the process's start time and an exit with
 the time it was noticed (so ``lifetime_ns`` may be up to one interval long); the exit code is
 unknown (``unreadable`` lists ``exit_code``); a process that replaces its program (``exec`` without
-a fork) keeps its pid and start time and is not seen again.
+a fork) keeps its pid and start time and is not seen again. A process younger than
+``SETTLE_NS`` is left for the next poll: a fork is often caught before its exec, and read then it
+would be reported with its parent's program for good.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from amoskys.collectors.process.stats import ProcessStats
 from amoskys.collectors.process.table import ProcessTable, proc_from_read
 from amoskys.collectors.workers import in_worker
 from amoskys.proto import events_pb2
+
+#: A new process is read once it is this old (else at the next poll): the fork-to-exec window.
+SETTLE_NS = 50_000_000
 
 
 class PollingTracker:
@@ -83,6 +88,10 @@ class PollingTracker:
     def _scan(self, known: dict[int, int | None]) -> tuple[dict[int, int], list[procfs.ProcRead]]:
         """(pid → start ticks now, reads of the new processes). Blocking: runs in a worker thread."""
         current = procfs.scan_start_ticks()
+        settled = procfs.wall_ns_to_ticks(time.time_ns() - SETTLE_NS, self.boot_ns)
+        young = {pid for pid, ticks in current.items() if ticks > settled and known.get(pid, -1) != ticks}
+        for pid in young:  # not known yet: the next poll finds them new again
+            del current[pid]
         new = [pid for pid, ticks in current.items() if known.get(pid, -1) != ticks]
         reads = procfs.read_many(new, cached_sha256=self.hashes.get, hash_max_bytes=self.hashes.max_bytes)
         for read in reads:

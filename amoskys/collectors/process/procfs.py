@@ -126,6 +126,11 @@ def boot_wall_ns() -> int:
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+def wall_ns_to_ticks(wall_ns: int, boot_ns: int) -> int:
+    """UTC ns as a /proc start time (clock ticks after boot, rounded down), given boot_wall_ns()."""
+    return (wall_ns - boot_ns) * CLK_TCK // 1_000_000_000
+
+
 def ticks_to_wall_ns(ticks: int, boot_ns: int) -> int:
     """A /proc start time (clock ticks after boot) as UTC ns, given boot_wall_ns()."""
     return boot_ns + ticks * 1_000_000_000 // CLK_TCK
