@@ -1,4 +1,5 @@
-"""Flow reads over the read model's `flows` table: recent records with search, and top talkers.
+"""Flow reads: recent records with search over the read model's `flows` table, and top talkers from
+the time series.
 
 Pages are newest first by observation time, keyed by (ts_ns, store_seq): every filter runs on an index
 whose order is the page's (flows_ts, flows_src, flows_dst, flows_dport, flows_community), so a page
@@ -11,6 +12,7 @@ from typing import Any
 
 from amoskys.proto import events_pb2
 from amoskys.store.queries.reader import Reader, proto3
+from amoskys.store.series import MINUTE_S
 
 _END_REASONS = {v.number: v.name for v in events_pb2.FlowEndReason.DESCRIPTOR.values}
 
@@ -117,19 +119,18 @@ def flow_item(r: Any) -> dict[str, Any]:
     }
 
 
-async def top_talkers(
-    reader: Reader, *, records: int = 5000, synthetic: bool = False, limit: int = 20
-) -> list[dict[str, Any]]:
-    """Addresses by octets (sent and received) over the `records` most recent flow records (by
-    store_seq; synthetic ones left out unless `synthetic`), most first, ties by address. An address on
-    both ends of a record counts it twice, as it sent and received it."""
-    real = "" if synthetic else "WHERE synthetic = 0 "  # literal: the partial index flows_real serves it
-    sql = (
-        "WITH r AS (SELECT src_addr, dst_addr, fwd_bytes + rev_bytes AS o, fwd_packets + rev_packets AS p "
-        f"FROM flows {real}ORDER BY store_seq DESC LIMIT ?) "
-        "SELECT addr, SUM(o) AS octets, SUM(p) AS packets FROM "
-        "(SELECT src_addr AS addr, o, p FROM r UNION ALL SELECT dst_addr, o, p FROM r) "
-        "GROUP BY addr ORDER BY octets DESC, addr LIMIT ?"
-    )
-    rows = await reader.rows(sql, (records, limit))
+async def top_talkers(reader: Reader, *, since_ns: int, limit: int = 20) -> list[dict[str, Any]]:
+    """Addresses by octets (sent and received) in the flows of real traffic since `since_ns`, most
+    first, ties by address: the sum of the minute points of series_flow_addr (loadgen's flows are not
+    in the series; an address beyond a minute's cap of named addresses is not listed). A flow counts for
+    both its ends. It reads at most the window's minutes × sources × the cap rows, on the primary key,
+    however many flows there were."""
+    rows = await reader.rows(_TOP_SQL, (MINUTE_S, since_ns - since_ns % (MINUTE_S * 10**9), limit))
     return [{"addr": r[0], "octets": r[1], "packets": r[2]} for r in rows]
+
+
+_TOP_SQL = (
+    "SELECT address, SUM(tx_bytes + rx_bytes) AS octets, SUM(tx_packets + rx_packets) AS packets "
+    "FROM series_flow_addr WHERE step = ? AND bucket_ns >= ? AND address != '' "
+    "GROUP BY address ORDER BY octets DESC, address LIMIT ?"
+)

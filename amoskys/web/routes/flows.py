@@ -1,4 +1,5 @@
-"""Flow routes: recent flow records with search, and the top talkers (SQL over the `flows` table)."""
+"""Flow routes: recent flow records with search (SQL over the `flows` table), and the top talkers (the
+flow time series)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import msgspec
 
 from amoskys.store.queries import flows as flow_reads
 from amoskys.web.endpoints import Call, Router
-from amoskys.web.routes.common import After, Limit, Synthetic, page
+from amoskys.web.routes.common import After, Limit, page
 
 router = Router("flows")
 
@@ -22,10 +23,7 @@ class FlowsQuery(msgspec.Struct, frozen=True):
 
 
 class TopQuery(msgspec.Struct, frozen=True):
-    records: Annotated[int, msgspec.Meta(ge=1, le=100_000, description="how many recent records to sum")] = (
-        5000
-    )
-    synthetic: Synthetic = False
+    minutes: Annotated[int, msgspec.Meta(ge=1, le=2880, description="how far back to sum (minute points)")] = 15
     limit: Limit = 20
 
 
@@ -47,10 +45,10 @@ async def flows(call: Call, *, query: FlowsQuery) -> Any:
 
 @router.get(
     "/api/v1/flows/top",
-    "Top talkers by octets over the most recent flow records (synthetic ones left out by default)",
+    "Top talkers by octets over the last `minutes` of real traffic (the flow time series; loadgen's "
+    "flows are not in it)",
 )
 async def top_talkers(call: Call, *, query: TopQuery) -> Any:
-    items = await flow_reads.top_talkers(
-        call.ctx.reads, records=query.records, synthetic=query.synthetic, limit=query.limit
-    )
-    return {"items": items, "records": query.records}
+    since = call.ctx.clock_ns() - query.minutes * 60 * 10**9
+    items = await flow_reads.top_talkers(call.ctx.reads, since_ns=since, limit=query.limit)
+    return {"items": items, "minutes": query.minutes}
