@@ -23,7 +23,9 @@ class FlowsQuery(msgspec.Struct, frozen=True):
 
 
 class TopQuery(msgspec.Struct, frozen=True):
-    minutes: Annotated[int, msgspec.Meta(ge=1, le=2880, description="how far back to sum (minute points)")] = 15
+    minutes: Annotated[
+        int, msgspec.Meta(ge=1, le=2880, description="how far back to sum (minute points)")
+    ] = 15
     limit: Limit = 20
 
 
