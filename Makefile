@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-quick lint typecheck bench proto sample-config sysdeps-test clean
+.PHONY: run test test-quick lint typecheck bench proto sample-config sysdeps-test dist clean
 
 # The runtime alone for `make run`; the dev and test extras on top of it for everything else.
 RUNTIME := $(VENV)/.runtime
@@ -59,6 +59,13 @@ bench: $(STAMP)
 ## Regenerate amoskys/proto/ from protos/.
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+## Build dist/amoskys.pyz: one executable file (shiv) with every dependency, for this machine's CPU
+## (x86_64 or aarch64) and CPython 3.11-3.13; ARCH=aarch64 OUT=dist/amoskys-aarch64.pyz for the other.
+ARCH ?= $(shell uname -m)
+OUT ?= dist/amoskys.pyz
+dist: $(STAMP)
+	$(BIN)/python scripts/build_pyz.py --arch $(ARCH) --out $(OUT)
 
 ## Rewrite the root amoskys.toml and agent.toml, assembled from amoskys/samples/ and each collector's sample.toml.
 sample-config: $(STAMP)

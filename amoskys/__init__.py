@@ -1,3 +1,3 @@
 """AMOSKYS: a security sensor for edge networks in one process."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -132,6 +132,20 @@ def load(
             path="web.tls",
             value="on",
         )
+    if config.sources.nats.enabled:
+        raise ConfigError(
+            "sources.nats.enabled: an agent is never a fleet hub (it keeps no dashboard to show the "
+            "fleet): consume the NATS stream on an appliance (`amoskys run`), and remove [sources.nats] here",
+            path="sources.nats.enabled",
+            value=True,
+        )
+    if config.sinks.all():
+        raise ConfigError(
+            "sinks: an agent raises no alerts (the appliance it forwards to evaluates its events), so it "
+            "has no alert sinks: configure [[sinks.webhook]], [[sinks.syslog]] and [[sinks.ecs_file]] on "
+            "the appliance, and remove them here",
+            path="sinks",
+        )
     configured = config.forwarders.bus.identity
     if not configured:
         if require_identity:  # forwarding switched off, but the agent's name is still its bundle's

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,9 +28,14 @@ from amoskys.bus.server import BusServer
 from amoskys.collectors import registry as collector_registry
 from amoskys.collectors.clock import SystemClock
 from amoskys.collectors.context import ApplianceInfo
+from amoskys.collectors.flow_starts import FlowStarts
+from amoskys.collectors.taps import PacketTaps
 from amoskys.config import Config, enrol_listen_address, format_listen, parse_listen
 from amoskys.control import ControlServer
 from amoskys.control_service import ControlService
+from amoskys.detections.builtin import registry as builtin_detectors
+from amoskys.detections.builtin.runner import BuiltinDetections
+from amoskys.detections.runtime import DetectionRuntime
 from amoskys.errors import AmoskysError, BusError, ConfigError, ListenError, PkiError, first_error
 from amoskys.events import EnvelopeStamper
 from amoskys.files import write_atomic
@@ -55,9 +61,13 @@ from amoskys.wiring import (
     build_collectors,
     build_control_service,
     build_forwarders,
+    build_hub,
     build_web_app,
     build_web_context,
 )
+
+if TYPE_CHECKING:
+    from amoskys.sources.nats import NatsHub  # imported only by a hub (amoskys.wiring.build_hub)
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +152,9 @@ class Appliance:
         self.login_audit: LoginAudit | None = None  # counted refused logins, audited before the bus closes
         self.fds: fd_budget.FdBudget | None = None
         self.forwarders: Forwarders | None = None  # [forwarders]: the store forwarded upstream
+        self.detections: DetectionRuntime | None = None  # [detections]: Sigma rules (appliance only)
+        self.builtin: BuiltinDetections | None = None  # [detections.*]: the built-in detectors (likewise)
+        self.hub: NatsHub | None = None  # [sources.nats]: the fleet's NATS stream consumed (hub mode)
         self._background: list[asyncio.Task[None]] = []  # cancelled at shutdown
         self._tasks: list[asyncio.Task[None]] = []  # cancelled if they outlive the stop deadline
 
@@ -236,6 +249,54 @@ class Appliance:
             web_sock.close()
         log.info(f"{self.profile.mode}_stopped")
 
+    async def _start_detections(self, store: Store, bus: Bus) -> DetectionRuntime | None:
+        """The Sigma rules of [detections], loaded (pySigma imported off the loop) before ready. An agent
+        runs none: the appliance it forwards to evaluates its events."""
+        config = self.config.detections
+        if not self.profile.dashboard:
+            if config.enabled and config.sigma_paths:
+                log.warning("detections_not_run_by_agent", fix="configure sigma_paths on the appliance")
+            return None
+        runtime = DetectionRuntime(config, store=store, bus=bus, stamper=self.stamper, metrics=self.metrics)
+        await runtime.start()
+        self.detections = runtime
+        return runtime
+
+    async def _start_builtin(
+        self, store: Store, bus: Bus, flow_starts: FlowStarts, creds: ApplianceCredentials | None
+    ) -> BuiltinDetections | None:
+        """The built-in detectors of [detections] (an agent runs none, as for the Sigma rules)."""
+        if not self.profile.dashboard:
+            return None
+
+        def certs() -> list[tuple[str, str, Path]]:
+            found: list[tuple[str, str, Path]] = []
+            if creds is not None:
+                found += [(self.name, "ca", creds.ca_cert), (self.name, "server", creds.server_cert)]
+                found.append((self.name, "client", creds.identity_cert))
+            found += [(p.stem, f"agent:{p.stem}", p) for p in agent_cert_paths(self.layout.pki)]
+            return found
+
+        detectors = builtin_detectors.build(
+            self.config.detections,
+            silent_after_heartbeats=self.config.bus.silent_after_heartbeats,
+            appliance=self.name,
+            certs=certs,
+        )
+        runner = BuiltinDetections(
+            self.config.detections,
+            detectors,
+            store=store,
+            bus=bus,
+            stamper=self.stamper,
+            metrics=self.metrics,
+            appliance=self.name,
+            flow_starts=flow_starts,
+        )
+        await runner.start()
+        self.builtin = runner
+        return runner
+
     async def _refuse_enrolled_name(self, store: Store) -> None:
         """Refuse to start (ConfigError) when an unrevoked enrolled identity bears this appliance's
         name, ignoring case: its holder could publish as the appliance itself."""
@@ -271,7 +332,19 @@ class Appliance:
             self.bus_server = build_bus_server(
                 creds, self.config.bus, service, max_connections=max(1, fds.bus_connections // shared)
             )
-        self.forwarders = forwarders = await build_forwarders(self.config.forwarders, store, self.metrics)
+        self.forwarders = forwarders = await build_forwarders(
+            self.config.forwarders,
+            store,
+            self.metrics,
+            box=self.name,
+            # alert sinks: an appliance's (an agent raises no alerts; amoskys.agent refuses [sinks])
+            sinks=self.config.sinks if self.profile.dashboard else None,
+        )
+        if self.profile.dashboard:  # an agent is never a hub (amoskys.agent refuses [sources.nats])
+            self.hub = await build_hub(
+                self.config.sources, bus, self.metrics, appliance=self.name, stamper=self.stamper
+            )
+        hub = self.hub
         info = ApplianceInfo(
             self.name,
             __version__,
@@ -280,6 +353,7 @@ class Appliance:
             self.started_ns,
             outbox_lag=forwarders.outbox_lag,
         )
+        taps = PacketTaps()  # the capture's flow starts reach the built-in detectors through it
         self.supervisor = build_collectors(
             self.config.collectors,
             publish=bus.publish,
@@ -287,8 +361,11 @@ class Appliance:
             metrics=self.metrics,
             data_dir=self.layout.root,
             appliance=info,
+            packet_taps=taps,
         )
         await asyncio.to_thread(self._import_collector_modules)
+        detections = await self._start_detections(store, bus)
+        builtin = await self._start_builtin(store, bus, taps.flow_starts, creds)
         clock = SystemClock()
         ports: dict[str, int] = {}
         web_ctx = None
@@ -304,6 +381,8 @@ class Appliance:
                 health=self.health,
                 stamper=self.stamper,
                 revoke_live=self.bus_server.gate.revoke if self.bus_server else None,
+                detections=detections,
+                builtin=builtin,
             )
         # the one control service of this process: the dashboard's actions and the control socket's
         self.control_service = (
@@ -320,6 +399,7 @@ class Appliance:
                     "bus_max_connections": fds.bus_connections if self.bus_server else None,
                     "fd_budget": fds.to_dict(),
                     "forwarders": forwarders.status(),
+                    "sources": [hub.status()] if hub else [],
                 }
             ),
         )
@@ -353,6 +433,12 @@ class Appliance:
                 await self.control.start()
                 self._tasks.append(tg.create_task(self.supervisor.run(), name="collectors"))
                 self._background.append(tg.create_task(forwarders.run(), name="forwarders"))
+                if detections is not None:
+                    self._background.append(tg.create_task(detections.run(), name="detections"))
+                if builtin is not None:
+                    self._background.append(tg.create_task(builtin.run(), name="detections-builtin"))
+                if hub:
+                    self._background.append(tg.create_task(hub.run(), name="hub"))
                 if web_ctx:  # the dashboard's live rates and its refused-login audit
                     self._background.append(
                         tg.create_task(
@@ -440,6 +526,10 @@ class Appliance:
             steps.append(("collectors", self.supervisor.stop))
         if self.login_audit:
             steps.append(("login_audit", self.login_audit.close))  # its counts, while the bus takes them
+        if self.detections:
+            steps.append(("detections", self.detections.close))  # follow-ups and position, likewise
+        if self.builtin:
+            steps.append(("detections_builtin", self.builtin.close))
         if self.bus:
             steps.append(("bus", self.bus.close))
         if self.bus_server:

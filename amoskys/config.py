@@ -20,6 +20,7 @@ from amoskys.collectors import registry
 from amoskys.collectors.base import CollectorConfig
 from amoskys.errors import ConfigError
 from amoskys.events import KINDS
+from amoskys.nats.subjects import check_token
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "human", "json"]
@@ -239,8 +240,335 @@ class BusForwarderConfig(_Struct, frozen=True):
             )
 
 
+class NatsForwarderConfig(_Struct, frozen=True):
+    """`[forwarders.nats]`: publish every event to a NATS JetStream stream, exactly once
+    (amoskys.forwarders.nats)."""
+
+    enabled: bool = False
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    stream: str = "AMOSKYS"
+    site: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    credentials: str = ""
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 2048
+    ack_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
+    reconnect_wait_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 2.0
+    stream_max_age_hours: Annotated[int, msgspec.Meta(ge=0)] = 168
+    stream_max_mb: Annotated[int, msgspec.Meta(ge=0)] = 0
+    duplicate_window_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 120.0
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.servers or any(not s.strip() or any(c.isspace() for c in s) for s in self.servers):
+            raise ValueError("`servers`: expected one or more NATS URLs (nats://HOST:PORT, tls://HOST:PORT)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.stream):
+            raise ValueError(f"`stream`: expected letters, digits, '_' or '-', got {self.stream!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("`tls_cert`: a client certificate needs both tls_cert and tls_key")
+        for kind in self.kinds:
+            if kind not in KINDS:
+                raise ValueError(f"`kinds`: {kind!r} is not an event kind (known: {', '.join(KINDS)})")
+        if self.enabled:
+            try:
+                check_token("site", self.site)
+            except ValueError as err:
+                raise ValueError(f"`site`: {str(err).removeprefix('site: ')}") from err
+
+
 class ForwardersConfig(_Struct, frozen=True):
     bus: BusForwarderConfig = BusForwarderConfig()
+    nats: NatsForwarderConfig = NatsForwarderConfig()
+
+
+#: The kinds a hub consumes unless told otherwise: a 2-core hub cannot take a fleet's raw flows and
+#: process events, so those (and SNMP samples) come only when their subjects are listed.
+HUB_DEFAULT_KINDS = ("alert", "loss", "heartbeat", "device", "audit", "host")
+_NATS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a JetStream stream or consumer name
+_SUBJECT_TOKEN = re.compile(r"[^\s.*>]+|\*|>")
+
+
+def _check_subject_filter(key: str, subject: str) -> None:
+    """A subject filter in the fleet's space: ``amoskys.`` then four tokens (each a name or `*`), or
+    ending in `>`."""
+    tokens = subject.split(".")
+    ok = (
+        tokens[0] == "amoskys"
+        and all(_SUBJECT_TOKEN.fullmatch(t) for t in tokens[1:])
+        and ">" not in tokens[1:-1]
+        and (len(tokens) == 5 or (tokens[-1] == ">" and 2 <= len(tokens) <= 5))
+    )
+    if not ok:
+        raise ValueError(
+            f"`{key}`: {subject!r} is not a subject filter of the fleet stream "
+            "(amoskys.<site>.<box>.<source>.<kind>, each token a name or '*', or ending in '>')"
+        )
+
+
+class NatsSourceConfig(_Struct, frozen=True):
+    """`[sources.nats]`: hub mode, consuming the fleet's JetStream stream into this store
+    (amoskys.sources.nats)."""
+
+    enabled: bool = False
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    stream: str = "AMOSKYS"
+    durable: str = ""
+    subjects: tuple[str, ...] = tuple(f"amoskys.*.*.*.{kind}" for kind in HUB_DEFAULT_KINDS)
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    credentials: str = ""
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    max_ack_pending: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    ack_wait_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
+    deny_sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.servers or any(not s.strip() or any(c.isspace() for c in s) for s in self.servers):
+            raise ValueError("`servers`: expected one or more NATS URLs (nats://HOST:PORT, tls://HOST:PORT)")
+        if not _NATS_NAME.fullmatch(self.stream):
+            raise ValueError(f"`stream`: expected letters, digits, '_' or '-', got {self.stream!r}")
+        if self.durable and not _NATS_NAME.fullmatch(self.durable):
+            raise ValueError(f"`durable`: expected letters, digits, '_' or '-', got {self.durable!r}")
+        if not self.subjects:
+            raise ValueError("`subjects`: expected at least one subject filter")
+        for subject in self.subjects:
+            _check_subject_filter("subjects", subject)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("`tls_cert`: a client certificate needs both tls_cert and tls_key")
+        if self.max_ack_pending < self.batch:
+            raise ValueError(
+                f"`max_ack_pending` ({self.max_ack_pending}) must be at least `batch` ({self.batch})"
+            )
+        for name in self.deny_sources:
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(f"`deny_sources`: {name!r} is not a source or box name")
+
+    def durable_name(self, appliance: str) -> str:
+        """The durable consumer's name: `durable`, else ``amoskys-hub-<appliance>`` (characters a
+        consumer name cannot hold become '_')."""
+        return self.durable or "amoskys-hub-" + re.sub(r"[^A-Za-z0-9_-]", "_", appliance)
+
+
+class SourcesConfig(_Struct, frozen=True):
+    """`[sources]`: events taken from outside this appliance's own bus."""
+
+    nats: NatsSourceConfig = NatsSourceConfig()
+
+
+class _DetectorConfig(_Struct, frozen=True):
+    """What every built-in detector has (amoskys.detections.builtin): whether it runs."""
+
+    enabled: bool = True
+
+
+class NewDeviceConfig(_DetectorConfig, frozen=True):
+    """`[detections.new_device]`: a device discovery had never seen appears on the LAN."""
+
+
+class MacChangeConfig(_DetectorConfig, frozen=True):
+    """`[detections.mac_change]`: an IP address answered by another MAC (ARP spoofing, or a replaced device)."""
+
+
+class PortScanConfig(_DetectorConfig, frozen=True):
+    """`[detections.port_scan]`: one source opening flows to many ports or many hosts within a window."""
+
+    ports: Annotated[int, msgspec.Meta(ge=2, le=65_536)] = 100
+    hosts: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 50
+    window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+
+
+class IocConfig(_DetectorConfig, frozen=True):
+    """`[detections.ioc]`: flows to or from addresses of IOC lists (IP or CIDR, one per line)."""
+
+    ioc_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for path in self.ioc_files:
+            if not path.strip():
+                raise ValueError("`ioc_files`: expected a file path, got an empty string")
+
+
+class ExecPathConfig(_DetectorConfig, frozen=True):
+    """`[detections.exec_path]`: a program run from a world-writable directory, or from a deleted file."""
+
+    paths: tuple[str, ...] = ("/tmp", "/dev/shm")
+    deleted: bool = True
+
+    def __post_init__(self) -> None:
+        for path in self.paths:
+            if not path.startswith("/"):
+                raise ValueError(f"`paths`: expected absolute directories, got {path!r}")
+
+
+class SnmpHealthConfig(_DetectorConfig, frozen=True):
+    """`[detections.snmp_health]`: an SNMP interface going down, an error-rate spike, a device unreachable."""
+
+    error_rate_percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
+    min_errors: Annotated[int, msgspec.Meta(ge=1)] = 10
+
+
+class LossConfig(_DetectorConfig, frozen=True):
+    """`[detections.loss]`: any LossReport (events, packets or flows lost, and why)."""
+
+
+class SilentConfig(_DetectorConfig, frozen=True):
+    """`[detections.silent]`: an agent or appliance silent for [bus] silent_after_heartbeats intervals."""
+
+
+class CertExpiryConfig(_DetectorConfig, frozen=True):
+    """`[detections.cert_expiry]`: a certificate of the appliance or of an enrolled agent near its end."""
+
+    cert_warning_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+
+
+class DetectionsConfig(_Struct, frozen=True):
+    """`[detections]`: Sigma rules evaluated on the live stream, and the alerts they raise
+    (amoskys.detections). Only the appliance runs them (an agent's events are evaluated by the
+    appliance it forwards to)."""
+
+    enabled: bool = True
+    sigma_paths: tuple[str, ...] = ()
+    reload_interval_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 5.0
+    relayed: Literal["off", "on"] = "off"
+    alert_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 300
+    # the built-in detectors (amoskys.detections.builtin)
+    new_device: NewDeviceConfig = NewDeviceConfig()
+    mac_change: MacChangeConfig = MacChangeConfig()
+    port_scan: PortScanConfig = PortScanConfig()
+    ioc: IocConfig = IocConfig()
+    exec_path: ExecPathConfig = ExecPathConfig()
+    snmp_health: SnmpHealthConfig = SnmpHealthConfig()
+    loss: LossConfig = LossConfig()
+    silent: SilentConfig = SilentConfig()
+    cert_expiry: CertExpiryConfig = CertExpiryConfig()
+
+    def __post_init__(self) -> None:
+        for path in self.sigma_paths:
+            if not path.strip():
+                raise ValueError("`sigma_paths`: expected a rule file or directory, got an empty string")
+
+
+#: Alert levels, lowest first (Sigma's words; amoskys.sinks.alerts maps the legacy severities onto them).
+AlertLevel = Literal["informational", "low", "medium", "high", "critical"]
+#: syslog facilities by their usual names (RFC 5424 §6.2.1 numbers them 0..23).
+SyslogFacility = Literal[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+    "ntp", "security", "console", "solaris-cron",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+]  # fmt: skip
+_SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: The forwarders' cursor names: a sink must not share a cursor with one of them.
+_FORWARDER_NAMES = ("bus", "nats")
+_SIGNATURE_HEADER = "x-amoskys-signature"
+
+
+class _AlertSinkConfig(_Struct, frozen=True):
+    """What every alert sink has: its name (its cursor's key and its metrics' label) and its filter."""
+
+    name: str
+    min_level: AlertLevel = "informational"
+    rules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _SINK_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"`name`: expected 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+                f"got {self.name!r}"
+            )
+        if self.name in _FORWARDER_NAMES:
+            raise ValueError(f"`name`: {self.name!r} is the name of a forwarder's cursor: choose another")
+        for rule in self.rules:
+            if not rule.strip():
+                raise ValueError("`rules`: expected rule ids or names (glob patterns), got an empty string")
+
+
+class WebhookSinkConfig(_AlertSinkConfig, frozen=True, kw_only=True):
+    """`[[sinks.webhook]]`: POST alerts as JSON, signed with HMAC-SHA256 (amoskys.sinks.webhook)."""
+
+    url: str
+    secret_file: str = ""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        m = re.fullmatch(r"(https?)://([^/?#\s]+)[^\s]*", self.url)
+        if not m or m.group(2).startswith((":", "@")):
+            raise ValueError(f"`url`: expected an http:// or https:// URL with a host, got {self.url!r}")
+        for header in self.headers:
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header):
+                raise ValueError(f"`headers`: {header!r} is not an HTTP header name")
+            if header.lower() in (_SIGNATURE_HEADER, "content-type", "content-length", "host"):
+                raise ValueError(f"`headers`: {header!r} is set by the sink itself")
+        for header, value in self.headers.items():
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"`headers`: the value of {header!r} holds a line break or NUL")
+
+
+class SyslogSinkConfig(_AlertSinkConfig, frozen=True, kw_only=True):
+    """`[[sinks.syslog]]`: RFC 5424 messages over UDP, TCP (RFC 6587) or TLS (RFC 5425)
+    (amoskys.sinks.syslog)."""
+
+    address: str
+    transport: Literal["udp", "tcp", "tls"] = "tcp"
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    facility: SyslogFacility = "local0"
+    app_name: str = "amoskys"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_advertise("address", self.address)
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("`cert_file`: a client certificate needs both cert_file and key_file")
+        if self.transport != "tls" and (self.ca_file or self.cert_file):
+            raise ValueError(
+                f'`transport`: ca_file, cert_file and key_file need transport = "tls", got {self.transport!r}'
+            )
+        if not re.fullmatch(r"[!-~]{1,48}", self.app_name):
+            raise ValueError(
+                f"`app_name`: expected 1-48 printable ASCII characters without spaces, got {self.app_name!r}"
+            )
+
+
+class EcsFileSinkConfig(_AlertSinkConfig, frozen=True, kw_only=True):
+    """`[[sinks.ecs_file]]`: alerts appended as Elastic Common Schema JSON Lines, rotated by size
+    (amoskys.sinks.ecs_file)."""
+
+    path: str
+    max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 100 * 1024 * 1024
+    keep: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path.strip():
+            raise ValueError("`path`: expected a file path, got an empty string")
+
+
+class SinksConfig(_Struct, frozen=True):
+    """`[sinks]`: where alerts are delivered, each sink an array of tables (amoskys.sinks). Only the
+    appliance has sinks (an agent raises no alerts)."""
+
+    webhook: tuple[WebhookSinkConfig, ...] = ()
+    syslog: tuple[SyslogSinkConfig, ...] = ()
+    ecs_file: tuple[EcsFileSinkConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for kind in ("webhook", "syslog", "ecs_file"):
+            sinks: tuple[_AlertSinkConfig, ...] = getattr(self, kind)
+            for i, sink in enumerate(sinks):
+                key = f"{kind}[{i}].name"
+                if sink.name in seen:
+                    raise ValueError(f"`{key}`: {sink.name!r} is already the name of sinks.{seen[sink.name]}")
+                seen[sink.name] = key.removesuffix(".name")
+
+    def all(self) -> tuple[_AlertSinkConfig, ...]:
+        """Every configured sink, webhooks first, then syslog, then ECS files."""
+        return (*self.webhook, *self.syslog, *self.ecs_file)
 
 
 class CollectorsPolicy(_Struct, frozen=True):
@@ -300,6 +628,9 @@ class Config(_Struct, frozen=True):
     bus: BusConfig = BusConfig()
     store: StoreConfig = StoreConfig()
     forwarders: ForwardersConfig = ForwardersConfig()
+    sources: SourcesConfig = SourcesConfig()
+    detections: DetectionsConfig = DetectionsConfig()
+    sinks: SinksConfig = SinksConfig()
     collectors: CollectorsConfig = CollectorsConfig()
 
 
@@ -320,7 +651,10 @@ def _lookup(data: Any, path: str) -> tuple[bool, Any]:
 def _choices(path: str) -> tuple[str, ...]:
     """The allowed values of the Literal-typed field at a config path, if it is one."""
     tp: Any = Config
-    for key, _ in _PATH_PART.findall(path.removeprefix("$")):
+    for key, index in _PATH_PART.findall(path.removeprefix("$")):
+        if index:  # an element of an array of tables (tuple[Struct, ...])
+            tp = next(iter(typing.get_args(tp)), None)
+            continue
         hints = typing.get_type_hints(tp, include_extras=True) if isinstance(tp, type) else {}
         tp = hints.get(key)
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
@@ -331,7 +665,7 @@ def _validation_error(err: msgspec.ValidationError, data: Mapping[str, Any], sou
     what, _, path = text.rpartition(" - at `")
     path = path.rstrip("`") if what else "$"
     what = what or text
-    m = re.fullmatch(r"`(\w+)`: (.*)", what, flags=re.S)
+    m = re.fullmatch(r"`(\w+(?:\[\d+\]\.\w+)*)`: (.*)", what, flags=re.S)
     if m:  # raised by a __post_init__ check: it names the key
         path, what = f"{path}.{m.group(1)}", m.group(2)
     m = re.fullmatch(r"Object contains unknown field `(\w+)`", what)

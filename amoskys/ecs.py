@@ -148,11 +148,18 @@ def _alert(doc: dict[str, Any], alert: events_pb2.Alert) -> None:
     _put(doc, "event.category", ["intrusion_detection"])
     _put(doc, "event.type", ["info"])
     _put(doc, "event.action", alert.rule)
-    _put(doc, "event.severity", alert.severity or None)
-    if alert.severity:
+    if alert.level:  # Sigma's level: 1 informational .. 5 critical
+        _put(doc, "event.severity", alert.level)
+        _put(doc, "log.level", events_pb2.Alert.Level.Name(alert.level).removeprefix("LEVEL_").lower())
+    elif alert.severity:  # an alert from before levels: its severity, 1 info .. 3 critical
+        _put(doc, "event.severity", alert.severity)
         _put(doc, "log.level", events_pb2.Alert.Severity.Name(alert.severity).lower())
-    _put(doc, "rule.name", alert.rule)
+    _put(doc, "rule.id", alert.rule_id)
+    _put(doc, "rule.name", alert.title or alert.rule)
     _put(doc, "message", alert.summary)
+    _put(doc, "host.name", alert.host)
+    if alert.tags:
+        doc["tags"] = [*doc.get("tags", []), *alert.tags]
     if alert.attributes:
         doc.setdefault("labels", {}).update(sorted(alert.attributes.items()))
 

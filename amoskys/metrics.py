@@ -211,6 +211,13 @@ class Metrics:
             ["collector", "state"],
             registry=r,
         )
+        self.collector_failed = Gauge(
+            "amoskys_collector_failed",
+            "1 while a collector the config enables cannot run (its self-check or repeated crashes disabled "
+            "it), else 0 (running, stopped by an operator, switched off, or with nothing configured).",
+            ["collector"],
+            registry=r,
+        )
         self.collector_events = Counter(
             "amoskys_collector_events_total", "Events the collector published.", ["collector"], registry=r
         )

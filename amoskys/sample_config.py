@@ -15,7 +15,18 @@ from typing import Any
 
 from amoskys.collectors import registry
 
-CORE_SECTIONS = ("header", "appliance", "web", "bus", "store", "forwarders", "collectors")
+CORE_SECTIONS = (
+    "header",
+    "appliance",
+    "web",
+    "bus",
+    "store",
+    "forwarders",
+    "sources",
+    "detections",
+    "sinks",
+    "collectors",
+)
 
 
 def core_section(name: str) -> str:
@@ -35,7 +46,8 @@ def assemble() -> str:
 
 
 #: The agent's sample (`amoskys config sample --agent`, the root agent.toml): its own header, appliance
-#: and web parts (an agent has no dashboard), the store and forwarders as the appliance's, no [bus].
+#: and web parts (an agent has no dashboard), the store and forwarders as the appliance's, no [bus] and no
+#: [detections] (the appliance evaluates the agent's events), no [sinks] (an agent raises no alerts).
 AGENT_SECTIONS = ("agent_header", "agent_appliance", "agent_web", "store", "forwarders", "collectors")
 
 

@@ -430,6 +430,9 @@ class Supervisor:
         self.metrics.collector_up.labels(slot.name).set(1 if state == "running" else 0)
         for s in STATES:
             self.metrics.collector_state.labels(slot.name, s).set(1 if s == state else 0)
+        # disabled although the config wants it running: not "enabled = false", not "nothing configured"
+        failed = state == "disabled" and slot.config.enabled and not isinstance(reason, NotConfigured)
+        self.metrics.collector_failed.labels(slot.name).set(1 if failed else 0)
 
     def _count_restart(self, slot: _Slot) -> None:
         slot.restarts += 1

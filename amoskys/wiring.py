@@ -9,6 +9,7 @@ argument, so a harness never re-creates the wiring by hand.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import mimetypes
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -25,8 +26,11 @@ from amoskys.collectors import capabilities
 from amoskys.collectors.clock import Clock
 from amoskys.collectors.context import ApplianceInfo, PublishFn
 from amoskys.collectors.taps import PacketTaps
-from amoskys.config import BusConfig, CollectorsConfig, Config, ForwardersConfig
+from amoskys.config import BusConfig, CollectorsConfig, Config, ForwardersConfig, SinksConfig, SourcesConfig
 from amoskys.control_service import ControlService, Revoker
+from amoskys.detections.builtin.runner import BuiltinDetections
+from amoskys.detections.desk import AlertDesk
+from amoskys.detections.runtime import DetectionRuntime
 from amoskys.events import EnvelopeStamper
 from amoskys.forwarders.bus import build_bus_forwarder
 from amoskys.forwarders.group import Forwarders
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from amoskys.collectors.base import Collector
+    from amoskys.sources.nats import NatsHub
 
 #: How long the bus trusts a looked-up publisher identity before reading the store again (a change made
 #: through the control socket, as `amoskys agents revoke` does, is applied at once).
@@ -127,15 +132,47 @@ def build_enrolment(creds: ApplianceCredentials, service: EventBusService) -> En
 
 
 async def build_forwarders(
-    config: ForwardersConfig, store: Store, metrics: Metrics, *, clock: Clock | None = None
+    config: ForwardersConfig,
+    store: Store,
+    metrics: Metrics,
+    *,
+    clock: Clock | None = None,
+    box: str = "",
+    sinks: SinksConfig | None = None,
 ) -> Forwarders:
     """The enabled sinks of `[forwarders]` over `store` (not running yet: ``await forwarders.run()``,
-    which registers them as the store's sinks even when there is none). Raises ConfigError when an
-    enabled sink's identity cannot be loaded."""
+    which registers them as the store's sinks even when there is none). `box` is this appliance's
+    name (the NATS sink publishes under it). `sinks`: the alert sinks of `[sinks]` (an appliance's),
+    run beside them. Raises ConfigError when an enabled sink's identity cannot be loaded, `box`
+    cannot name a NATS subject token, or an alert sink's files cannot be read."""
     built = []
     if config.bus.enabled:
         built.append(await build_bus_forwarder(config.bus, store, metrics, clock=clock))
+    if config.nats.enabled:
+        # nats-py (~70 ms) is imported only when the NATS sink is on, and off the loop (importing reads files)
+        await asyncio.to_thread(importlib.import_module, "amoskys.forwarders.nats")
+        from amoskys.forwarders.nats import build_nats_forwarder
+
+        built.append(build_nats_forwarder(config.nats, store, metrics, box=box, clock=clock))
+    if sinks is not None and sinks.all():
+        from amoskys.sinks.build import build_sinks  # httpx for webhooks: only when one is configured
+
+        built += await build_sinks(sinks, store, metrics, clock=clock)
     return Forwarders(store, built)
+
+
+async def build_hub(
+    config: SourcesConfig, bus: Bus, metrics: Metrics, *, appliance: str, stamper: EnvelopeStamper
+) -> NatsHub | None:
+    """The hub's consumer of the fleet's NATS stream (`[sources.nats]`), or None when it is off (not
+    running yet: ``await hub.run()``)."""
+    if not config.nats.enabled:
+        return None
+    # nats-py is imported only by a hub, and off the loop (importing reads files)
+    await asyncio.to_thread(importlib.import_module, "amoskys.sources.nats")
+    from amoskys.sources.nats import NatsHub
+
+    return NatsHub(config.nats, bus, metrics, appliance=appliance, stamper=stamper)
 
 
 def build_collectors(
@@ -191,10 +228,14 @@ async def build_web_context(
     health: Health,
     stamper: EnvelopeStamper,
     revoke_live: Revoker | None = None,
+    detections: DetectionRuntime | None = None,
+    builtin: BuiltinDetections | None = None,
 ) -> WebContext:
     """The dashboard's view of the appliance (first admin and CSRF secret made on first start), with
     the one ControlService its actions go through; `revoke_live` applies an agent's revocation in the
-    running bus (the bus gate's ``revoke``), so its calls in progress end before the answer.
+    running bus (the bus gate's ``revoke``), so its calls in progress end before the answer; the alert
+    actions (``ctx.detections``) act on `detections`, the running rules (None: none run here), and on
+    `builtin`, the built-in detectors (amoskys.detections.builtin; None: none run here).
 
     Its read connection is open: the caller closes it with ``await ctx.reads.close()``.
     """
@@ -237,6 +278,7 @@ async def build_web_context(
         reads=reads,
         control=control,
         secure_cookies=web_cfg.tls == "on",
+        detections=AlertDesk(store, bus, stamper, runtime=detections, builtin=builtin),
     )
 
 

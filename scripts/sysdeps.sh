@@ -11,6 +11,7 @@ want=${1:-test}
 test_tools=(
   "promtool prometheus"
   "setpriv util-linux"
+  "systemd-analyze systemd"
   "snmpd snmpd"
   "snmpget snmp"
   "chromium chromium"
@@ -20,6 +21,7 @@ test_tools=(
   "tcpreplay tcpreplay"
   "ip iproute2"
   "arp-scan arp-scan"
+  "rsyslogd rsyslog"
 )
 run_tools=()
 # `make bench`: the test tools plus the HTTP load generator of benchmarks/bench_loop.py
@@ -31,12 +33,18 @@ bench_tools=(
 libs=("libpcap.so.0.8 libpcap0.8")
 # data-file  Debian-package (no command to look for); the discovery collector's MAC vendors
 files=("/usr/share/ieee-data/oui.csv ieee-data")
+# the same for the tests only (a glob: the library folder is per architecture); the syslog sink's
+# tests run rsyslogd with a TLS listener, which needs rsyslog's GnuTLS driver
+test_files=("/usr/lib/*/rsyslog/lmnsd_gtls.so rsyslog-gnutls"
+  # libseccomp's binding for Debian's python3: the systemd sandbox test applies the unit's
+  # SystemCallFilter= and RestrictAddressFamilies= with it (tests/packaging/seccomp_exec.py)
+  "/usr/lib/python3/dist-packages/seccomp.cpython-*.so python3-seccomp")
 
 declare -a tools
 case "$want" in
-  test) tools=("${test_tools[@]}") ;;
+  test) tools=("${test_tools[@]}"); files+=("${test_files[@]}") ;;
   run) tools=("${run_tools[@]}") ;;
-  bench) tools=("${test_tools[@]}" "${bench_tools[@]}") ;;
+  bench) tools=("${test_tools[@]}" "${bench_tools[@]}"); files+=("${test_files[@]}") ;;
   venv) tools=(); libs=(); files=() ;;
   *) echo "usage: $0 venv|run|test|bench" >&2; exit 2 ;;
 esac
@@ -54,7 +62,7 @@ for entry in "${libs[@]+"${libs[@]}"}"; do
 done
 for entry in "${files[@]+"${files[@]}"}"; do
   read -r file pkg <<<"$entry"
-  [ -f "$file" ] || missing+=("$pkg")
+  compgen -G "$file" >/dev/null || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -707,3 +707,27 @@ def test_resource_shortage_is_found_behind_a_wrapping_error() -> None:
             raise StartupError("cannot open the capture socket", retry=True) from err
     except StartupError as wrapped:
         assert resource_shortage(wrapped) == "EMFILE"
+
+
+async def test_collector_failed_is_1_only_for_an_enabled_collector_that_cannot_run(
+    tmp_path: Path, running: Any
+) -> None:
+    """amoskys_collector_failed (what AmoskysCollectorFailed alerts on): a missing capability is a
+    failure; nothing configured, enabled = false and an operator's stop are not."""
+    sup = make([NeedsRaw, Unconfigured, Blocker], tmp_path, FakeClock(), has_capability=lambda cap: False)
+    running(sup)
+    await eventually(lambda: state(sup, "blocker") == "running", what="blocker running")
+    await eventually(lambda: sup.status_of("needs_raw").state == "disabled", what="needs_raw disabled")
+    await eventually(lambda: sup.status_of("unconfigured").state == "disabled", what="unconfigured disabled")
+    failed = {
+        name: metric(sup, "amoskys_collector_failed", {"collector": name})
+        for name in ("needs_raw", "unconfigured", "blocker")
+    }
+    assert failed == {"needs_raw": 1, "unconfigured": 0, "blocker": 0}
+    await sup.stop_collector("blocker")
+    assert sup.status_of("blocker").state == "stopped"
+    assert metric(sup, "amoskys_collector_failed", {"collector": "blocker"}) == 0
+    off = make([Blocker], tmp_path, FakeClock(), enabled=False)
+    running(off)
+    await eventually(lambda: off.status_of("blocker").state == "disabled", what="blocker disabled")
+    assert metric(off, "amoskys_collector_failed", {"collector": "blocker"}) == 0

@@ -15,6 +15,7 @@ from amoskys.bus.auth import Authenticator, Denied, Identity
 from amoskys.bus.chain import ChainTracker
 from amoskys.bus.core import Bus, IngestResult
 from amoskys.bus.via import ViaTracker
+from amoskys.detections.builtin.chain_fork import fork_alert
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import bus_pb2, bus_pb2_grpc, events_pb2
@@ -162,12 +163,6 @@ class EventBusService(bus_pb2_grpc.EventBusServicer):
         log.warning(
             "bus_chain_fork", sender=sender, prev_digest=got.hex()[:16], successor=expected.hex()[:16]
         )
-        env = events_pb2.Envelope(
-            alert=events_pb2.Alert(
-                rule="bus.chain_fork",
-                severity=events_pb2.Alert.WARNING,
-                summary=f"batch chain of {sender!r} forked: its predecessor already has another accepted successor",
-                attributes={"sender": sender, "prev_digest": got.hex(), "successor": expected.hex()},
-            )
-        )
-        await self.bus.publish([self.stamper.stamp(env)])
+        env = self.stamper.stamp(events_pb2.Envelope(alert=fork_alert(sender, got, expected)))
+        env.alert.alert_id = env.event_id  # an alert of its own (a built-in rule's: amoskys.chain_fork)
+        await self.bus.publish([env])

@@ -9,7 +9,21 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from amoskys import __version__
-from amoskys.cli import agent, agent_enroll, agents, certs, events, loadgen, run, status, tokens, users
+from amoskys.cli import (
+    agent,
+    agent_enroll,
+    agents,
+    backup,
+    certs,
+    doctor,
+    events,
+    loadgen,
+    rules,
+    run,
+    status,
+    tokens,
+    users,
+)
 from amoskys.errors import AmoskysError
 
 if TYPE_CHECKING:
@@ -17,8 +31,8 @@ if TYPE_CHECKING:
 
 
 #: The command groups, in the order `amoskys --help` lists them (collectors' commands follow agents).
-_GROUPS = (run, agent, agent_enroll, loadgen, status, events, agents)  # agent_enroll: `agent enroll`
-_AFTER_COLLECTORS = (users, tokens, certs)
+_GROUPS = (run, agent, agent_enroll, loadgen, status, doctor, events, agents)  # agent_enroll: `agent enroll`
+_AFTER_COLLECTORS = (users, tokens, certs, rules, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:

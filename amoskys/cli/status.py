@@ -211,14 +211,47 @@ def _forwarders(forwarders: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _sources(sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hub's consumer of the fleet's NATS stream ([sources.nats]): its state, then one row per box."""
+    lines: list[str] = []
+    for src in sources:
+        lag = src.get("lag_messages")
+        lines += [
+            "",
+            f"hub ({src.get('name', '?')}): {src.get('state', '?')}, stream {src.get('stream', '?')}, "
+            f"durable {src.get('durable', '?')}, lag {'?' if lag is None else lag} messages"
+            + (", acks wait for earlier deliveries" if src.get("ack_blocked") else ""),
+        ]
+        if src.get("reason"):
+            lines.append(f"    {src['reason']}")
+        boxes: Mapping[str, Mapping[str, Any]] = src.get("boxes") or {}
+        if boxes:
+            rows = [["BOX", "MESSAGES", "COMMITTED", "REJECTED", "SEQ_GAPS", "SOURCES"]]
+            for box, b in boxes.items():
+                rows.append(
+                    [
+                        box,
+                        str(b.get("messages", 0)),
+                        str(b.get("committed", 0)),
+                        str(b.get("rejected", 0)),
+                        str(b.get("sequence_gaps", 0)),
+                        str(len(b.get("sources") or [])),
+                    ]
+                )
+            lines += _table(rows, right={1, 2, 3, 4, 5})
+    return lines
+
+
 def format_status(reply: Mapping[str, Any], now_ns: int | None = None) -> str:
     """The status reply as text: the appliance's facts, then one row per collector."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     appliance = reply.get("appliance", {})
     # None: does not apply to this process (an agent has no bus connections)
-    facts = [(_label(k), _value(k, v)) for k, v in appliance.items() if k != "forwarders" and v is not None]
+    listed = ("forwarders", "sources")  # tables of their own, below the facts
+    facts = [(_label(k), _value(k, v)) for k, v in appliance.items() if k not in listed and v is not None]
     lines = [f"{k + ':':<{max((len(k) for k, _ in facts), default=0) + 1}}  {v}" for k, v in facts]
     lines += _forwarders(appliance.get("forwarders") or [])
+    lines += _sources(appliance.get("sources") or [])
     collectors = reply.get("collectors", [])
     if lines:
         lines.append("")

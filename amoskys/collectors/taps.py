@@ -4,12 +4,16 @@ The app makes one and gives it to every collector context (``ctx.packet_taps``).
 calls ``watch(name, observer)``; a capture (the flow collector) calls ``connect(add_observer)`` when it
 starts and the returned function when it stops. The capture is given one stable relay per watcher
 name, so a watcher that restarts swaps its target behind the relay and never piles up in the flow table.
+It also carries the appliance's one ``flow_starts`` (amoskys.collectors.flow_starts): each new flow a
+capture sees, for in-process detectors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from amoskys.collectors.flow_starts import FlowStarts
 
 
 class Observer(Protocol):
@@ -41,6 +45,7 @@ class PacketTaps:
     def __init__(self) -> None:
         self._relays: dict[str, _Relay] = {}
         self._sinks: list[Callable[[Observer], None]] = []
+        self.flow_starts = FlowStarts()
 
     def watch(self, name: str, observer: Observer) -> Callable[[], None]:
         """Feed `observer` from every connected capture; returns the function that stops it.

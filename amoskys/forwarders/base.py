@@ -139,6 +139,7 @@ class Forwarder:
         clock: Clock | None = None,
         detail: dict[str, Any] | None = None,
         companion: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        checkpoint: Callable[[Batch], int | None] | None = None,
     ) -> None:
         self.sink = sink
         self.name = sink.name
@@ -153,6 +154,9 @@ class Forwarder:
         self._detail = detail or {}
         #: a task the sink needs beside the forwarding loop (the bus sink's certificate renewal)
         self.companion = companion
+        #: called as the cursor moves past a batch: the sink's position in its receiver to save with the
+        #: cursor (the NATS sink's stream sequence), or None
+        self._checkpoint = checkpoint
         self.counts = _Counts()
         self.state = "starting"  # starting, forwarding, idle, retrying, stopped
         self.reason = ""  # why retrying or stopped
@@ -384,13 +388,14 @@ class Forwarder:
                 self.state, self.reason = "forwarding", ""
             if not self._inflight and self._read_pos >= self._store.last_seq and not self._collecting_ns:
                 self.state = "idle"  # caught up: waiting for new rows
-            self._advance(batch.last_seq)
+            remote_seq = self._checkpoint(batch) if self._checkpoint is not None else None
+            self._advance(batch.last_seq, remote_seq)
             window.release()
 
-    def _advance(self, seq: int) -> None:
+    def _advance(self, seq: int, remote_seq: int | None = None) -> None:
         """Queue the cursor's move on the writer (it rides the next group commit)."""
         try:
-            future = self._store.submit_outbox([AdvanceCursor(self.name, seq)])
+            future = self._store.submit_outbox([AdvanceCursor(self.name, seq, remote_seq)])
         except SubmitRefusedError:
             return  # the store is closing: the batch is sent again at the next start (a duplicate)
 

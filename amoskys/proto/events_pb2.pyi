@@ -56,7 +56,7 @@ class Envelope(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., source: _Optional[str] = ..., boot_id: _Optional[str] = ..., source_seq: _Optional[int] = ..., ts_ns: _Optional[int] = ..., process: _Optional[_Union[ProcessEvent, _Mapping]] = ..., host: _Optional[_Union[HostMetrics, _Mapping]] = ..., flow: _Optional[_Union[FlowRecord, _Mapping]] = ..., snmp: _Optional[_Union[SnmpSample, _Mapping]] = ..., device: _Optional[_Union[DeviceEvent, _Mapping]] = ..., loss: _Optional[_Union[LossReport, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., audit: _Optional[_Union[AuditEvent, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class ProcessEvent(_message.Message):
-    __slots__ = ("kind", "pid", "ppid", "exe", "argv", "user", "uid", "start_time_ns", "exit_code", "exit_signal", "lifetime_ns", "cpu_percent", "cpu_seconds", "rss_bytes", "exe_sha256", "cgroup", "container_id", "unreadable", "argv_redacted")
+    __slots__ = ("kind", "pid", "ppid", "exe", "argv", "user", "uid", "start_time_ns", "exit_code", "exit_signal", "lifetime_ns", "cpu_percent", "cpu_seconds", "rss_bytes", "exe_sha256", "cgroup", "container_id", "unreadable", "argv_redacted", "cwd")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[ProcessEvent.Kind]
@@ -86,6 +86,7 @@ class ProcessEvent(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     UNREADABLE_FIELD_NUMBER: _ClassVar[int]
     ARGV_REDACTED_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     kind: ProcessEvent.Kind
     pid: int
     ppid: int
@@ -105,7 +106,8 @@ class ProcessEvent(_message.Message):
     container_id: str
     unreadable: _containers.RepeatedScalarFieldContainer[str]
     argv_redacted: bool
-    def __init__(self, kind: _Optional[_Union[ProcessEvent.Kind, str]] = ..., pid: _Optional[int] = ..., ppid: _Optional[int] = ..., exe: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., user: _Optional[str] = ..., uid: _Optional[int] = ..., start_time_ns: _Optional[int] = ..., exit_code: _Optional[int] = ..., exit_signal: _Optional[int] = ..., lifetime_ns: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., exe_sha256: _Optional[bytes] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., unreadable: _Optional[_Iterable[str]] = ..., argv_redacted: _Optional[bool] = ...) -> None: ...
+    cwd: str
+    def __init__(self, kind: _Optional[_Union[ProcessEvent.Kind, str]] = ..., pid: _Optional[int] = ..., ppid: _Optional[int] = ..., exe: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., user: _Optional[str] = ..., uid: _Optional[int] = ..., start_time_ns: _Optional[int] = ..., exit_code: _Optional[int] = ..., exit_signal: _Optional[int] = ..., lifetime_ns: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., exe_sha256: _Optional[bytes] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., unreadable: _Optional[_Iterable[str]] = ..., argv_redacted: _Optional[bool] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class HostMetrics(_message.Message):
     __slots__ = ("hostname", "cpu_percent", "cpu_percent_per_core", "memory_total_bytes", "memory_available_bytes", "memory_used_bytes", "swap_total_bytes", "swap_used_bytes", "disks", "disk_io", "net_io", "load1", "load5", "load15", "uptime_seconds", "users_logged_in", "temperatures")
@@ -434,7 +436,7 @@ class LossReport(_message.Message):
     def __init__(self, what: _Optional[str] = ..., where: _Optional[str] = ..., count: _Optional[int] = ..., reason: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., window_start_ns: _Optional[int] = ..., window_end_ns: _Optional[int] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("rule", "severity", "summary", "attributes", "related_event_ids")
+    __slots__ = ("rule", "severity", "summary", "attributes", "related_event_ids", "rule_id", "title", "level", "tags", "count", "host", "alert_id")
     class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SEVERITY_UNSPECIFIED: _ClassVar[Alert.Severity]
@@ -445,6 +447,20 @@ class Alert(_message.Message):
     INFO: Alert.Severity
     WARNING: Alert.Severity
     CRITICAL: Alert.Severity
+    class Level(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        LEVEL_UNSPECIFIED: _ClassVar[Alert.Level]
+        LEVEL_INFORMATIONAL: _ClassVar[Alert.Level]
+        LEVEL_LOW: _ClassVar[Alert.Level]
+        LEVEL_MEDIUM: _ClassVar[Alert.Level]
+        LEVEL_HIGH: _ClassVar[Alert.Level]
+        LEVEL_CRITICAL: _ClassVar[Alert.Level]
+    LEVEL_UNSPECIFIED: Alert.Level
+    LEVEL_INFORMATIONAL: Alert.Level
+    LEVEL_LOW: Alert.Level
+    LEVEL_MEDIUM: Alert.Level
+    LEVEL_HIGH: Alert.Level
+    LEVEL_CRITICAL: Alert.Level
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -457,12 +473,26 @@ class Alert(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     RELATED_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     rule: str
     severity: Alert.Severity
     summary: str
     attributes: _containers.ScalarMap[str, str]
     related_event_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, rule: _Optional[str] = ..., severity: _Optional[_Union[Alert.Severity, str]] = ..., summary: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., related_event_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    rule_id: str
+    title: str
+    level: Alert.Level
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    count: int
+    host: str
+    alert_id: str
+    def __init__(self, rule: _Optional[str] = ..., severity: _Optional[_Union[Alert.Severity, str]] = ..., summary: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., related_event_ids: _Optional[_Iterable[str]] = ..., rule_id: _Optional[str] = ..., title: _Optional[str] = ..., level: _Optional[_Union[Alert.Level, str]] = ..., tags: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., host: _Optional[str] = ..., alert_id: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("actor", "action", "target", "remote_addr", "success", "detail")

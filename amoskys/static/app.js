@@ -20,12 +20,6 @@
     if (el) { el.textContent = text; el.className = "small " + (bad ? "bad" : "muted"); }
   }
 
-  function points(values, width, height) {
-    const top = Math.max(1, ...values);
-    const step = width / Math.max(1, values.length - 1);
-    return values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`).join(" ");
-  }
-
   // Collector start / stop / restart (admins): only the actions its state allows are offered
   function collectorButtons(cell, name, actions) {
     cell.replaceChildren();
@@ -91,40 +85,90 @@
     catch (e) { say(e.message, true); }
   });
 
-  // SNMP rate charts
-  document.querySelectorAll("svg[data-rates]").forEach(async (svg) => {
-    try {
-      const data = await (await fetch(svg.dataset.rates, { credentials: "same-origin" })).json();
-      const ins = data.points.map((p) => p.in_bps), outs = data.points.map((p) => p.out_bps);
-      svg.querySelector(".in").setAttribute("points", points(ins, 600, 80));
-      svg.querySelector(".out").setAttribute("points", points(outs, 600, 80));
-    } catch (e) { /* the table still shows the counters */ }
-  });
+  // The exec stream (Processes page): new exec and exit events are added on top as they arrive, read
+  // from /api/v1/processes/execs with the page's filters, at most once a second
+  const execTable = document.getElementById("execs");
+  let execsPending = false;
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    return td;
+  }
+  function execRow(e) {
+    const b = e.body || {}, tr = document.createElement("tr");
+    tr.dataset.seq = e.store_seq;
+    tr.className = "fresh";
+    const when = new Date(Number(e.ts_ns) / 1e6).toISOString().slice(0, 19).replace("T", " ");
+    tr.append(cell(when), cell(e.source), cell(String(b.kind || "").toLowerCase()), cell(b.pid ?? ""),
+      cell(b.ppid ?? ""), cell(b.exe || ""), cell((b.argv || []).join(" "), "small"),
+      cell(b.exit_code === undefined ? "" : b.exit_code));
+    return tr;
+  }
+  function newExecs() {
+    if (!execTable || execsPending) return;
+    execsPending = true;
+    setTimeout(async () => {
+      try {
+        const q = new URLSearchParams(location.search), params = new URLSearchParams({ limit: "50" });
+        for (const k of ["source", "q"]) if (q.get(k)) params.set(k, q.get(k));
+        const r = await fetch(`/api/v1/processes/execs?${params}`, { credentials: "same-origin" });
+        if (!r.ok) return;
+        const body = execTable.querySelector("tbody");
+        const shown = new Set(Array.from(body.querySelectorAll("tr[data-seq]"), (tr) => tr.dataset.seq));
+        const fresh = (await r.json()).items.filter((e) => !shown.has(String(e.store_seq)));
+        if (!fresh.length) return;
+        body.querySelectorAll("tr:not([data-seq])").forEach((tr) => tr.remove());  // "no exec events yet"
+        body.prepend(...fresh.map(execRow));
+        while (body.children.length > 200) body.lastElementChild.remove();
+        const live = document.getElementById("exec-live");
+        if (live) live.textContent = `live: ${fresh.length} new`;
+      } catch (_) { /* the next process event tries again */ }
+      finally { execsPending = false; }
+    }, 1000);
+  }
 
-  // Live updates (Server-Sent Events)
-  if (page === "/" || page === "/processes") {
-    const kinds = page === "/processes" ? "process" : "";
-    const es = new EventSource(`/api/v1/stream${kinds ? "?kinds=" + kinds : ""}`);
-    const chartEl = document.getElementById("rate-chart");
-    const rates = chartEl ? JSON.parse(chartEl.dataset.series || "[]") : [];
+  // Live updates (Server-Sent Events): events, the events/s tick, and the page's numbers (`status`
+  // events, shown by status.js)
+  const STATUS = { "/": "overview", "/collectors": "collectors", "/agents": "agents" };
+  if (page === "/" || page === "/processes" || STATUS[page]) {
     // The overview's totals leave synthetic (loadgen) events out unless the page counts them (?synthetic=1).
     const cards = document.querySelector(".cards[data-synthetic]");
     const withSynthetic = !!cards && cards.dataset.synthetic === "1";
+    const params = new URLSearchParams();
+    if (page === "/processes") params.set("kinds", "process");
+    else if (page !== "/") params.set("kinds", "none");  // numbers only: no event has kind "none"
+    if (STATUS[page]) params.set("status", STATUS[page]);
+    if (withSynthetic) params.set("synthetic", "1");
+    const es = new EventSource(`/api/v1/stream?${params}`);
+    es.addEventListener("open", () => { document.body.dataset.stream = "open"; });
+    es.addEventListener("status", (ev) => {
+      document.dispatchEvent(new CustomEvent("amoskys:status", { detail: JSON.parse(ev.data) }));
+    });
+    let alertsPending = false;
     es.addEventListener("tick", (ev) => {
       const t = JSON.parse(ev.data);
       const perSecond = Math.round((t.events_per_second + (withSynthetic ? t.synthetic_events_per_second || 0 : 0)) * 10) / 10;
       const eps = document.getElementById("eps");
       if (eps) eps.textContent = perSecond;
-      const chart = document.querySelector("#rate-chart polyline");
-      if (chart) { rates.push(perSecond); if (rates.length > 300) rates.shift(); chart.setAttribute("points", points(rates, 600, 80)); }
     });
     es.addEventListener("events", (ev) => {
       const rows = document.getElementById("rows");
       const list = JSON.parse(ev.data);
       const counted = withSynthetic ? list.length : list.filter((e) => !e.synthetic).length;
       if (rows) rows.textContent = (parseInt(rows.textContent.replace(/\D/g, ""), 10) + counted).toLocaleString("en");
-      const live = document.getElementById("exec-live");
-      if (live) live.textContent = `live: ${list.length} new process events — reload to see them`;
+      if (list.some((e) => e.kind === "process")) newExecs();
+      const open = document.getElementById("alerts-open");
+      if (open && !alertsPending && list.some((e) => e.kind === "alert")) {
+        alertsPending = true;  // one count read a second at most, whatever the alert rate
+        setTimeout(async () => {
+          try {
+            const r = await fetch(`/api/v1/alerts/open${withSynthetic ? "?synthetic=1" : ""}`, { credentials: "same-origin" });
+            if (r.ok) open.querySelector("a").textContent = (await r.json()).open.toLocaleString("en");
+          } catch (_) { /* the next alert tries again */ }
+          alertsPending = false;
+        }, 1000);
+      }
     });
   }
 })();

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
@@ -31,9 +31,10 @@ from amoskys.store.records import Outcome, Record, StoredEvent
 from amoskys.store.sidefile import SideFile
 from amoskys.store.space import SpaceLadder, SpaceState, StoreStats
 from amoskys.store.state import ApplianceState, ChainAnchor
-from amoskys.store.writer import Writer
+from amoskys.store.writer import StoreOp, Writer
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 _MB = 1024 * 1024
 
@@ -237,6 +238,20 @@ class Store:
         writer's next group commit, and the future resolves after its COMMIT. Raises
         SubmitRefusedError when the store is closing."""
         return self._writer.submit_ops(ops)
+
+    def submit_ops(self, ops: Sequence[StoreOp]) -> asyncio.Future[list[Outcome]]:
+        """Queue writes of another part of the store (amoskys.store.alerts' ops): they ride the
+        writer's next group commit, and the future resolves after its COMMIT. Raises
+        SubmitRefusedError when the store is closing."""
+        return self._writer.submit_ops(ops)
+
+    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """Run `fn` (a read of another part of the store, e.g. amoskys.store.alerts) on the read
+        connection; an SQLite error becomes StoreError."""
+        try:
+            return await fn(self._open_reader())
+        except sqlite3.Error as err:
+            raise StoreError(f"store {self.path}: read failed: {err}") from err
 
     @property
     def last_seq(self) -> int:

@@ -52,6 +52,8 @@ class SinkCursor:
     kinds: frozenset[str] | None
     enabled: bool
     updated_ns: int
+    #: the sink's position in its receiver saved with `store_seq` (None: the sink keeps none)
+    remote_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +112,24 @@ class RegisterSinks:
 
 @dataclass(frozen=True, slots=True)
 class AdvanceCursor:
-    """Move a sink's cursor to `store_seq` (never backwards), and forget its sealed batches that are
-    acked now, but for the newest of them (the tip of its chain, which the next batch names)."""
+    """Move a sink's cursor to `store_seq` (never backwards), with the sink's `remote_seq` when it keeps
+    one (never backwards either), and forget its sealed batches that are acked now, but for the newest
+    of them (the tip of its chain, which the next batch names)."""
 
     sink: str
     store_seq: int
+    remote_seq: int | None = None
 
     def run(self, conn: sqlite3.Connection, now_ns: int) -> None:
         conn.execute(
             "UPDATE sink_cursors SET store_seq = MAX(store_seq, ?), updated_ns = ? WHERE name = ?",
             (self.store_seq, now_ns, self.sink),
         )
+        if self.remote_seq is not None:
+            conn.execute(
+                "UPDATE sink_cursors SET remote_seq = MAX(COALESCE(remote_seq, 0), ?) WHERE name = ?",
+                (self.remote_seq, self.sink),
+            )
         conn.execute(
             "DELETE FROM outbox_batches WHERE sink = ? AND last_seq <= ? AND first_seq < "
             "(SELECT MAX(first_seq) FROM outbox_batches WHERE sink = ? AND last_seq <= ?)",
@@ -228,16 +237,39 @@ async def read_range(
     return [(int(s), int(r), bytes(e)) for s, r, e in rows]
 
 
+#: (store_seq, source, event_id, kind, origin): what identifies one row, without its envelope.
+RowKey = tuple[int, str, str, str, str]
+
+
+async def read_keys(conn: aiosqlite.Connection, *, first_seq: int, last_seq: int) -> list[RowKey]:
+    """The keys of the rows with store_seq in first_seq..last_seq, in store order (a sink that names
+    each event, as the NATS forwarder does, reads them beside the envelopes instead of decoding those)."""
+    rows = await conn.execute_fetchall(
+        "SELECT store_seq, source, event_id, kind, origin FROM events WHERE store_seq >= ? AND store_seq <= ? "
+        "ORDER BY store_seq",
+        (first_seq, last_seq),
+    )
+    return [(int(q), str(s), str(e), str(k), str(o)) for q, s, e, k, o in rows]
+
+
 async def cursor(conn: aiosqlite.Connection, name: str) -> SinkCursor | None:
     rows = list(
         await conn.execute_fetchall(
-            "SELECT name, store_seq, kinds, enabled, updated_ns FROM sink_cursors WHERE name = ?", (name,)
+            "SELECT name, store_seq, kinds, enabled, updated_ns, remote_seq FROM sink_cursors WHERE name = ?",
+            (name,),
         )
     )
     if not rows:
         return None
-    n, seq, kinds, enabled, updated = rows[0]
-    return SinkCursor(str(n), int(seq), decode_kinds(kinds), bool(enabled), int(updated))
+    n, seq, kinds, enabled, updated, remote = rows[0]
+    return SinkCursor(
+        str(n),
+        int(seq),
+        decode_kinds(kinds),
+        bool(enabled),
+        int(updated),
+        None if remote is None else int(remote),
+    )
 
 
 async def sealed_batches(conn: aiosqlite.Connection, sink: str) -> list[SealedBatch]:

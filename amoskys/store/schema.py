@@ -400,6 +400,96 @@ CREATE INDEX flows_real ON flows (store_seq) WHERE synthetic = 0;
 """
 
 
+_V10 = """
+-- Detections (amoskys.detections). `alerts` becomes one row per ALERT: the first Alert event of an
+-- alert opens its row (keyed by that event's store_seq); the alert's follow-up events (same rule, same
+-- host, within [detections] alert_window_seconds; Alert.alert_id names the first event) and the
+-- runtime's repeat counts update it; triage AuditEvents (action alert_triage) set its state. Alerts
+-- without alert_id (built-in ones of earlier versions) keep one row per event. Rows of unresolved
+-- alerts outlive retention.
+ALTER TABLE alerts ADD COLUMN alert_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN rule_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN title TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN level TEXT NOT NULL DEFAULT '';   -- Sigma's word: informational .. critical
+ALTER TABLE alerts ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';  -- JSON array
+ALTER TABLE alerts ADD COLUMN host TEXT NOT NULL DEFAULT '';    -- the source whose events matched
+ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alerts ADD COLUMN first_seen_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN last_seen_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;  -- the newest Alert event of the alert
+ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'new'
+    CHECK (state IN ('new', 'acknowledged', 'resolved', 'false_positive'));
+ALTER TABLE alerts ADD COLUMN state_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN state_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN state_note TEXT NOT NULL DEFAULT '';
+UPDATE alerts SET
+    alert_id = COALESCE((SELECT event_id FROM events WHERE events.store_seq = alerts.store_seq), ''),
+    host = source, first_seen_ns = ts_ns, last_seen_ns = ts_ns, last_seq = store_seq,
+    level = CASE severity WHEN 1 THEN 'informational' WHEN 2 THEN 'medium' WHEN 3 THEN 'critical' ELSE '' END;
+-- The alert pages order and filter by last_seen_ns (below): the first version's indexes by event time,
+-- rule and severity serve no read any more, and each cost every alert row three index updates.
+DROP INDEX alerts_ts;
+DROP INDEX alerts_rule;
+DROP INDEX alerts_severity;
+CREATE INDEX alerts_alert_id ON alerts (alert_id);
+CREATE INDEX alerts_last_seen ON alerts (last_seen_ns);
+CREATE INDEX alerts_state ON alerts (state, last_seen_ns);
+CREATE INDEX alerts_rule_id ON alerts (rule_id, last_seen_ns);
+CREATE INDEX alerts_host ON alerts (host, last_seen_ns);
+CREATE INDEX alerts_level ON alerts (level, last_seen_ns);
+-- The open alerts counted by level, synthetic ones apart (the Overview, the Alerts page): index only.
+-- A query uses it when its WHERE has this very term (amoskys.store.queries.alerts).
+CREATE INDEX alerts_open ON alerts (synthetic, level) WHERE state IN ('new', 'acknowledged');
+
+-- Evidence events of unresolved alerts, copied here when retention (or the hard cap) deletes the
+-- originals from `events`; deleted once no unresolved alert names them.
+CREATE TABLE alert_evidence (
+    source      TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    store_seq   INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    ts_ns       INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    envelope    BLOB    NOT NULL,
+    PRIMARY KEY (source, event_id)
+) WITHOUT ROWID;
+
+-- Appliance state of the detections, written through the writer's ops and audited
+-- (amoskys.detections.desk). Matches of rule_id on host ('' = every host) whose `field` equals `value`
+-- raise no alert until expires_ns.
+CREATE TABLE alert_suppressions (
+    id          TEXT    PRIMARY KEY,
+    rule_id     TEXT    NOT NULL,
+    host        TEXT    NOT NULL,
+    field       TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    created_by  TEXT    NOT NULL,
+    created_ns  INTEGER NOT NULL,
+    expires_ns  INTEGER NOT NULL,
+    removed_by  TEXT    NOT NULL DEFAULT '',
+    removed_ns  INTEGER,
+    hits        INTEGER NOT NULL DEFAULT 0,
+    last_hit_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX alert_suppressions_active ON alert_suppressions (expires_ns) WHERE removed_ns IS NULL;
+-- Rules switched at runtime; a rule without a row is enabled.
+CREATE TABLE detection_rules (
+    rule_id    TEXT    PRIMARY KEY,
+    enabled    INTEGER NOT NULL,
+    changed_by TEXT    NOT NULL,
+    changed_ns INTEGER NOT NULL
+);
+-- The detections' position in the log: every event up to store_seq was evaluated. Not a sink cursor:
+-- retention does not wait for it (a stalled engine must not fill the disk; what it misses is counted).
+CREATE TABLE detection_cursor (
+    name       TEXT    PRIMARY KEY,
+    store_seq  INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: `script` takes the database from `version - 1` to `version`."""
@@ -446,6 +536,14 @@ CREATE TABLE enrol_tokens (
 """
 
 
+_V9 = """
+-- A sink's position in its receiver, written in the same statement batch as its cursor (NULL: the sink
+-- keeps none). The NATS forwarder keeps a stream sequence at or below every message it published for
+-- the rows after its cursor: after a restart it reads its messages after it to learn which of those rows
+-- the stream already holds (amoskys.forwarders.nats).
+ALTER TABLE sink_cursors ADD COLUMN remote_seq INTEGER;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event log, marks, derived views, appliance state", _V1),
     Migration(2, "events.origin: the identity a remote event came through", _V2),
@@ -455,6 +553,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "the outbox: sink cursors' kinds, sealed batches", _V6),
     Migration(7, "one-time enrolment tokens", _V7),
     Migration(8, "flows of real traffic by store_seq (top talkers without loadgen's)", _V8),
+    Migration(9, "sink_cursors.remote_seq: a sink's position in its receiver, saved with its cursor", _V9),
+    Migration(10, "detections: one alerts row per alert, kept evidence, suppressions, rules, cursor", _V10),
 )
 
 #: The schema version this build writes.

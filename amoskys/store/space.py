@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from amoskys.store import alerts
 from amoskys.store.sql import fetch_one
 from amoskys.store.views import ROW_TABLES
 
@@ -180,9 +181,15 @@ async def prune_prefix(conn: aiosqlite.Connection, upto_seq: int) -> Pruned:
     (synthetic,) = await fetch_one(  # on the partial index: as many steps as synthetic rows go
         conn, "SELECT COUNT(*) FROM events WHERE synthetic = 1 AND store_seq <= ?", (upto_seq,)
     )
+    # evidence of alerts not resolved yet outlives its events (amoskys.store.alerts), and so do their rows
+    await conn.execute(alerts.KEEP_EVIDENCE, (upto_seq,))
     await conn.execute("DELETE FROM events WHERE store_seq <= ?", (upto_seq,))
     for table in ROW_TABLES:  # the read model's rows go with their events
-        await conn.execute(f"DELETE FROM {table} WHERE store_seq <= ?", (upto_seq,))
+        if table == "alerts":
+            await conn.execute(alerts.DELETE_CLOSED_ALERTS, (upto_seq,))
+        else:
+            await conn.execute(f"DELETE FROM {table} WHERE store_seq <= ?", (upto_seq,))
+    await conn.execute(alerts.FORGET_EVIDENCE)
     await conn.executemany(
         "UPDATE source_marks SET pruned_seq = MAX(pruned_seq, ?) WHERE source = ? AND boot_id = ?", marks
     )

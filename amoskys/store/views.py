@@ -4,9 +4,11 @@ flow, process-history, audit and alert rows, and the time series (amoskys.store.
 The writer feeds every committed event to a ViewBatch, in store_seq order, and runs its statements
 (executemany, one per table) in the same transaction as the events, so a derived table never runs
 ahead of or behind the log. Out-of-order arrivals are guarded by observation time (ts_ns): an older
-sample never overwrites a newer one. The row tables (flows, process_history, audit, alerts) have one
-row per event, keyed by its store_seq, and are pruned with it. A store migrated from before they
-existed is backfilled from the events table at start (`backfill`), in chunks.
+sample never overwrites a newer one. The row tables (flows, process_history, audit) have one row per
+event, keyed by its store_seq, and are pruned with it; `alerts` has one row per alert, keyed by the
+store_seq of its first Alert event, updated by its follow-ups and triage (amoskys.store.alerts), and
+pruned once resolved. A store migrated from before they existed is backfilled from the events table
+at start (`backfill`), in chunks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from amoskys.proto import events_pb2
+from amoskys.store import alerts
 from amoskys.store.bulk import insert_many
 from amoskys.store.records import Record
 from amoskys.store.series import SeriesBatch
@@ -127,10 +130,6 @@ _INSERT_AUDIT = (
     "INSERT INTO audit (store_seq, source, origin, synthetic, ts_ns, actor, action, target, remote_addr, "
     "success, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_ALERT = (
-    "INSERT INTO alerts (store_seq, source, origin, synthetic, ts_ns, rule, severity, summary, attributes, "
-    "related_event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 _INT64_MAX = (1 << 63) - 1
@@ -150,6 +149,7 @@ class ViewBatch:
     whose those tables already follow its events)."""
 
     __slots__ = (
+        "_alert_updates",
         "_alerts",
         "_audit",
         "_derived_only",
@@ -160,6 +160,7 @@ class ViewBatch:
         "_processes",
         "_received_ns",
         "_targets",
+        "_triage",
         "series",
     )
 
@@ -176,6 +177,8 @@ class ViewBatch:
         self._history: list[tuple[Any, ...]] = []
         self._audit: list[tuple[Any, ...]] = []
         self._alerts: list[tuple[Any, ...]] = []
+        self._alert_updates: list[tuple[Any, ...]] = []  # follow-up Alert events (amoskys.store.alerts)
+        self._triage: list[tuple[Any, ...]] = []  # triage AuditEvents applied to their alert's row
         self.series = SeriesBatch()
 
     def __bool__(self) -> bool:
@@ -188,6 +191,8 @@ class ViewBatch:
             or self._history
             or self._audit
             or self._alerts
+            or self._alert_updates
+            or self._triage
             or self.series
         )
 
@@ -299,7 +304,11 @@ class ViewBatch:
         if self._audit:
             yield _INSERT_AUDIT, self._audit
         if self._alerts:
-            yield _INSERT_ALERT, self._alerts
+            yield alerts.INSERT_ALERT, self._alerts
+        if self._alert_updates:
+            yield alerts.UPDATE_ALERT, self._alert_updates
+        if self._triage:
+            yield alerts.TRIAGE_ALERT, self._triage
         yield from self.series.statements()
 
     def _add_flow(self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool) -> None:
@@ -384,21 +393,46 @@ class ViewBatch:
                 a.detail,
             )
         )
+        # triage is local to the box that shows the alert: only this appliance's own audit counts
+        if a.action == alerts.TRIAGE_ACTION and a.success and not origin:
+            t = alerts.triage_detail(a.detail)
+            if t is not None:
+                ts = envelope.ts_ns
+                self._triage.append((t.state, a.actor, ts, t.note, t.alert_id, ts))
 
     def _add_alert(self, store_seq: int, envelope: events_pb2.Envelope, origin: str, synthetic: bool) -> None:
+        """The first event of an alert (or one without alert_id) opens a row; a follow-up updates it."""
         a = envelope.alert
+        ts = envelope.ts_ns
+        evidence = json_text(list(a.related_event_ids[: alerts.MAX_EVIDENCE]))
+        if a.alert_id and a.alert_id != envelope.event_id:
+            self._alert_updates.append(
+                (max(a.count, 1), ts, ts, store_seq, evidence, a.alert_id, envelope.source)
+            )
+            return
+        level = alerts.LEVELS[a.level] if 0 <= a.level < len(alerts.LEVELS) else ""
         self._alerts.append(
             (
                 store_seq,
                 envelope.source,
                 origin,
                 1 if synthetic else 0,
-                envelope.ts_ns,
+                ts,
                 a.rule,
                 a.severity,
                 a.summary,
                 json_text(dict(a.attributes)),
-                json_text(list(a.related_event_ids)),
+                evidence,
+                envelope.event_id,
+                a.rule_id,
+                a.title,
+                level or alerts.LEVEL_OF_SEVERITY.get(a.severity, ""),
+                json_text(list(a.tags)),
+                a.host or envelope.source,
+                max(a.count, 1),
+                ts,
+                ts,
+                store_seq,
             )
         )
 

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amoskys.bus.core import Bus
 from amoskys.config import Config
@@ -17,6 +18,9 @@ from amoskys.store import Store
 from amoskys.store.queries.reader import Reader
 from amoskys.supervisor import Supervisor
 from amoskys.web.auth import Auth
+
+if TYPE_CHECKING:
+    from amoskys.detections.desk import AlertDesk
 
 
 @dataclass
@@ -72,6 +76,7 @@ class WebContext:
     secure_cookies: bool = False
     rates: RateHistory = field(default_factory=RateHistory)
     clock_ns: Callable[[], int] = time.time_ns
+    detections: AlertDesk | None = None  # alerts' triage and suppression, rule switches (audited)
 
     @property
     def cookie_name(self) -> str:

@@ -25,6 +25,7 @@ from amoskys.control_service import (
     UnknownTokenError,
     UnknownUserError,
 )
+from amoskys.detections.desk import UnknownAlertError, UnknownRuleError, UnknownSuppressionError
 from amoskys.errors import AmoskysError
 from amoskys.store import StateConflictError
 from amoskys.supervisor import CollectorRefusedError, UnknownCollectorError
@@ -43,6 +44,9 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownAgentError, 404),
     (UnknownUserError, 404),
     (UnknownTokenError, 404),
+    (UnknownAlertError, 404),
+    (UnknownRuleError, 404),
+    (UnknownSuppressionError, 404),
     (CollectorRefusedError, 409),
     (StateConflictError, 409),
     (BadRequestError, 400),

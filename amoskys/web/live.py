@@ -7,6 +7,10 @@ a subscription costs the bus O(1) per batch (`amoskys.bus.fanout`); the events a
 serialized here, only when the browser reads, each event's summary once for all streams
 (`SummaryCache`), and at most `SSE_EVENTS_PER_SECOND` per stream (beyond, its queue drops its oldest).
 
+Each tick (once a second) carries the events/s; a stream opened with `?status=overview,agents,...`
+also gets, as `event: status`, each of those pages' numbers when they changed (`amoskys.web.ticker`
+computes each once per interval for all the streams).
+
 Streams are limited: `[web] max_sse_streams_per_session` per session and `[web] max_sse_streams` in
 all; one more is refused with 429 (counted in amoskys_web_sse_streams_refused_total{reason=<key>}).
 
@@ -24,7 +28,7 @@ import json
 import operator
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from starlette.requests import Request
@@ -37,6 +41,7 @@ from amoskys.store.records import Record
 from amoskys.web.auth import Principal
 from amoskys.web.context import RateHistory, WebContext
 from amoskys.web.metrics import WebMetrics
+from amoskys.web.ticker import TOPICS, StatusTicker
 
 SSE_QUEUE = 1000  # committed events buffered per browser
 #: events one stream reads per second at most (a browser counts them; it cannot show more); beyond,
@@ -108,6 +113,7 @@ class LiveStreams:
         self._total = 0
         self._metrics = ctx.metrics.component(WebMetrics)
         self.summaries = SummaryCache()
+        self.ticker = StatusTicker(ctx)
         self.recheck_seconds = RECHECK_SECONDS
         self.end_grace_seconds = END_GRACE_SECONDS
 
@@ -159,7 +165,16 @@ class LiveStreams:
         if principal is None:
             return JSONResponse({"error": "not logged in"}, status_code=401)
         kinds = frozenset(k for k in request.query_params.get("kinds", "").split(",") if k)
-        return _StreamResponse(self, principal, kinds)
+        topics = frozenset(t for t in request.query_params.get("status", "").split(",") if t)
+        if topics - TOPICS:
+            unknown = ", ".join(sorted(topics - TOPICS))
+            return JSONResponse(
+                {"error": f"status: unknown topic {unknown} (one of {', '.join(sorted(TOPICS))})"},
+                status_code=400,
+            )
+        synthetic = request.query_params.get("synthetic", "") in ("1", "true", "yes")
+        status = _Status(self.ticker, request, topics, synthetic)
+        return _StreamResponse(self, principal, kinds, status)
 
     async def until_ended(self, principal: Principal, ended: asyncio.Event) -> str:
         """Wait until `principal`'s session ends and say why: ended (logged out or revoked, told by
@@ -198,14 +213,38 @@ class _End:
     reason: str = ""
 
 
+@dataclass
+class _Status:
+    """What a stream's ticks carry besides the rates: the status of `topics` (amoskys.web.ticker),
+    each sent when it changed since the stream last sent it."""
+
+    ticker: StatusTicker
+    request: Request
+    topics: frozenset[str]
+    synthetic: bool
+    sent: dict[str, float] = field(default_factory=dict)
+
+    async def texts(self) -> list[str]:
+        out = []
+        for topic in sorted(self.topics):
+            at, text = await self.ticker.text(topic, self.request, synthetic=self.synthetic)
+            if text and at > self.sent.get(topic, float("-inf")):
+                self.sent[topic] = at
+                out.append(f'{{"topic": "{topic}", "data": {text}}}')
+        return out
+
+
 class _StreamResponse(Response):
     """One SSE stream: takes its slot when served (or answers 429), gives it back when done."""
 
-    def __init__(self, streams: LiveStreams, principal: Principal, kinds: frozenset[str]) -> None:
+    def __init__(
+        self, streams: LiveStreams, principal: Principal, kinds: frozenset[str], status: _Status
+    ) -> None:
         super().__init__(status_code=200)
         self.streams = streams
         self.principal = principal
         self.kinds = kinds
+        self.status = status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streams, principal = self.streams, self.principal
@@ -239,7 +278,7 @@ class _StreamResponse(Response):
         send: Send,
     ) -> None:
         response = StreamingResponse(
-            _events(self.streams.ctx, sub, self.kinds, end, self.streams.summaries),
+            _events(self.streams.ctx, sub, self.kinds, end, self.streams.summaries, self.status),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -261,7 +300,12 @@ class _StreamResponse(Response):
 
 
 async def _events(
-    ctx: WebContext, sub: Subscription[Record], kinds: frozenset[str], end: _End, summaries: SummaryCache
+    ctx: WebContext,
+    sub: Subscription[Record],
+    kinds: frozenset[str],
+    end: _End,
+    summaries: SummaryCache,
+    status: _Status,
 ) -> AsyncIterator[str]:
     yield "retry: 3000\n\n"
     loop = asyncio.get_running_loop()
@@ -292,6 +336,8 @@ async def _events(
                 "dropped": sub.dropped,
             }
             yield f"event: tick\ndata: {json.dumps(tick)}\n\n"
+            for text in await status.texts():  # each topic's numbers, when they changed
+                yield f"event: status\ndata: {text}\n\n"
             last_tick = last_data = now
         elif now - last_data >= KEEPALIVE_SECONDS:
             yield ": keepalive\n\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.resources
 import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -17,11 +16,15 @@ from starlette.routing import Route
 
 from amoskys import __version__
 from amoskys.store.queries import sources
+from amoskys.store.queries.names import address_names
 from amoskys.store.state import public_id
+from amoskys.web import format as fmt
+from amoskys.web import joined_pages, netnames
 from amoskys.web.auth import Principal
 from amoskys.web.context import WebContext
-from amoskys.web.endpoints import ApiError, Endpoint, same_origin
+from amoskys.web.endpoints import ApiError, Call, Endpoint, same_origin
 from amoskys.web.routes import agents as agents_api
+from amoskys.web.routes import alerts as alerts_api
 from amoskys.web.routes import audit as audit_api
 from amoskys.web.routes import collectors as collectors_api
 from amoskys.web.routes import devices as devices_api
@@ -30,6 +33,9 @@ from amoskys.web.routes import flows as flows_api
 from amoskys.web.routes import host as host_api
 from amoskys.web.routes import overview as overview_api
 from amoskys.web.routes import processes as processes_api
+from amoskys.web.routes import rules as rules_api
+from amoskys.web.routes import search as search_api
+from amoskys.web.routes import series as series_api
 from amoskys.web.routes import session as session_api
 from amoskys.web.routes import snmp as snmp_api
 from amoskys.web.routes import tokens as tokens_api
@@ -47,17 +53,17 @@ TEMPLATES = _read_templates()
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
-    env.filters["ts"] = _fmt_ts
+    env.filters["ts"] = fmt.time_html
+    env.filters["iso"] = fmt.iso
+    env.filters["duration"] = fmt.duration
+    env.filters["uptime"] = fmt.uptime
+    env.filters["bit_rate"] = fmt.bit_rate
+    env.filters["summary"] = lambda e: fmt.summary(e.get("kind", ""), e.get("body"))
+    env.filters["fields"] = lambda e: fmt.fields(e.get("kind", ""), e.get("body"))
+    env.filters["service"] = netnames.service_name
     env.filters["bytes"] = _fmt_bytes
     env.filters["num"] = lambda v: f"{v:,.0f}" if isinstance(v, int | float) else v
-    env.filters["spark"] = sparkline
     return env
-
-
-def _fmt_ts(ns: int | str | None) -> str:
-    if not ns:
-        return "—"
-    return datetime.fromtimestamp(int(ns) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _fmt_bytes(n: int | float | None) -> str:
@@ -71,19 +77,9 @@ def _fmt_bytes(n: int | float | None) -> str:
     return f"{value} B"
 
 
-def sparkline(values: list[float], width: int = 600, height: int = 80) -> str:
-    """SVG polyline points for a series (drawn locally: no chart library, no CDN)."""
-    if not values:
-        return ""
-    top = max(values) or 1.0
-    step = width / max(1, len(values) - 1)
-    return " ".join(
-        f"{i * step:.1f},{height - (v / top) * (height - 4) - 2:.1f}" for i, v in enumerate(values)
-    )
-
-
 NAV = [
     ("/", "Overview"),
+    ("/alerts", "Alerts"),
     ("/collectors", "Collectors"),
     ("/events", "Events"),
     ("/processes", "Processes"),
@@ -150,7 +146,40 @@ async def _api(ep: Endpoint, request: Request, ctx: WebContext, p: Principal) ->
 
 async def overview(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
     data = await _api(overview_api.overview, request, ctx, p)
-    return {"o": data, "series": [pt["events"] for pt in data["rate_series"]]}
+    return {"o": data}
+
+
+async def alerts(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    page = await _api(alerts_api.alerts, request, ctx, p)
+    q = dict(request.query_params)
+    rules = rules_api.rules_view_of(ctx)["items"]
+    return {
+        "page": page,
+        "q": q,
+        "state": q.get("state") or "open",
+        "states": alerts_api.STATE_CHOICES,
+        "levels": alerts_api.LEVELS,
+        "rule_options": [r for r in rules if r["status"] == "loaded"],
+        "hosts": sorted({a["host"] for a in page["items"]}),
+    } | _alert_actions()
+
+
+async def alert_detail(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    return {"a": await _api(alerts_api.alert, request, ctx, p)} | _alert_actions()
+
+
+def _alert_actions() -> dict[str, Any]:
+    return {
+        "triage_actions": alerts_api.TRIAGE_ACTIONS,
+        "suppress_fields": alerts_api.SUPPRESS_FIELDS,
+        "max_suppress_hours": alerts_api.MAX_SUPPRESS_HOURS,
+    }
+
+
+async def rules(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    """The rules (in memory) and the suppressions (one read)."""
+    data = await _api(alerts_api.suppressions, request, ctx, p)
+    return {"r": rules_api.rules_view_of(ctx), "suppressions": data["items"], "ended": data["ended"]}
 
 
 async def collectors(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
@@ -173,9 +202,11 @@ async def event_detail(request: Request, ctx: WebContext, p: Principal) -> dict[
 
 
 async def processes(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    execs = await _api(processes_api.execs, request, ctx, p)
     return {
         "procs": await _api(processes_api.processes, request, ctx, p),
-        "execs": (await _api(processes_api.execs, request, ctx, p))["items"],
+        "execs": execs["items"],
+        "execs_next": execs["next_before"],
         "q": dict(request.query_params),
         "sources": await sources.sources(ctx.reads),
     }
@@ -192,15 +223,26 @@ async def host(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any
 
 
 async def flows(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    top = (await _api(flows_api.top_talkers, request, ctx, p))["items"]
     return {
         "page": await _api(flows_api.flows, request, ctx, p),
-        "top": (await _api(flows_api.top_talkers, request, ctx, p))["items"],
+        "top": top,
+        "top_names": await address_names(ctx.reads, [t["addr"] for t in top]),
         "q": dict(request.query_params),
     }
 
 
+async def search(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
+    q = request.query_params.get("q", "")
+    found = await _api(search_api.search, request, ctx, p) if q.strip() else None
+    return {"found": found, "q": {"q": q}}
+
+
 async def devices(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
-    return {"devices": (await _api(devices_api.devices, request, ctx, p))["items"]}
+    return {
+        "devices": (await _api(devices_api.devices, request, ctx, p))["items"],
+        "q": dict(request.query_params),
+    }
 
 
 async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
@@ -211,12 +253,15 @@ async def snmp(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any
     if target:
         request.scope["path_params"] = {"target": target}
         page = await _api(snmp_api.snmp_interfaces, request, ctx, p)
-    return {"targets": targets, "target": target, "interfaces": page["items"], "next": page["next"]}
+    chart = await series_api.interface_chart(
+        Call(request, ctx, p), target, request.query_params.get("if_index"), page["items"]
+    )
+    return {"targets": targets, "target": target, "interfaces": page["items"], "next": page["next"]} | chart
 
 
 async def agents(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
     data = await _api(agents_api.agents, request, ctx, p)
-    return {"agents": data["items"], "silent_after": data["silent_after_heartbeats"]}
+    return {"agents": data["items"], "silent_after": data["silent_after_heartbeats"], "boxes": data["boxes"]}
 
 
 async def users(request: Request, ctx: WebContext, p: Principal) -> dict[str, Any]:
@@ -361,12 +406,18 @@ def routes(ctx: WebContext) -> list[Route]:
     env = _environment()
     pages: list[tuple[str, str, PageFn, bool]] = [
         ("/", "overview.html", overview, False),
+        ("/alerts", "alerts.html", alerts, False),
+        ("/alerts/rules", "rules.html", rules, False),
+        ("/alerts/{id}", "alert.html", alert_detail, False),
         ("/collectors", "collectors.html", collectors, False),
         ("/events", "events.html", events, False),
         ("/events/{seq}", "event.html", event_detail, False),
         ("/processes", "processes.html", processes, False),
         ("/host", "host.html", host, False),
+        ("/hosts/{source}", "hostpage.html", joined_pages.host, False),
+        ("/devices/{key}", "device.html", joined_pages.device, False),
         ("/flows", "flows.html", flows, False),
+        ("/search", "search.html", search, False),
         ("/devices", "devices.html", devices, False),
         ("/snmp", "snmp.html", snmp, False),
         ("/agents", "agents.html", agents, False),

@@ -115,7 +115,9 @@ async def _export(tmp_path: Path, **kw: Any) -> tuple[list[dict[str, Any]], Any]
     async with running(await open_store(path)) as store:
         await store.state.enroll_identity("lg-1", "loadgen", b"\x01" * 32, "1")
         records = [Record.from_envelope(e) for e in _envelopes(stamper)]
-        lg = EnvelopeStamper("lg-1").stamp(ev.Envelope(alert=ev.Alert(rule="r")), ts_ns=TS)
+        lg_alert = ev.Alert(rule="r", rule_id="0e95725d-7320-415d-80f7-004da920fc11", title="Shell from /tmp")
+        lg_alert.level, lg_alert.host = ev.Alert.LEVEL_HIGH, "lg-1"
+        lg = EnvelopeStamper("lg-1").stamp(ev.Envelope(alert=lg_alert), ts_ns=TS)
         records.append(Record.from_envelope(lg, origin="relay-1", synthetic=True))
         await store.submit(records)
     out = io.StringIO()
@@ -222,6 +224,10 @@ async def test_processes_devices_and_alerts_map_to_their_ecs_fields(tmp_path: Pa
     assert alert["labels"] == {"src": "10.0.0.9"} and alert["log"] == {"level": "warning"}
     assert synthetic["tags"] == ["synthetic"] and synthetic["labels"] == {"origin": "relay-1"}
     assert synthetic["observer"]["name"] == "lg-1"
+    # an alert with a Sigma rule's identity and level (Sigma's 1 informational .. 5 critical)
+    assert synthetic["rule"] == {"id": "0e95725d-7320-415d-80f7-004da920fc11", "name": "Shell from /tmp"}
+    assert (synthetic["event"]["severity"], synthetic["log"]) == (4, {"level": "high"})
+    assert synthetic["host"] == {"name": "lg-1"}
 
 
 async def test_limit_counts_documents_written_not_events_skipped(tmp_path: Path) -> None:

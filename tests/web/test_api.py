@@ -69,7 +69,7 @@ async def test_events_filter_page_and_detail(web: Web) -> None:
     bad = await c.get("/api/v1/events", params={"kind": "nonsense"})
     assert bad.status_code == 400 and "kind" in bad.json()["error"]
     html = (await c.get("/events", params={"kind": "flow"})).text
-    assert "1:cid6" in html and f'href="/events/{seqs[0]}"' in html
+    assert "TCP/https 10.0.0.1:1006 → 10.0.0.2:443" in html and f'href="/events/{seqs[0]}"' in html
 
 
 async def test_flow_search_by_community_id_ip_and_port_and_top_talkers(web: Web) -> None:

@@ -11,7 +11,8 @@ import httpx
 
 from amoskys.app import appliance_credentials, appliance_name
 from amoskys.collectors.context import ApplianceInfo
-from amoskys.config import ApplianceConfig, Config
+from amoskys.config import ApplianceConfig, Config, DetectionsConfig
+from amoskys.detections.runtime import DetectionRuntime
 from amoskys.events import EnvelopeStamper
 from amoskys.health import Health
 from amoskys.metrics import Metrics
@@ -31,6 +32,8 @@ class Web:
     app: object
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    detections: DetectionRuntime | None = None
+    detections_task: asyncio.Task[None] | None = None
 
     @property
     def admin_password(self) -> str:
@@ -55,9 +58,12 @@ class Web:
         return c, me.json()["csrf_token"]
 
 
-async def make_web(tmp: Path, collectors: tuple[str, ...] = ("heartbeat",)) -> Web:
+async def make_web(
+    tmp: Path, collectors: tuple[str, ...] = ("heartbeat",), *, detections: DetectionsConfig | None = None
+) -> Web:
     """The dashboard wired by amoskys.wiring as the appliance wires it; only the heartbeat runs (or the
-    registered `collectors` named, each with its default config)."""
+    registered `collectors` named, each with its default config); with `detections`, its Sigma rules
+    run too (started before the dashboard, as in amoskys.app)."""
     data = tmp / "data"
     data.mkdir()
     layout = Layout(data)
@@ -79,6 +85,11 @@ async def make_web(tmp: Path, collectors: tuple[str, ...] = ("heartbeat",)) -> W
         appliance=ApplianceInfo(name, "test", "host", "appliance", 1),
     )
     tasks.append(asyncio.create_task(supervisor.run()))
+    runtime = runtime_task = None
+    if detections is not None:
+        runtime = DetectionRuntime(detections, store=store, bus=bus, stamper=stamper, metrics=metrics)
+        await runtime.start()
+        runtime_task = asyncio.create_task(runtime.run())
     appliance_credentials(config, layout)
     ctx = await build_web_context(
         config,
@@ -90,9 +101,17 @@ async def make_web(tmp: Path, collectors: tuple[str, ...] = ("heartbeat",)) -> W
         metrics=metrics,
         health=health,
         stamper=stamper,
+        detections=runtime,
     )
     await store.state.create_user("viewer", await passwords.hash_password(VIEWER_PASSWORD), "viewer")
-    return Web(data=data, ctx=ctx, app=build_web_app(ctx), tasks=tasks)
+    return Web(
+        data=data,
+        ctx=ctx,
+        app=build_web_app(ctx),
+        tasks=tasks,
+        detections=runtime,
+        detections_task=runtime_task,
+    )
 
 
 def _only(names: tuple[str, ...]) -> dict[str, type]:
@@ -106,6 +125,11 @@ async def close_web(web: Web) -> None:
     for c in web.clients:
         await c.aclose()
     await web.ctx.supervisor.stop()
+    if web.detections_task is not None:
+        web.detections_task.cancel()
+        await asyncio.gather(web.detections_task, return_exceptions=True)
+    if web.detections is not None:
+        await web.detections.close()
     await web.ctx.bus.close()
     await web.ctx.reads.close()
     await web.ctx.store.close()

@@ -5,7 +5,9 @@ offline, a capture file given by the caller (``FlowCollector(config, ctx, source
 as the tests do). Records are built as protobuf only here, when published. LossReports say how many
 flows a full table ended early and how many frames the kernel dropped because the ring was full
 (read once a second, reported at most every 10 s). Passive observers (discovery's ARP/DHCP) join the
-packet path with :meth:`FlowCollector.add_observer`.
+packet path with :meth:`FlowCollector.add_observer`. While an in-process detector takes flow starts
+(``ctx.packet_taps.flow_starts``), each new flow is handed to it once, at the end of the turn that saw
+its first packet.
 """
 
 from __future__ import annotations
@@ -152,6 +154,11 @@ class FlowCollector:
                 disconnect = self.ctx.packet_taps.connect(self.add_observer)
         table = self.table
         clock = self.ctx.clock
+        taps = self.ctx.packet_taps
+        starts = taps.flow_starts if taps is not None and taps.flow_starts.wanted else None
+        if starts is not None:
+            table.starts = []
+            starts.captures += 1
         try:
             while True:
                 with self.ctx.busy():
@@ -171,6 +178,9 @@ class FlowCollector:
                         table.advance(clock.time_ns())
                     self._sync_metrics(count)
                     records, losses = table.drain()
+                    if starts is not None and table.starts:
+                        starts.offer(self.interface, table.starts)
+                        table.starts = []
                 await self._publish(records, losses, self._kernel_loss())
                 if source.finished:
                     self.ctx.log.info(
@@ -188,6 +198,9 @@ class FlowCollector:
             await self._publish_at_stop()
             raise
         finally:
+            if starts is not None:
+                starts.captures -= 1
+                table.starts = None
             if disconnect is not None:
                 disconnect()
             source.close()

@@ -32,6 +32,9 @@ How it works, in the order a packet meets it:
   a ``FlowLoss`` at most every ``LOSS_REPORT_SECONDS`` of packet time.
 - **Observers** (:meth:`add_observer`): passive watchers (discovery's ARP/DHCP) get copies of the
   frames they asked for — non-IP ethertypes and UDP ports — from the same packet path.
+- **Starts**: when ``starts`` is a list (the owner sets it when a detector wants flow starts), each
+  new flow appends ``(key, proto, vlan, first packet ts)`` to it, once, when the flow is created; the
+  per-packet path does not change.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class FlowTable:
         self._observers: list[PacketObserver] = []
         self._link_watch: frozenset[int] = frozenset()
         self._udp_watch: frozenset[int] = frozenset()
+        #: new flows since the owner last took them (None: not noted)
+        self.starts: list[tuple[bytes, int, int, int]] | None = None
 
     def __len__(self) -> int:
         """Flows in the table now."""
@@ -286,6 +291,8 @@ class FlowTable:
         self._count += 1
         self.flows_created += 1
         self._schedule(f, ts + min(idle, self.active_ns))
+        if self.starts is not None:
+            self.starts.append((key, proto, vlan, ts))
         return fwd
 
     def _due(

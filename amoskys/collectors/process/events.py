@@ -16,6 +16,7 @@ def _fill(body: events_pb2.ProcessEvent, proc: Proc) -> None:
     body.exe = proc.exe
     body.argv.extend(proc.argv)
     body.argv_redacted = proc.argv_redacted
+    body.cwd = proc.cwd
     body.user = proc.user
     body.uid = proc.uid
     body.start_time_ns = proc.start_time_ns

@@ -33,6 +33,7 @@ FIELD_ORDER: tuple[str, ...] = (
     "exit_code",
     "exe_sha256",
     "cgroup",
+    "cwd",
 )
 
 #: (st_dev, st_ino, st_size, st_mtime_ns) of an executable: the key of its cached sha256.
@@ -145,6 +146,7 @@ class ProcRead:
     gone: bool = False  # /proc/<pid> did not exist (any more)
     exe: str | None = None
     argv: list[str] | None = None
+    cwd: str | None = None
     stat: Stat | None = None
     uid: int | None = None
     cgroup: str | None = None
@@ -183,7 +185,7 @@ def read_process(
     cached_sha256: Callable[[ExeKey], bytes | None] | None = None,
     hash_max_bytes: int = 0,
 ) -> ProcRead:
-    """Read exe, argv, stat, uid and cgroup of `pid`, what vanishes first at exit first.
+    """Read exe, argv, cwd, stat, uid and cgroup of `pid`, what vanishes first at exit first.
 
     With `cached_sha256` and `hash_max_bytes` > 0, the executable is opened too: its sha256 is
     taken from the cache when its (dev, inode, size, mtime) is known, else the open fd is left in
@@ -220,7 +222,7 @@ def read_many(
 def _begin(
     pid: int, cached_sha256: Callable[[ExeKey], bytes | None] | None, hash_max_bytes: int
 ) -> tuple[ProcRead, int | None]:
-    """Open /proc/<pid> and read argv and exe; (the read, the open directory or None when gone)."""
+    """Open /proc/<pid> and read argv, exe and cwd; (the read, the open directory or None when gone)."""
     result = ProcRead(pid, read_mono_ns=time.monotonic_ns())
     try:
         dir_fd = os.open(f"{PROC}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -229,6 +231,7 @@ def _begin(
         result.missing.extend(("ppid", "exe", "argv", "user", "uid", "start_time_ns", "cgroup"))
         if cached_sha256 is not None and hash_max_bytes > 0:
             result.missing.insert(6, "exe_sha256")
+        result.missing.append("cwd")
         return result, None
     try:
         result.argv = parse_cmdline(_read_at("cmdline", dir_fd))
@@ -236,6 +239,10 @@ def _begin(
         pass
     try:
         result.exe = os.readlink("exe", dir_fd=dir_fd)
+    except OSError:
+        pass
+    try:  # gone with the process as exe is, and needs the same ptrace access
+        result.cwd = os.readlink("cwd", dir_fd=dir_fd)
     except OSError:
         pass
     if result.exe is not None and cached_sha256 is not None and hash_max_bytes > 0:
@@ -272,6 +279,8 @@ def _finish(result: ProcRead, dir_fd: int, hashing: bool) -> None:
         missing.append("exe")
         if hashing:
             missing.append("exe_sha256")
+    if result.cwd is None:
+        missing.append("cwd")
     missing.sort(key=FIELD_ORDER.index)
 
 

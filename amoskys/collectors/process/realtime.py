@@ -56,7 +56,7 @@ READ_TIMEOUT_SECONDS = 10.0
 YIELD_EVERY = 32
 
 #: What an exit event of a process never seen before cannot say.
-_UNKNOWN_PROCESS = ["exe", "argv", "user", "uid", "start_time_ns", "cgroup"]
+_UNKNOWN_PROCESS = ["exe", "argv", "user", "uid", "start_time_ns", "cgroup", "cwd"]
 
 
 class _Outgoing(NamedTuple):

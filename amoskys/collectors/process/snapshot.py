@@ -11,7 +11,15 @@ from amoskys.collectors.process.hashing import ExeHashes
 from amoskys.collectors.process.redact import Redactor
 from amoskys.collectors.process.table import Proc, user_name
 
-_ATTRS = ("exe", "cmdline", "uids", "cpu_times", "memory_info", "cpu_percent")  # user: our cached lookup
+_ATTRS = (
+    "exe",
+    "cmdline",
+    "cwd",
+    "uids",
+    "cpu_times",
+    "memory_info",
+    "cpu_percent",
+)  # user: our cached lookup
 
 
 @dataclass(slots=True)
@@ -80,6 +88,10 @@ class Snapshotter:
             proc.argv, proc.argv_redacted = self.redactor.redact(argv or [])
         else:
             unreadable.append("argv")
+        cwd = info["cwd"]
+        if cwd is None and not kernel_thread:
+            unreadable.append("cwd")
+        proc.cwd = cwd or ""
         uids = info["uids"]
         if uids is not None:
             proc.uid = uids.real

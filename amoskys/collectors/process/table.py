@@ -20,6 +20,7 @@ class Proc:
     exe: str = ""
     argv: list[str] = field(default_factory=list)
     argv_redacted: bool = False
+    cwd: str = ""
     uid: int = 0
     user: str = ""
     start_ticks: int | None = None  # /proc start time, clock ticks after boot
@@ -50,6 +51,8 @@ def proc_from_read(read: ProcRead, redactor: Redactor, boot_ns: int, *, ppid: in
         proc.exe = read.exe
     if read.argv is not None:
         proc.argv, proc.argv_redacted = redactor.redact(read.argv)
+    if read.cwd is not None:
+        proc.cwd = read.cwd
     if read.stat is not None:
         proc.ppid = read.stat.ppid
         proc.start_ticks = read.stat.start_ticks
@@ -68,16 +71,17 @@ def proc_from_read(read: ProcRead, redactor: Redactor, boot_ns: int, *, ppid: in
 
 
 #: What a process that was only seen forking (never exec'ing, parent unknown) cannot say.
-_UNKNOWN_PROGRAM = ["exe", "argv", "user", "uid", "cgroup"]
+_UNKNOWN_PROGRAM = ["exe", "argv", "user", "uid", "cgroup", "cwd"]
 
 
 def inherit_program(proc: Proc) -> list[str]:
     """Fill a forked, never exec'd process with its parent's program (exe, argv, user, cgroup,
-    sha256): that is what it ran. Returns what stays unknown."""
+    sha256) and the directory it worked in then (cwd): that is what it ran. Returns what stays unknown."""
     source = proc.program
     if source is None:
         return list(_UNKNOWN_PROGRAM)
     proc.exe, proc.argv, proc.argv_redacted = source.exe, source.argv, source.argv_redacted
+    proc.cwd = source.cwd
     proc.uid, proc.user, proc.sha256 = source.uid, source.user, source.sha256
     proc.cgroup, proc.container_id = source.cgroup, source.container_id
     return [name for name in source.unreadable if name not in ("ppid", "start_time_ns")]

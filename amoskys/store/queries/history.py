@@ -49,17 +49,24 @@ _EXEC_COLUMNS = (
 )
 
 
+#: exec history rows a substring search (`q`) looks through per page: the newest ones of the page's
+#: window (before its `before` key), so a page costs the same however long the history is
+SEARCH_WINDOW = 20_000
+
+
 async def execs(
     reader: Reader,
     *,
     source: str | None = None,
     exe: str | None = None,
     comm: str | None = None,
+    q: str = "",
     before: int | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Up to `limit` exec and exit events, newest first, of one `source`, `exe` (full path) or `comm`
-    (base name) when given; after the event with store_seq `before` in that order."""
+    (base name) when given, and whose exe, command line or user contains `q` (case-insensitive; among the
+    newest SEARCH_WINDOW of the page's window); after the event with store_seq `before` in that order."""
     where: list[str] = []
     params: list[Any] = []
     for clause, value in (("source = ?", source), ("exe = ?", exe), ("comm = ?", comm)):
@@ -68,8 +75,36 @@ async def execs(
             params.append(value)
     if before is not None:
         params.append(before)
-    rows = await reader.rows(_page_sql("process_history", _EXEC_COLUMNS, where, before), (*params, limit))
+    if not q:
+        sql = _page_sql("process_history", _EXEC_COLUMNS, where, before)
+        return [exec_item(r) for r in await reader.rows(sql, (*params, limit))]
+    if before is not None:
+        where = [
+            *where,
+            "(ts_ns, store_seq) < (SELECT ts_ns, store_seq FROM process_history WHERE store_seq = ?)",
+        ]
+    window = f"SELECT {_EXEC_COLUMNS} FROM process_history"
+    if where:
+        window += " WHERE " + " AND ".join(where)
+    order = "ORDER BY ts_ns DESC, store_seq DESC"
+    sql = (
+        f"SELECT t.*, {_IDENTITY} FROM (SELECT * FROM ({window} {order} LIMIT ?) "
+        f"WHERE instr(lower(exe), ?) OR instr(lower(user), ?) OR instr(lower(argv), ?) {order} LIMIT ?) t "
+        "JOIN events e ON e.store_seq = t.store_seq ORDER BY t.ts_ns DESC, t.store_seq DESC"
+    )
+    low = q.lower()
+    rows = await reader.rows(sql, (*params, SEARCH_WINDOW, low, low, low, limit))
     return [exec_item(r) for r in rows]
+
+
+async def execs_by_seq(reader: Reader, seqs: list[int]) -> list[dict[str, Any]]:
+    """The exec and exit events with these store_seq values, newest first."""
+    sql = (
+        f"SELECT t.*, {_IDENTITY} FROM (SELECT {_EXEC_COLUMNS} FROM process_history "
+        "WHERE store_seq IN (SELECT value FROM json_each(?))) t JOIN events e ON e.store_seq = t.store_seq "
+        "ORDER BY t.ts_ns DESC, t.store_seq DESC"
+    )
+    return [exec_item(r) for r in await reader.rows(sql, (json.dumps(seqs),))]
 
 
 def exec_item(r: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Reads about the publishers themselves: which sources exist, each one's latest heartbeat, its recent
-event rate, and the latest host metrics per source (for the Agents and Host pages).
+event rate, the fleet box it came through (a hub's), and the latest host metrics per source (for the
+Agents and Host pages).
 
 Every read is one bounded statement in the reader's thread. A source's latest heartbeat is found on the
 (source, event_id) index, newest first (event ids are UUIDv7: time-ordered per publisher), so the walk
@@ -12,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from amoskys.sources.origin import box_of
 from amoskys.store.queries.reader import Reader
 
 #: Minute points (series step) the rates and host views read.
@@ -30,6 +32,13 @@ WITH latest AS (
 )
 SELECT l.source, e.ts_ns, e.received_ns, amoskys_body_json(e.envelope) AS body
 FROM latest l JOIN events e ON e.store_seq = l.seq
+"""
+
+# each source's newest event on (source, event_id), newest first: the origin it last arrived through
+_ORIGINS_SQL = """
+SELECT j.value AS source,
+       (SELECT e.origin FROM events e WHERE e.source = j.value ORDER BY e.event_id DESC LIMIT 1) AS origin
+FROM json_each(?1) j
 """
 
 _RATES_SQL = """
@@ -78,6 +87,20 @@ async def latest_heartbeats(reader: Reader, names: Sequence[str]) -> dict[str, d
                 body[key] = int(body[key])
         out[r["source"]] = {"ts_ns": r["ts_ns"], "received_ns": r["received_ns"], "body": body}
     return out
+
+
+async def nats_boxes(reader: Reader, names: Sequence[str]) -> dict[str, list[str]]:
+    """The fleet's boxes among the origins of `names` (a hub's: events taken from NATS are stored as
+    from ``nats:<box>``), each with its sources, sorted; a source counts under the box its newest
+    event came through."""
+    if not names:
+        return {}
+    boxes: dict[str, list[str]] = {}
+    for source, origin in await reader.rows(_ORIGINS_SQL, (json.dumps(list(names)),)):
+        box = box_of(str(origin or ""))
+        if box is not None:
+            boxes.setdefault(box, []).append(str(source))
+    return {box: sorted(found) for box, found in sorted(boxes.items())}
 
 
 async def event_rates(

@@ -8,14 +8,19 @@ from amoskys.web.context import WebContext
 from amoskys.web.endpoints import Endpoint, starlette_routes
 from amoskys.web.routes import (
     agents,
+    alerts,
     audit,
     collectors,
     devices,
     events,
     flows,
     host,
+    joined,
     overview,
     processes,
+    rules,
+    search,
+    series,
     session,
     snmp,
     tokens,
@@ -28,6 +33,8 @@ ENDPOINTS: list[Endpoint] = [
         session,
         tokens,
         overview,
+        alerts,
+        rules,
         collectors,
         events,
         processes,
@@ -35,9 +42,12 @@ ENDPOINTS: list[Endpoint] = [
         flows,
         devices,
         snmp,
+        series,
         agents,
         users,
         audit,
+        search,
+        joined,
     )
     for ep in module.router.endpoints
 ]

@@ -61,7 +61,8 @@ def liveness(heartbeat: dict[str, Any] | None, now_ns: int, silent_after: int) -
 @router.get(
     "/api/v1/agents",
     "Enrolled agents: role, key, last seen, events/s, certificate expiry, and from their newest heartbeat "
-    "version, OS, addresses, outbox lag and whether they are silent ([bus] silent_after_heartbeats)",
+    "version, OS, addresses, outbox lag and whether they are silent ([bus] silent_after_heartbeats); "
+    "on a hub ([sources.nats]) also every box of the fleet with its sources, seen the same way",
 )
 async def agents(call: Call) -> Any:
     ctx = call.ctx
@@ -95,7 +96,37 @@ async def agents(call: Call) -> Any:
             }
             | liveness(heartbeats.get(ident.name), now_ns, silent_after)
         )
-    return {"items": items, "silent_after_heartbeats": silent_after}
+    return {
+        "items": items,
+        "silent_after_heartbeats": silent_after,
+        "boxes": await _boxes(call, seen, now_ns),
+    }
+
+
+async def _boxes(call: Call, seen: dict[str, int], now_ns: int) -> list[dict[str, Any]]:
+    """The fleet's boxes a hub consumes ([sources.nats]), each with its sources (the box itself and
+    its agents): last seen, events/s and what their newest heartbeat says."""
+    ctx = call.ctx
+    boxes = await sources.nats_boxes(ctx.reads, list(seen))
+    names = [name for found in boxes.values() for name in found]
+    heartbeats = await sources.latest_heartbeats(ctx.reads, names)
+    rates = await sources.event_rates(ctx.reads, names, now_ns)
+    silent_after = ctx.config.bus.silent_after_heartbeats
+    return [
+        {
+            "box": box,
+            "sources": [
+                {
+                    "name": name,
+                    "last_seen_ns": seen.get(name),
+                    "events_per_second": rates.get(name, 0.0),
+                }
+                | liveness(heartbeats.get(name), now_ns, silent_after)
+                for name in found
+            ],
+        }
+        for box, found in boxes.items()
+    ]
 
 
 @router.post(

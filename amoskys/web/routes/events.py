@@ -9,7 +9,7 @@ import msgspec
 
 from amoskys.events import KINDS
 from amoskys.store.export import event_json
-from amoskys.store.queries import log
+from amoskys.store.queries import alerts, log
 from amoskys.web.endpoints import ApiError, Call, Router
 from amoskys.web.routes.common import Before, Limit, time_ns
 
@@ -57,10 +57,21 @@ async def events(call: Call, *, query: EventsQuery) -> Any:
     return {"items": rows, "next_before": next_before}
 
 
-@router.get("/api/v1/events/{seq}", "One stored event, decoded")
+@router.get(
+    "/api/v1/events/{seq}",
+    "One stored event, decoded (also an alert's evidence event kept past retention: `kept_as_evidence`)",
+)
 async def event(call: Call, *, path: EventPath) -> Any:
     row = await log.by_seq(call.ctx.reads, path.seq)
+    kept = False
+    if row is None:  # an alert's evidence outlives retention: the log no longer has it, the alert does
+        row = await alerts.kept_evidence(call.ctx.reads, path.seq)
+        kept = True
     if row is None:
         raise ApiError(404, f"no event with store_seq {path.seq}")
     # one event's detail: the only read that decodes its body on the loop
-    return event_json(row) | {"digest": row.digest.hex(), "envelope_bytes": len(row.envelope)}
+    return event_json(row) | {
+        "digest": row.digest.hex(),
+        "envelope_bytes": len(row.envelope),
+        "kept_as_evidence": kept,
+    }

@@ -9,6 +9,7 @@ import msgspec
 
 from amoskys.store.queries import flows as flow_reads
 from amoskys.web.endpoints import Call, Router
+from amoskys.web.flowview import present
 from amoskys.web.routes.common import After, Limit, page
 
 router = Router("flows")
@@ -31,7 +32,9 @@ class TopQuery(msgspec.Struct, frozen=True):
 
 @router.get(
     "/api/v1/flows",
-    "Recent flow records, newest first by observation time; search by IP, destination port or Community ID",
+    "Recent flow records, newest first by observation time; search by IP, destination port or Community "
+    "ID. Each has `protocol_name`, `service` and `duration_seconds`; `names` gives the device or host "
+    "behind the page's addresses",
 )
 async def flows(call: Call, *, query: FlowsQuery) -> Any:
     rows = await flow_reads.flows(
@@ -42,7 +45,8 @@ async def flows(call: Call, *, query: FlowsQuery) -> Any:
         before=query.before,
         limit=query.limit,
     )
-    return page(rows, query.limit)
+    # each record's protocol, service and duration; the device or host behind each address
+    return page(rows, query.limit) | {"names": await present(call.ctx.reads, rows)}
 
 
 @router.get(

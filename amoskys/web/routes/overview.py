@@ -1,4 +1,4 @@
-"""The overview route: health, rates, store, sinks, losses and collectors in one answer."""
+"""The overview route: health, rates, store, sinks, losses, collectors and open alerts in one answer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import msgspec
 
 from amoskys import __version__
 from amoskys.loophealth import LoopLag
-from amoskys.store.queries import log
+from amoskys.store.queries import alerts, log
+from amoskys.web.context import WebContext
 from amoskys.web.endpoints import Call, Router
 from amoskys.web.routes.common import Synthetic, counter_totals
 
@@ -32,15 +33,17 @@ def _without(totals: dict[str, float], part: dict[str, float]) -> dict[str, floa
 
 @router.get(
     "/api/v1/overview",
-    "Health, events/s, store size, sink lag, losses, collectors (synthetic events left out by default)",
+    "Health, events/s, store size, sink lag, losses, collectors, open alerts (synthetic events left out "
+    "by default)",
 )
 async def overview(call: Call, *, query: OverviewQuery) -> Any:
     ctx, with_synthetic = call.ctx, query.synthetic
-    # three reads on three threads (the store's reader, its stat, the dashboard's reader): at once
-    stats, sinks, (losses, _) = await asyncio.gather(
+    # the reads on their threads (the store's reader, its stat, the dashboard's readers): at once
+    stats, sinks, (losses, _), open_alerts = await asyncio.gather(
         ctx.store.stats(),
         ctx.store.state.list_sinks(),
         log.page(ctx.reads, kind="loss", limit=10, synthetic=None if with_synthetic else False),
+        alerts.open_counts(ctx.reads, synthetic=with_synthetic),
     )
     synthetic_rows = stats.synthetic_rows
     series = ctx.rates.series(synthetic=with_synthetic)
@@ -80,4 +83,18 @@ async def overview(call: Call, *, query: OverviewQuery) -> Any:
             "events_by_outcome": synthetic_by_outcome,
         },
         "collectors": [c.to_dict() | {"state_text": c.state_text} for c in ctx.supervisor.status()],
+        "alerts": open_alerts | {"rules": _rule_counts(ctx)},
+    }
+
+
+def _rule_counts(ctx: WebContext) -> dict[str, int] | None:
+    """The detection rules loaded, unsupported and invalid (in memory); None when detections do not run."""
+    if ctx.detections is None:
+        return None
+    view = ctx.detections.rules()
+    return {
+        "loaded": view.loaded,
+        "enabled": view.enabled,
+        "unsupported": view.unsupported,
+        "invalid": view.invalid,
     }

@@ -27,6 +27,7 @@ from amoskys.collectors.flow.cli import cmd_flows_read
 from amoskys.collectors.flow.collector import NEEDS_CAP_NET_RAW, FlowCollector
 from amoskys.collectors.flow.config import FlowConfig
 from amoskys.collectors.flow.pcap import open_capture
+from amoskys.collectors.flow_starts import FlowStarts
 from amoskys.config import from_mapping
 from amoskys.errors import CollectorError, ConfigError, FatalCollectorError, StartupError
 from amoskys.metrics import Metrics
@@ -375,6 +376,7 @@ class Taps:
     def __init__(self, *watchers: Any) -> None:
         self.watchers = watchers
         self.captures = 0
+        self.flow_starts = FlowStarts()  # no detector takes them here
 
     def connect(self, add_observer: Any) -> Any:
         self.captures += 1

@@ -115,6 +115,7 @@ class ProcDir:
     flags: int = PF_RANDOMIZE
     state: str = "S"
     comm: str = ""  # the kernel's name of the process: the executable's file name unless set
+    cwd: str | None = "/root"  # the working directory (None: the link cannot be read)
 
     @property
     def name(self) -> str:
@@ -151,6 +152,8 @@ def write_proc(folder: Path, procs: dict[int, ProcDir]) -> None:
         p.joinpath("cgroup").write_text(d.cgroup + "\n")
         if d.exe is not None:
             os.symlink(d.exe, p / "exe")
+        if d.cwd is not None:
+            os.symlink(d.cwd, p / "cwd")
 
 
 # ---------------------------------------------------------------- made-up cases
@@ -213,7 +216,7 @@ def case_short_lived() -> Case:
     start time from the fork); 701 was exiting (empty cmdline) and its exe link was not readable
     (ptrace-denied); 702 exits without ever having been seen (everything unknown)."""
     procs = {
-        701: ProcDir([], None, 600, ticks(1), state="Z", comm="backup.sh"),
+        701: ProcDir([], None, 600, ticks(1), state="Z", comm="backup.sh", cwd=None),
     }
     events = [
         (0.0, fork(0, 200, t(0.000), 600, 700)),
@@ -336,12 +339,14 @@ def snapshot(pid: int, into: Path) -> None:
     try:
         files = {name: Path(f"/proc/{pid}/{name}").read_bytes() for name in PROC_FILES}
         exe = os.readlink(f"/proc/{pid}/exe")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return
     target.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (target / name).write_bytes(data)
     os.symlink(exe, target / "exe")
+    os.symlink(cwd, target / "cwd")
 
 
 def capture_once(proc_dir: Path) -> tuple[list[tuple[int, bytes]], bool]:

@@ -94,7 +94,7 @@ class Harness:
         return await eventually(unless_stopped, within=within, what=what)
 
 
-def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
     )

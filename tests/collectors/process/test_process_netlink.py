@@ -240,3 +240,17 @@ async def test_a_process_that_execs_twice_has_two_exec_events(tmp_path: Path) ->
         assert len(execs) == 2 and len(h.processes(EXIT, pid)) == 1
         for ex in execs:  # read after both execs: both show what /proc held then
             assert ex.exe == SLEEP and list(ex.argv) == [SLEEP, "0.5"] and len(ex.exe_sha256) == 32
+
+
+async def test_an_exec_reports_the_working_directory_read_with_argv(tmp_path: Path) -> None:
+    require_root()
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    async with Harness(tmp_path / "h", mode="netlink") as h:
+        child = spawn([SLEEP, "30"], cwd=workdir)
+        try:
+            [ex] = await h.eventually(lambda: h.processes(EXEC, child.pid), what="the exec of sleep 30")
+        finally:
+            child.kill()
+            await asyncio.to_thread(child.wait)
+    assert ex.cwd == str(workdir) and list(ex.argv) == [SLEEP, "30"] and not ex.unreadable

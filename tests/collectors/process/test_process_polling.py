@@ -138,3 +138,18 @@ def test_unprivileged_run_falls_back_to_polling_and_sees_a_child(tmp_path: Path)
     assert collector.returncode == 0
     summary = reader.objects()[-1]["summary"]
     assert summary["published"]["exec/polling"] >= 1 and summary["published"]["exit/polling"] >= 1
+
+
+async def test_polling_reports_the_working_directory_of_a_started_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    child = spawn([SLEEP, "30"], cwd=workdir)
+    try:
+        async with Harness(tmp_path / "h", mode="polling", poll_interval_seconds=0.1) as h:
+            await h.eventually(lambda: h.processes(pid=child.pid), what="the child")
+            await h.collector.snapshot()
+    finally:
+        child.kill()
+        child.wait()
+    seen = h.processes(pid=child.pid)
+    assert seen and all(p.cwd == str(workdir) and "cwd" not in p.unreadable for p in seen)

@@ -74,7 +74,17 @@ def test_a_gone_process_is_marked_unreadable_in_field_order() -> None:
     child.wait()
     read = procfs.read_process(child.pid, cached_sha256=lambda key: None, hash_max_bytes=1)
     assert read.gone
-    assert read.missing == ["ppid", "exe", "argv", "user", "uid", "start_time_ns", "exe_sha256", "cgroup"]
+    assert read.missing == [
+        "ppid",
+        "exe",
+        "argv",
+        "user",
+        "uid",
+        "start_time_ns",
+        "exe_sha256",
+        "cgroup",
+        "cwd",
+    ]
 
 
 def test_a_kernel_thread_has_no_exe_and_that_is_not_missing() -> None:
