@@ -344,7 +344,7 @@ class SnmpStorage(_message.Message):
     def __init__(self, index: _Optional[int] = ..., descr: _Optional[str] = ..., size_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ...) -> None: ...
 
 class SnmpSample(_message.Message):
-    __slots__ = ("target", "address", "reachable", "error", "system", "interfaces", "cpu_load_percent", "storage", "poll_seconds", "agent_restarted", "rate_interval_seconds")
+    __slots__ = ("target", "address", "reachable", "error", "system", "interfaces", "cpu_load_percent", "storage", "poll_seconds", "agent_restarted", "rate_interval_seconds", "fdb", "fdb_polled")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +356,8 @@ class SnmpSample(_message.Message):
     POLL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AGENT_RESTARTED_FIELD_NUMBER: _ClassVar[int]
     RATE_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FDB_FIELD_NUMBER: _ClassVar[int]
+    FDB_POLLED_FIELD_NUMBER: _ClassVar[int]
     target: str
     address: str
     reachable: bool
@@ -367,7 +369,25 @@ class SnmpSample(_message.Message):
     poll_seconds: float
     agent_restarted: bool
     rate_interval_seconds: float
-    def __init__(self, target: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., system: _Optional[_Union[SnmpSystem, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[SnmpInterface, _Mapping]]] = ..., cpu_load_percent: _Optional[_Iterable[int]] = ..., storage: _Optional[_Iterable[_Union[SnmpStorage, _Mapping]]] = ..., poll_seconds: _Optional[float] = ..., agent_restarted: _Optional[bool] = ..., rate_interval_seconds: _Optional[float] = ...) -> None: ...
+    fdb: _containers.RepeatedCompositeFieldContainer[SnmpFdbEntry]
+    fdb_polled: bool
+    def __init__(self, target: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., system: _Optional[_Union[SnmpSystem, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[SnmpInterface, _Mapping]]] = ..., cpu_load_percent: _Optional[_Iterable[int]] = ..., storage: _Optional[_Iterable[_Union[SnmpStorage, _Mapping]]] = ..., poll_seconds: _Optional[float] = ..., agent_restarted: _Optional[bool] = ..., rate_interval_seconds: _Optional[float] = ..., fdb: _Optional[_Iterable[_Union[SnmpFdbEntry, _Mapping]]] = ..., fdb_polled: _Optional[bool] = ...) -> None: ...
+
+class SnmpFdbEntry(_message.Message):
+    __slots__ = ("mac", "port", "if_index", "if_name", "vlan", "status")
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    IF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    IF_NAME_FIELD_NUMBER: _ClassVar[int]
+    VLAN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    mac: bytes
+    port: int
+    if_index: int
+    if_name: str
+    vlan: int
+    status: int
+    def __init__(self, mac: _Optional[bytes] = ..., port: _Optional[int] = ..., if_index: _Optional[int] = ..., if_name: _Optional[str] = ..., vlan: _Optional[int] = ..., status: _Optional[int] = ...) -> None: ...
 
 class DeviceEvent(_message.Message):
     __slots__ = ("change", "ip", "mac", "vendor", "hostname", "seen_by", "previous_ip", "previous_mac", "mac_locally_administered", "interface", "first_seen_ns", "last_seen_ns", "dhcp_vendor_class", "open_tcp_ports")

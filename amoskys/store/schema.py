@@ -544,6 +544,26 @@ _V9 = """
 ALTER TABLE sink_cursors ADD COLUMN remote_seq INTEGER;
 """
 
+_V11 = """
+-- Bridge forwarding tables (SnmpSample.fdb, the SNMP collector's fdb profile): which switch port each
+-- MAC is behind. A sample with fdb_polled replaces its target's older rows; a derived view, maintained
+-- by the writer in the same transaction as the sample.
+CREATE TABLE snmp_fdb (
+    mac       BLOB    NOT NULL,
+    source    TEXT    NOT NULL,
+    target    TEXT    NOT NULL,
+    vlan      INTEGER NOT NULL,   -- dot1qFdbId; 0 from BRIDGE-MIB
+    port      INTEGER NOT NULL,   -- dot1dBasePort
+    if_index  INTEGER NOT NULL,   -- 0: unknown
+    if_name   TEXT    NOT NULL,
+    status    INTEGER NOT NULL,   -- 3 learned, 4 self, 5 mgmt ...
+    ts_ns     INTEGER NOT NULL,
+    store_seq INTEGER NOT NULL,
+    PRIMARY KEY (mac, source, target, vlan)
+) WITHOUT ROWID;
+CREATE INDEX snmp_fdb_target ON snmp_fdb (source, target, ts_ns);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event log, marks, derived views, appliance state", _V1),
     Migration(2, "events.origin: the identity a remote event came through", _V2),
@@ -555,6 +575,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "flows of real traffic by store_seq (top talkers without loadgen's)", _V8),
     Migration(9, "sink_cursors.remote_seq: a sink's position in its receiver, saved with its cursor", _V9),
     Migration(10, "detections: one alerts row per alert, kept evidence, suppressions, rules, cursor", _V10),
+    Migration(11, "snmp_fdb: the switch port each MAC is behind (bridge forwarding tables)", _V11),
 )
 
 #: The schema version this build writes.

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from amoskys.proto import events_pb2
 from amoskys.store import alerts
 from amoskys.store.bulk import insert_many
+from amoskys.store.fdb import FdbBatch
 from amoskys.store.records import Record
 from amoskys.store.series import SeriesBatch
 
@@ -154,6 +155,7 @@ class ViewBatch:
         "_audit",
         "_derived_only",
         "_devices",
+        "_fdb",
         "_flows",
         "_history",
         "_interfaces",
@@ -170,6 +172,7 @@ class ViewBatch:
         self._devices: list[tuple[Any, ...]] = []
         self._targets: list[tuple[Any, ...]] = []
         self._interfaces: list[tuple[Any, ...]] = []
+        self._fdb = FdbBatch()  # each target's newest bridge forwarding table (snmp_fdb)
         # (source, pid) -> ("upsert", row) | ("delete", row): the last change of the batch wins,
         # which keeps exec → exit → exec of one pid in one batch right with two executemany calls.
         self._processes: dict[tuple[str, int], tuple[str, tuple[Any, ...]]] = {}
@@ -186,6 +189,7 @@ class ViewBatch:
             self._devices
             or self._targets
             or self._interfaces
+            or self._fdb
             or self._processes
             or self._flows
             or self._history
@@ -291,6 +295,7 @@ class ViewBatch:
             yield _UPSERT_SNMP_TARGET, self._targets
         if self._interfaces:
             yield _UPSERT_SNMP_INTERFACE, self._interfaces
+        yield from self._fdb.statements()
         deletes = [row for op, row in self._processes.values() if op == "delete"]
         upserts = [row for op, row in self._processes.values() if op == "upsert"]
         if deletes:
@@ -467,6 +472,8 @@ class ViewBatch:
         if not s.target:
             return
         ts = envelope.ts_ns
+        if s.fdb_polled:
+            self._fdb.add(store_seq, envelope.source, ts, s)
         self._targets.append(
             (
                 envelope.source,

@@ -230,18 +230,19 @@ def _browse(app, base: str, chromium: str, peer: str, peer_mac: str, port: int) 
             assert "tablesprobe" in page.inner_text("#search-execs")
             assert "tablesprobe" in page.inner_text("#search-processes")
 
-            # a flow's addresses link on: the peer's address to its flows, the device name to the device
+            # a flow's addresses link on: the peer's address to its flows, the device and host names to their pages
             page.goto(f"{base}/flows?ip={peer}")
             row = page.locator("#flows tbody tr").first
             assert row.locator("td.proto").inner_text().startswith("TCP")
             assert row.locator(f'td.dst a.addr[href="/flows?ip={peer}"]').count() == 1
             assert row.locator("td.src a.peer.host").count() == 1  # this box: its heartbeat names the address
             row.locator("td.dst a.peer.device").click()
-            page.wait_for_url("**/search?q=**")
-            assert peer_mac in page.inner_text("#search-devices")
+            page.wait_for_url("**/devices/**")
+            assert peer_mac in page.inner_text("#device-mac")
             page.go_back()
             page.locator("#flows tbody tr td.src a.peer.host").first.click()
-            page.wait_for_url("**/host?source=**")
+            page.wait_for_url("**/hosts/**")
+            assert page.locator("#host-facts").count() == 1
 
             # a keyset page stays the same while events keep coming in (heartbeats every second)
             page.goto(base + "/events?limit=20")

@@ -242,6 +242,48 @@ async def test_source_names_macs_and_addresses_link_to_the_joined_pages(web: Web
     devices = (await c.get("/devices")).text
     assert 'href="/devices/3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3"' in devices and 'href="/devices/10.0.0.2"' in devices
     assert 'href="/devices/10.0.0.5"' in devices
-    assert 'href="/hosts/ws-agent"' in (await c.get("/processes")).text
+    processes = (await c.get("/processes")).text
+    execs = processes[processes.index('id="execs"') : processes.index('id="procs"')]
+    assert (
+        'href="/hosts/ws-agent"' in execs
+        and 'href="/hosts/ws-agent"' in processes[processes.index('id="procs"') :]
+    )
+    assert f'href="/hosts/{web.ctx.name}"' in (await c.get("/agents")).text  # the appliance's own page
     page = await c.get("/devices/3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3")
     assert page.status_code == 200 and "printer-3" in page.text
+
+
+async def test_device_page_shows_the_switch_port_from_a_stored_fdb_sample(web: Web) -> None:
+    await seed(web)
+    sensor = EnvelopeStamper("sensor")
+
+    def sample(ts_ns: int, *entries: ev.SnmpFdbEntry) -> Record:
+        snmp = ev.SnmpSample(target="access-sw", address="192.0.2.9:161", reachable=True, fdb_polled=True)
+        snmp.system.name = "access-sw.lan"
+        snmp.fdb.extend(entries)
+        return _rec(sensor, ev.Envelope(snmp=snmp), ts_ns)
+
+    uplink = [
+        ev.SnmpFdbEntry(mac=bytes([2, 0, 0, 0, 1, i]), port=1, if_index=1, vlan=10, status=3)
+        for i in range(3)
+    ]
+    printer = ev.SnmpFdbEntry(mac=MAC, port=5, if_index=3, if_name="Gi0/3", vlan=10, status=3)
+    # the older table had the printer on port 2; the newer one (stored first: out of order) on port 5
+    await web.ctx.store.submit([sample(NOW, printer, *uplink)])
+    await web.ctx.store.submit([sample(NOW - 60 * S, ev.SnmpFdbEntry(mac=MAC, port=2, if_index=2, vlan=10))])
+    c, _ = await web.login("viewer", VIEWER_PASSWORD)
+    d = (await c.get("/api/v1/devices/10.0.0.2")).json()
+    assert [
+        (p["target"], p["if_name"], p["if_index"], p["port"], p["vlan"], p["macs_on_port"])
+        for p in d["switch_ports"]
+    ] == [("access-sw", "Gi0/3", 3, 5, 10, 1)]
+    assert d["switch_ports"][0]["sys_name"] == "access-sw.lan"
+    html = (await c.get("/devices/10.0.0.2")).text
+    port_html = html[html.index('id="device-switch-port"') :]
+    assert 'href="/snmp?target=access-sw&amp;if_index=3">Gi0/3</a>' in port_html
+    # a MAC only the switch knows has a page too; the next table without it forgets it
+    uplink_mac = "02:00:00:00:01:00"
+    seen = (await c.get(f"/api/v1/devices/{uplink_mac}")).json()
+    assert [(p["port"], p["macs_on_port"]) for p in seen["switch_ports"]] == [(1, 3)]
+    await web.ctx.store.submit([sample(NOW + S, printer)])
+    assert (await c.get(f"/api/v1/devices/{uplink_mac}")).status_code == 404

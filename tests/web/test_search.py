@@ -138,6 +138,8 @@ async def test_search_finds_a_user_a_host_name_and_a_community_id(web: Web) -> N
     assert [p["exe"] for p in root["processes"]] == ["/usr/sbin/sshd"]
     ws = (await c.get("/api/v1/search", params={"q": "workstation"})).json()
     assert [h["source"] for h in ws["hosts"]] == ["ws-agent"]
+    sensor = (await c.get("/api/v1/search", params={"q": "SENS"})).json()  # no heartbeat: found by name
+    assert [h["source"] for h in sensor["hosts"]] == ["sensor"]
     printer = (await c.get("/api/v1/search", params={"q": "printer"})).json()
     assert [d["ip"] for d in printer["devices"]] == ["10.0.0.2"]
     by_cid = (await c.get("/api/v1/search", params={"q": CID})).json()
@@ -153,8 +155,8 @@ async def test_the_search_page_links_every_match(web: Web) -> None:
     assert page.status_code == 200
     html = page.text
     assert 'id="search-devices"' in html and 'id="search-flows"' in html
-    assert 'href="/search?q=3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3"' in html  # the MAC
-    assert 'href="/host?source=ws-agent"' in html  # the host behind the flow's other end
+    assert 'href="/devices/3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3"' in html  # the MAC: its device page
+    assert 'href="/hosts/ws-agent"' in html  # the host behind the flow's other end: its host page
     assert f'href="/flows?community_id={quote(CID, safe="/")}"' in html
     empty = await c.get("/search")
     assert empty.status_code == 200 and 'id="search-as"' not in empty.text

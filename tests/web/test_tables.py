@@ -58,8 +58,8 @@ async def test_flows_carry_protocol_service_duration_and_the_names_behind_addres
     row = html[html.index('<tr data-seq="') : html.index("</tr>", html.index('<tr data-seq="'))]
     assert '<span class="tok">TCP</span> <span class="tok service muted">https</span>' in row
     assert ">2.5 s<" in row and "3.3 KiB / 50.8 KiB" in row and ">end_of_flow<" in row
-    assert 'href="/flows?ip=10.0.0.1"' in row and 'href="/host?source=ws-agent"' in row  # address, host
-    assert 'href="/search?q=3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3"' in row and ">printer-3<" in row  # the device
+    assert 'href="/flows?ip=10.0.0.1"' in row and 'href="/hosts/ws-agent"' in row  # address, host
+    assert 'href="/devices/3c%3A2a%3Af4%3Aa1%3Ab2%3Ac3"' in row and ">printer-3<" in row  # the device
     assert 'href="/flows?community_id=' in row and "<time datetime=" in row
 
 

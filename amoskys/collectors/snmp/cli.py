@@ -88,7 +88,7 @@ def add_poll_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         action="append",
-        choices=["interfaces", "host_resources"],
+        choices=["interfaces", "host_resources", "fdb"],
         help="what to poll besides the system group (repeatable; default: interfaces)",
     )
     p.add_argument("--timeout", type=float, default=2.0, metavar="S", help="seconds per request (2.0)")
@@ -176,6 +176,8 @@ def to_json(sample: events_pb2.SnmpSample) -> str:
     data = MessageToDict(sample, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     for iface, message in zip(data.get("interfaces", []), sample.interfaces, strict=True):
         iface["phys_address"] = mac(message.phys_address)
+    for entry, fdb_message in zip(data.get("fdb", []), sample.fdb, strict=True):
+        entry["mac"] = mac(fdb_message.mac)
     return json.dumps(data, indent=2, sort_keys=False)
 
 

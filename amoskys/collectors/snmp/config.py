@@ -18,7 +18,7 @@ AuthProtocol = Literal["sha1", "sha224", "sha256", "sha384", "sha512"]
 #: net-snmp's names: aes192/aes256 extend the key as in Blumenthal's draft, aes192c/aes256c as Cisco (Reeder).
 PrivProtocol = Literal["aes128", "aes192", "aes256", "aes192c", "aes256c"]
 SecurityLevel = Literal["auth_priv", "auth_no_priv"]
-Profile = Literal["interfaces", "host_resources"]
+Profile = Literal["interfaces", "host_resources", "fdb"]
 Switch = Literal["off", "on"]
 Schedule = Literal["spread", "aligned"]
 

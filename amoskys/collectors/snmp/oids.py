@@ -102,3 +102,15 @@ HR_COLUMNS: dict[str, Oid] = {
     "storage_size": (*HR_STORAGE_ENTRY, 5),
     "storage_used": (*HR_STORAGE_ENTRY, 6),
 }
+
+# BRIDGE-MIB and Q-BRIDGE-MIB forwarding tables (the fdb profile)
+DOT1D_BASE_PORT_IF_INDEX = oid("1.3.6.1.2.1.17.1.4.1.2")  # index: dot1dBasePort
+DOT1D_TP_FDB_ENTRY = oid("1.3.6.1.2.1.17.4.3.1")  # index: the MAC's six octets
+DOT1Q_TP_FDB_ENTRY = oid("1.3.6.1.2.1.17.7.1.2.2.1")  # index: dot1qFdbId, then the MAC's six octets
+FDB_COLUMNS: dict[str, Oid] = {
+    "base_port_if_index": DOT1D_BASE_PORT_IF_INDEX,
+    "fdb_port": (*DOT1D_TP_FDB_ENTRY, 2),
+    "fdb_status": (*DOT1D_TP_FDB_ENTRY, 3),
+    "qfdb_port": (*DOT1Q_TP_FDB_ENTRY, 2),
+    "qfdb_status": (*DOT1Q_TP_FDB_ENTRY, 3),
+}

@@ -15,6 +15,7 @@ from amoskys.collectors.snmp.client import Session, SnmpClient
 from amoskys.collectors.snmp.errors import SnmpPollError
 from amoskys.collectors.snmp.oids import (
     COUNTER32_COLUMNS,
+    FDB_COLUMNS,
     HR_COLUMNS,
     IF_COLUMNS,
     IFX_COLUMNS,
@@ -102,12 +103,18 @@ async def fetch(
         walk = await walk_columns(client, session, HR_COLUMNS, max_repetitions)
         host = walk.cells
         requests, varbinds = requests + walk.requests, varbinds + walk.varbinds
+    fdb: Columns | None = None
+    if "fdb" in profiles:
+        walk = await walk_columns(client, session, FDB_COLUMNS, max_repetitions)
+        fdb = walk.cells
+        requests, varbinds = requests + walk.requests, varbinds + walk.varbinds
     return PollData(
         system=values,
         uptime_ticks=uptime,
         monotonic=seen,
         interfaces=interfaces,
         host=host,
+        fdb=fdb,
         requests=requests,
         varbinds=varbinds,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amoskys.collectors.snmp.fdb import fdb_entries
 from amoskys.collectors.snmp.oids import COUNTERS, Oid
 from amoskys.collectors.snmp.rates import RESET, Rate, Reading, agent_restarted, counter_rate
 from amoskys.collectors.snmp.walk import Cell, Columns
@@ -44,6 +45,7 @@ class PollData:
     monotonic: float  # our monotonic clock when the system group's response arrived
     interfaces: Columns = field(default_factory=dict)  # column name (oids.IF*_COLUMNS) → cells
     host: Columns = field(default_factory=dict)  # oids.HR_COLUMNS name → cells
+    fdb: Columns | None = None  # oids.FDB_COLUMNS name → cells; None: the fdb profile was not polled
     requests: int = 0
     varbinds: int = 0
 
@@ -192,5 +194,8 @@ def assemble(
         states[index[0]] = iface_state
         resets += reset
     _host(sample, data.host)
+    if data.fdb is not None:
+        sample.fdb_polled = True
+        sample.fdb.extend(fdb_entries(data.fdb, data.interfaces))
     state = TargetState(uptime_ticks=data.uptime_ticks, monotonic=data.monotonic, interfaces=states)
     return Assembled(sample=sample, state=state, counter_resets=resets)

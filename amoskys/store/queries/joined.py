@@ -12,6 +12,8 @@ from amoskys.store.queries import flows as flow_queries
 from amoskys.store.queries.names import device_item
 from amoskys.store.queries.reader import Reader
 
+#: heartbeats looked through for a source's newest (at one a minute, 100 sources' last 3 hours)
+HEARTBEAT_WINDOW = 20_000
 #: rows of a host's process table read at most (its tree is built from them)
 MAX_PROCESSES = 500
 #: addresses of a host whose flows are read (a heartbeat's list; more are left out)
@@ -28,10 +30,15 @@ _PROCESSES_SQL = (
     "WHERE source = ? ORDER BY pid LIMIT ?"
 )
 
-_HEARTBEAT_SQL = (
-    "SELECT ts_ns, amoskys_body_json(envelope) AS body FROM events "
-    "WHERE source = ? AND +kind = 'heartbeat' ORDER BY event_id DESC LIMIT 1"
+# the source's newest among the newest HEARTBEAT_WINDOW heartbeats (events_kind): bounded however many
+# other events the source has (a loadgen source has millions and no heartbeat)
+_HEARTBEAT_SQL = """
+SELECT ts_ns, amoskys_body_json(envelope) AS body FROM events WHERE store_seq = (
+    SELECT MAX(store_seq) FROM (
+        SELECT store_seq, source FROM events WHERE kind = 'heartbeat' ORDER BY store_seq DESC LIMIT ?2
+    ) WHERE source = ?1
 )
+"""
 
 _DEVICES_SQL = (
     "SELECT ip, mac, hostname, vendor, source, device_key, present, last_seen_ns, first_seen_ns, interface, "
@@ -67,10 +74,28 @@ GROUP BY peer ORDER BY octets DESC, peer LIMIT ?3
 """
 
 
+# the switch ports a MAC is behind (snmp_fdb, the SNMP fdb profile), the port with the fewest MACs (the
+# edge port, not an uplink) first
+_PORTS_SQL = """
+SELECT f.source, f.target, f.vlan, f.port, f.if_index, f.if_name, f.status, f.ts_ns,
+       COALESCE(t.sys_name, '') AS sys_name,
+       (SELECT COUNT(*) FROM snmp_fdb g
+        WHERE g.source = f.source AND g.target = f.target AND g.port = f.port) AS macs_on_port
+FROM snmp_fdb f LEFT JOIN snmp_targets t ON t.source = f.source AND t.target = f.target
+WHERE f.mac = ? ORDER BY macs_on_port, f.ts_ns DESC LIMIT 20
+"""
+
+
 # ---------------------------------------------------------------------- a host
+async def known(reader: Reader, source: str) -> bool:
+    """Whether `source` has events in the store."""
+    return bool(await reader.rows("SELECT 1 FROM source_marks WHERE source = ? LIMIT 1", (source,)))
+
+
 async def heartbeat(reader: Reader, source: str) -> dict[str, Any] | None:
-    """The source's newest heartbeat: `ts_ns` and its body (protobuf JSON), or None."""
-    rows = await reader.rows(_HEARTBEAT_SQL, (source,))
+    """The source's newest heartbeat among the newest HEARTBEAT_WINDOW: `ts_ns` and its body (protobuf
+    JSON), or None."""
+    rows = await reader.rows(_HEARTBEAT_SQL, (source, HEARTBEAT_WINDOW))
     if not rows:
         return None
     return {"ts_ns": rows[0]["ts_ns"], "body": json.loads(rows[0]["body"]) or {}}
@@ -159,3 +184,13 @@ async def top_peers(reader: Reader, ip: str, *, limit: int = 10) -> list[dict[st
     """The addresses `ip` exchanged most bytes with, over its newest PEER_WINDOW flows of each end."""
     rows = await reader.rows(_PEERS_SQL, (ip, PEER_WINDOW, limit))
     return [{"addr": r[0], "octets": r[1], "packets": r[2], "flows": r[3]} for r in rows]
+
+
+async def switch_ports(reader: Reader, macs: list[bytes]) -> list[dict[str, Any]]:
+    """Where SNMP saw each of `macs` in a bridge forwarding table: the target, its port, interface and
+    VLAN, and how many MACs that port has (1: an edge port; many: an uplink), edge ports first."""
+    out: list[dict[str, Any]] = []
+    for mac in macs[:4]:
+        for r in await reader.dicts(_PORTS_SQL, (mac,)):
+            out.append(r | {"mac": mac.hex(":")})
+    return out

@@ -16,7 +16,7 @@ import re
 from typing import Any, Literal
 
 from amoskys.store.queries import flows as flow_reads
-from amoskys.store.queries import history
+from amoskys.store.queries import history, sources
 from amoskys.store.queries.names import device_item, hosts
 from amoskys.store.queries.reader import SYNTHETIC_SOURCE, Reader
 
@@ -122,8 +122,15 @@ async def search(reader: Reader, q: str, *, limit: int = 20) -> dict[str, Any]:
     else:
         where = "instr(lower(hostname), ?) OR instr(lower(vendor), ?)"
         out["devices"] = await _devices_where(reader, where, (value, value), limit)
+        known = await hosts(reader)
+        beating = {h["source"] for h in known}
+        quiet = [  # sources with no recent heartbeat (loadgen, a relayed one): found by name alone
+            {"source": name, "hostname": "", "mode": "", "addresses": []}
+            for name in await sources.sources(reader)
+            if name not in beating
+        ]
         out["hosts"] = [
-            h for h in await hosts(reader) if value in h["source"].lower() or value in h["hostname"].lower()
+            h for h in known + quiet if value in h["source"].lower() or value in h["hostname"].lower()
         ][:limit]
         procs = await reader.dicts(_PROCESS_SQL, (value, limit))
         out["processes"] = [

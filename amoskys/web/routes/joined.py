@@ -11,7 +11,6 @@ import msgspec
 
 from amoskys.store.queries import alerts as alert_queries
 from amoskys.store.queries import history, joined
-from amoskys.store.queries import sources as source_queries
 from amoskys.store.queries.names import address_names
 from amoskys.store.queries.search import classify
 from amoskys.web.endpoints import ApiError, Call, Router
@@ -46,8 +45,7 @@ class DevicePath(msgspec.Struct, frozen=True):
 )
 async def host(call: Call, *, path: HostPath, query: HostQuery) -> Any:
     reads, source = call.ctx.reads, path.source
-    known = await source_queries.sources(reads)
-    if source not in known:
+    if not await joined.known(reads, source):
         raise ApiError(404, f"no source named {source!r} has events in the store")
     beat = await joined.heartbeat(reads, source)
     body = beat["body"] if beat else {}
@@ -74,6 +72,10 @@ async def host(call: Call, *, path: HostPath, query: HostQuery) -> Any:
     }
 
 
+def macs_of(rows: list[dict[str, Any]]) -> list[bytes]:
+    return sorted({bytes.fromhex(r["mac"].replace(":", "")) for r in rows if r["mac"]})
+
+
 def device_key(key: str) -> tuple[bytes | None, str]:
     """(MAC, '') or (None, IP) from a device page's key; ApiError 400 when it is neither."""
     shape, value = classify(key)
@@ -87,23 +89,24 @@ def device_key(key: str) -> tuple[bytes | None, str]:
 @router.get(
     "/api/v1/devices/{key}",
     "One LAN device, by MAC or IP: its inventory rows (vendor, first and last seen), its IP/MAC history and "
-    "probe results (from device events), the newest flows of its addresses and its top peers",
+    "probe results (from device events), the switch port it is behind (SNMP fdb profile), the newest flows "
+    "of its addresses and its top peers",
 )
 async def device(call: Call, *, path: DevicePath) -> Any:
     reads = call.ctx.reads
     mac, ip = device_key(path.key)
     rows = await joined.devices_at(reads, mac=mac, ip=ip)
-    macs = sorted(
-        {bytes.fromhex(r["mac"].replace(":", "")) for r in rows if r["mac"]} | ({mac} if mac else set())
-    )
+    macs = sorted(set(macs_of(rows)) | ({mac} if mac else set()))
     ips = sorted({r["ip"] for r in rows if r["ip"]} | ({ip} if ip else set()))
     hist = await joined.device_history(reads, macs, ips)
-    if not rows and not hist:
-        raise ApiError(404, f"no device known by {path.key!r}")
     moved = next((e["body"]["mac"] for e in hist if e["body"].get("mac")), "")
     if not rows and moved:  # an address it had before: the device is the MAC that had it
         rows = await joined.devices_at(reads, mac=bytes.fromhex(moved.replace(":", "")))
         ips = sorted(set(ips) | {r["ip"] for r in rows if r["ip"]})
+        macs = sorted(set(macs) | set(macs_of(rows)))
+    ports = await joined.switch_ports(reads, macs)
+    if not rows and not hist and not ports:
+        raise ApiError(404, f"no device known by {path.key!r}")
     latest = hist[0]["body"] if hist else {}
     flows = await joined.flows_of(reads, ips, limit=JOINED_LIMIT)
     names = await present(reads, flows)
@@ -125,6 +128,7 @@ async def device(call: Call, *, path: DevicePath) -> Any:
             "dhcp_vendor_class": latest.get("dhcp_vendor_class", ""),
             "mac_locally_administered": bool(latest.get("mac_locally_administered", False)),
         },
+        "switch_ports": ports,
         "flows": flows,
         "names": names,
         "peers": peers,
