@@ -117,6 +117,7 @@ class Bus:
         synthetic: bool = False,
         anchor: ChainAnchor | None = None,
         on_submit: Callable[[], None] | None = None,
+        denied_sources: frozenset[str] = frozenset(),
     ) -> IngestResult:
         """Judge each serialized envelope on its own, store the good ones, ack after the commit.
 
@@ -124,7 +125,8 @@ class Bus:
         `synthetic` with the loadgen role (its events are stored marked synthetic and counted apart).
         Every stored event records `sender` as its origin (never empty: empty means in-process).
         `anchor` (the sender's new chain position) is committed in the same transaction;
-        `on_submit` is called once the store has taken the batch (before its commit).
+        `on_submit` is called once the store has taken the batch (before its commit). An event whose
+        source (lowercased) is in `denied_sources` is rejected as "denied_source" (the hub's deny list).
         """
         if self.closing:
             return retry(1000, "closing", "appliance is shutting down")
@@ -134,6 +136,8 @@ class Bus:
         skewed = 0
         for i, raw in enumerate(raws):
             env, reason = self._judge_event(raw, sender=sender, relay=relay)
+            if reason is None and denied_sources and env is not None and env.source.lower() in denied_sources:
+                reason = "denied_source"
             if reason is not None or env is None:
                 rejected.append(Rejection(i, reason or "malformed_envelope"))
                 self.metrics.bus_events.labels(

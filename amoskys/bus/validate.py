@@ -38,6 +38,7 @@ REASONS = (
     "bad_ts",
     "kind_not_allowed",
     "event_too_large",
+    "denied_source",
 )
 
 #: The serialized envelope is larger than `[bus] max_event_bytes` (checked before it is parsed).

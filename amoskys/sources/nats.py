@@ -39,7 +39,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from amoskys.bus.core import Bus, IngestResult
-from amoskys.bus.validate import parse_event
 from amoskys.bus.via import ViaTracker
 from amoskys.config import NatsSourceConfig
 from amoskys.errors import AmoskysError
@@ -284,11 +283,9 @@ class NatsHub:
         """One box's messages through the bus; returns the retry hint (seconds) when told RETRY."""
         stats = self._box(box, now_ns)
         stats.messages += len(msgs)
-        if self._deny:
-            msgs = await self._without_denied(msgs, stats)
-            if not msgs:
-                return None
-        result = await self.bus.ingest([m.data for m in msgs], sender=nats_origin(box), relay=True)
+        result = await self.bus.ingest(
+            [m.data for m in msgs], sender=nats_origin(box), relay=True, denied_sources=self._deny
+        )
         if result.status != bus_pb2.OK:
             delay = result.backoff_hint_ms / 1000
             for msg in msgs:
@@ -309,17 +306,6 @@ class NatsHub:
         stats.committed += result.accepted
         await self._after_commit(box, site, result, stats)
         return None
-
-    async def _without_denied(self, msgs: list[Msg], stats: BoxStats) -> list[Msg]:
-        """`msgs` less those whose envelope names a denied source (terminated here)."""
-        kept = []
-        for msg in msgs:
-            env = parse_event(msg.data)
-            if env is not None and env.source.lower() in self._deny:
-                await self._terminate(msg, DENIED_SOURCE, stats)
-            else:
-                kept.append(msg)  # a malformed one is the bus's to reject
-        return kept
 
     async def _after_commit(self, box: str, site: str, result: IngestResult, stats: BoxStats) -> None:
         """Sources seen, gaps counted, a source arriving through a second box reported."""
