@@ -3,24 +3,8 @@
 // browser shows is always what the server renders for the page's filters.
 "use strict";
 (function () {
-  const csrf = document.body.dataset.csrf || "";
   const page = document.body.dataset.page || "";
-
-  async function post(url, body) {
-    const resp = await fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify(body || {}),
-    });
-    const data = await resp.json().catch(() => ({}));
-    if (!resp.ok) throw new Error(data.error || resp.statusText);
-    return data;
-  }
-
-  function say(text, bad) {
-    const el = document.getElementById("action-result");
-    if (el) { el.textContent = text; el.className = "small " + (bad ? "bad" : "muted"); }
-  }
+  const { post, say } = window.amoskys;  // app.js: POST with the CSRF token, the action line
 
   // ------------------------------------------------------------------ the table, refreshed in place
   let refreshing = false, again = false;

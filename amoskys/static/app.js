@@ -19,6 +19,8 @@
     const el = document.getElementById("action-result");
     if (el) { el.textContent = text; el.className = "small " + (bad ? "bad" : "muted"); }
   }
+  // the page scripts loaded after this one (alerts.js) share these two
+  window.amoskys = Object.freeze({ post, say });
 
   // Collector start / stop / restart (admins): only the actions its state allows are offered
   function collectorButtons(cell, name, actions) {
