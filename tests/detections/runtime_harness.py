@@ -85,18 +85,24 @@ class Running:
         return await asyncio.to_thread(run)
 
     async def alerts(self) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
-            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-            conn.row_factory = sqlite3.Row
-            try:
-                return [dict(r) for r in conn.execute("SELECT * FROM alerts ORDER BY store_seq")]
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(run)
+        return await alert_rows(self.db)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def alert_rows(db: Path) -> list[dict[str, Any]]:
+    """Every row of the store's `alerts` table, oldest first (read-only, off the loop)."""
+
+    def run() -> list[dict[str, Any]]:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM alerts ORDER BY store_seq")]
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(run)
 
 
 @asynccontextmanager

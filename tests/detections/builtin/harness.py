@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 from amoskys.bus.core import Bus
 from amoskys.collectors.flow_starts import FlowStarts
 from amoskys.collectors.taps import PacketTaps
-from amoskys.config import BusConfig, DetectionsConfig, StoreConfig
+from amoskys.config import BusConfig, DetectionsConfig
 from amoskys.detections.builtin import registry
 from amoskys.detections.builtin.cert_expiry import CertFile
 from amoskys.detections.builtin.runner import BuiltinDetections
@@ -22,6 +21,8 @@ from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2 as ev
 from amoskys.store import Store
 from amoskys.wiring import build_bus
+
+from ..runtime_harness import alert_rows, running_store
 
 NAME = "box"
 
@@ -41,30 +42,11 @@ class Running:
         await self.bus.publish(envelopes)
 
     async def alerts(self, rule_id: str | None = None) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
-            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-            conn.row_factory = sqlite3.Row
-            try:
-                rows = [dict(r) for r in conn.execute("SELECT * FROM alerts ORDER BY store_seq")]
-            finally:
-                conn.close()
-            return [r for r in rows if rule_id is None or r["rule_id"] == rule_id]
-
-        return await asyncio.to_thread(run)
+        rows = await alert_rows(self.db)
+        return [r for r in rows if rule_id is None or r["rule_id"] == rule_id]
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-@asynccontextmanager
-async def running_store(db: Path, metrics: Metrics) -> AsyncIterator[Store]:
-    store = await Store.open(db, StoreConfig(max_batch_wait_ms=2), metrics)
-    task = asyncio.create_task(store.run())
-    try:
-        yield store
-    finally:
-        await store.close()
-        await task
 
 
 @asynccontextmanager
