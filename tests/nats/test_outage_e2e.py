@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from nats_harness import SITE, Server, read_stream
 
-from support import http_get
+from support import eventually, http_get
 
 pytestmark = pytest.mark.e2e
 
@@ -28,16 +28,8 @@ def metric(app, name: str) -> float | None:  # type: ignore[no-untyped-def]
 
 
 async def poll(fn, what: str, within: float = 30.0):  # type: ignore[no-untyped-def]
-    """Run blocking `fn` in a thread until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await asyncio.to_thread(fn)
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    """`eventually` for a blocking `fn` (an HTTP read): each try in a thread."""
+    return await eventually(lambda: asyncio.to_thread(fn), within=within, what=what)
 
 
 async def test_nats_down_for_long_the_store_holds_lag_grows_then_drains_to_zero(
