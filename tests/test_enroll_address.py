@@ -155,3 +155,21 @@ def test_names_in_the_certificate_are_accepted_ignoring_case_and_ip_spelling(tmp
     assert app.bundle_address("--bus-address", "Appliance.Example:50051") == "Appliance.Example:50051"
     assert app.bundle_address("--bus-address", "10.0.0.5:50051") == "10.0.0.5:50051"
     assert app.bundle_address("--bus-address", "[fd00:0::5]:50051") == "[fd00:0::5]:50051"
+
+
+# ------------------------------------------------------------------ the server certificate stays
+def test_enrolling_without_the_appliances_config_leaves_its_server_certificate_alone(tmp_path: Path) -> None:
+    """The bus server certificate is re-issued by `run`, `certs init` and `certs renew` only: `agents
+    enroll` run without `--config` (embedded defaults: other SANs) must not replace the certificate a
+    running appliance serves."""
+    app = Appliance(tmp_path, 'server_ip_addresses = ["127.0.0.1", "198.19.7.1"]\n')
+    cert = app.data / "pki" / "server.crt"
+    before = cert.read_bytes()
+    result = amoskys(
+        "agents", "enroll", "edge-x", "--out", str(tmp_path / "bundle-x"), "--data-dir", str(app.data),
+        "--bus-address", "127.0.0.1:50051",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert cert.read_bytes() == before
+    renewed = amoskys("certs", "renew", "--data-dir", str(app.data), "--config", str(app.config))
+    assert renewed.returncode == 0 and cert.read_bytes() != before  # renewing on purpose still does

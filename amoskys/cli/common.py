@@ -112,18 +112,40 @@ def minute(ns: int) -> str:
 def credentials(
     args: argparse.Namespace, *, create: bool = False
 ) -> tuple[Config, Layout, ApplianceCredentials]:
-    """The appliance's PKI in the data dir; only `certs init` (`create`) makes a missing one."""
+    """The appliance's PKI in the data dir; only `certs init` (`create`) makes a missing one.
+
+    Other commands use the files as they are: re-issuing the bus server certificate is for `amoskys run`,
+    `certs init` and `certs renew`, never a side effect of, say, `agents token` run without the
+    appliance's `--config` (its default SANs would replace the ones the running appliance serves)."""
     from amoskys.app import appliance_credentials
     from amoskys.pki.layout import ApplianceCredentials
 
     config, where = layout(args, create=create)
-    if not create and not ApplianceCredentials.in_dir(where.pki).ca_cert.exists():
+    existing = ApplianceCredentials.in_dir(where.pki)
+    if create:
+        return config, where, appliance_credentials(config, where)
+    if not existing.ca_cert.exists():
         raise DataDirError(
             f"{where.pki}: this data dir has no appliance CA; `amoskys certs init` (or `amoskys run`) "
             "creates it",
             path=str(where.pki),
         )
-    return config, where, appliance_credentials(config, where)
+    files = (
+        existing.ca_key,
+        existing.server_cert,
+        existing.server_key,
+        existing.identity_key,
+        existing.identity_cert,
+        existing.identity_cert_key,
+    )
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise DataDirError(
+            f"{missing[0]}: missing from the appliance's PKI; `amoskys certs init` (or `amoskys run`) "
+            "makes what is missing",
+            path=str(missing[0]),
+        )
+    return config, where, existing
 
 
 # ---------------------------------------------------------------- flags and argument types
