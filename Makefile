@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-quick lint typecheck bench proto sample-config sysdeps-test dist clean
+.PHONY: run test test-quick lint typecheck bench proto sample-config screenshots sysdeps-test dist clean
 
 # The runtime alone for `make run`; the dev and test extras on top of it for everything else.
 RUNTIME := $(VENV)/.runtime
@@ -55,6 +55,13 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	@PYTHON=$(PYTHON) scripts/sysdeps.sh bench
 	$(BIN)/python benchmarks/run.py
+
+## Regenerate docs/screenshots/*.png from a real appliance on live traffic (scripts/screenshots.py).
+## Needs root: it makes a network namespace and a veth pair and replays pcaps onto it.
+screenshots: $(STAMP)
+	@[ "$$(id -u)" -eq 0 ] || { echo "make screenshots needs root: it makes a network namespace and a veth pair, captures on it and replays traffic (run: sudo make screenshots)"; exit 1; }
+	@PYTHON=$(PYTHON) scripts/sysdeps.sh test
+	$(BIN)/python scripts/screenshots.py
 
 ## Regenerate amoskys/proto/ from protos/.
 proto: $(STAMP)

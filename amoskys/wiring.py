@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import mimetypes
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -242,8 +241,6 @@ async def build_web_context(
     web_cfg = config.web
     await ensure_first_admin(store.state, layout.root)
     secret = await asyncio.to_thread(load_secret, layout.root)
-    # the first static file served would read the system's MIME tables on the loop (mimetypes.init)
-    await asyncio.to_thread(mimetypes.init)
 
     async def audit(event: events_pb2.AuditEvent) -> None:
         await bus.publish([stamper.stamp(events_pb2.Envelope(audit=event))])

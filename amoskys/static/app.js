@@ -87,24 +87,71 @@
     catch (e) { say(e.message, true); }
   });
 
-  // The exec stream (Processes page): new exec and exit events are added on top as they arrive, read
-  // from /api/v1/processes/execs with the page's filters, at most once a second
-  const execTable = document.getElementById("execs");
+  // The exec stream (Processes page, a host's page): new exec and exit events are added on top as they
+  // arrive, read from /api/v1/processes/execs at most once a second with the table's source (data-source)
+  // or the page's filters. The template marks the table live (data-live-execs) on its newest page only,
+  // and names its cells in order (data-columns); a row is built as the template builds it.
+  const execTable = document.querySelector("table[data-live-execs]");
   let execsPending = false;
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
+  function node(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
   }
-  function execRow(e) {
-    const b = e.body || {}, tr = document.createElement("tr");
+  function link(href, cls, text) {
+    const a = node("a", cls, text);
+    a.href = href;
+    return a;
+  }
+  function stamp(ns) {  // as the `ts` filter: UTC text, the instant in `datetime` (tables.js localizes it)
+    const t = node("time"), iso = new Date(Number(ns) / 1e6).toISOString();
+    t.setAttribute("datetime", iso);
+    t.title = iso;
+    t.textContent = iso.slice(0, 19).replace("T", " ");
+    return t;
+  }
+  function cmdline(argv, cut = 60) {  // as _links.html's cmdline macro: whole when short, else an expander
+    const text = argv.join(" ");
+    const code = node("code", text.length > cut ? "full" : "cmd");
+    argv.forEach((a, i) => { if (i) code.append(" "); code.append(node("span", "tok", a)); });
+    if (text.length <= cut) return code;
+    const details = node("details", "cmd"), summary = node("summary");
+    summary.append(node("code", "", text.slice(0, cut) + "…"));
+    details.append(summary, code);
+    return details;
+  }
+  function source(e) {
+    const out = [link(`/hosts/${encodeURIComponent(e.source)}`, "tok host-link", e.source)];
+    if (e.origin && e.origin !== e.source) out.push(" ", node("span", "muted small origin", `via ${e.origin}`));
+    if (e.synthetic) {
+      const badge = node("span", "badge synthetic", "SYNTHETIC");
+      badge.title = "published by a loadgen identity: made up, not observed";
+      out.push(" ", badge);
+    }
+    return out;
+  }
+  const EXEC_CELLS = {  // column: [cell class, its content]
+    time: ["", (e) => [stamp(e.ts_ns)]],
+    source: ["", source],
+    kind: ["", (e) => [link(`/events/${e.store_seq}`, "", String(e.body.kind || "").toLowerCase())]],
+    pid: ["num", (e) => [String(e.body.pid ?? "")]],
+    ppid: ["num", (e) => [String(e.body.ppid ?? "")]],
+    user: ["", (e) => [e.body.user || ""]],
+    exe: ["", (e) => [node("code", "", e.body.exe || "")]],
+    argv: ["", (e) => [cmdline(e.body.argv || [])]],
+    exit: ["num", (e) => [e.body.exit_code === undefined ? "" : String(e.body.exit_code)]],
+  };
+  function execRow(e, columns) {
+    const tr = node("tr", "fresh");
     tr.dataset.seq = e.store_seq;
-    tr.className = "fresh";
-    const when = new Date(Number(e.ts_ns) / 1e6).toISOString().slice(0, 19).replace("T", " ");
-    tr.append(cell(when), cell(e.source), cell(String(b.kind || "").toLowerCase()), cell(b.pid ?? ""),
-      cell(b.ppid ?? ""), cell(b.exe || ""), cell((b.argv || []).join(" "), "small"),
-      cell(b.exit_code === undefined ? "" : b.exit_code));
+    e.body = e.body || {};
+    for (const col of columns) {
+      const [cls, content] = EXEC_CELLS[col];
+      const td = node("td", cls);
+      td.append(...content(e));
+      tr.append(td);
+    }
     return tr;
   }
   function newExecs() {
@@ -114,14 +161,16 @@
       try {
         const q = new URLSearchParams(location.search), params = new URLSearchParams({ limit: "50" });
         for (const k of ["source", "q"]) if (q.get(k)) params.set(k, q.get(k));
+        if (execTable.dataset.source) params.set("source", execTable.dataset.source);
         const r = await fetch(`/api/v1/processes/execs?${params}`, { credentials: "same-origin" });
         if (!r.ok) return;
         const body = execTable.querySelector("tbody");
         const shown = new Set(Array.from(body.querySelectorAll("tr[data-seq]"), (tr) => tr.dataset.seq));
         const fresh = (await r.json()).items.filter((e) => !shown.has(String(e.store_seq)));
         if (!fresh.length) return;
+        const columns = execTable.dataset.columns.split(" ");
         body.querySelectorAll("tr:not([data-seq])").forEach((tr) => tr.remove());  // "no exec events yet"
-        body.prepend(...fresh.map(execRow));
+        body.prepend(...fresh.map((e) => execRow(e, columns)));
         while (body.children.length > 200) body.lastElementChild.remove();
         const live = document.getElementById("exec-live");
         if (live) live.textContent = `live: ${fresh.length} new`;
@@ -133,12 +182,12 @@
   // Live updates (Server-Sent Events): events, the events/s tick, and the page's numbers (`status`
   // events, shown by status.js)
   const STATUS = { "/": "overview", "/collectors": "collectors", "/agents": "agents" };
-  if (page === "/" || page === "/processes" || STATUS[page]) {
+  if (page === "/" || execTable || STATUS[page]) {
     // The overview's totals leave synthetic (loadgen) events out unless the page counts them (?synthetic=1).
     const cards = document.querySelector(".cards[data-synthetic]");
     const withSynthetic = !!cards && cards.dataset.synthetic === "1";
     const params = new URLSearchParams();
-    if (page === "/processes") params.set("kinds", "process");
+    if (execTable) params.set("kinds", "process");
     else if (page !== "/") params.set("kinds", "none");  // numbers only: no event has kind "none"
     if (STATUS[page]) params.set("status", STATUS[page]);
     if (withSynthetic) params.set("synthetic", "1");

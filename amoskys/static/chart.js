@@ -199,15 +199,21 @@
   }
 
   // ------------------------------------------------------------------ loading, range picking, refresh
-  async function load(fig) {
+  // `answers`: one request per URL and round (two charts of one answer, e.g. a host's CPU and memory,
+  // share it)
+  async function answer(url) {
+    const r = await fetch(url, { credentials: "same-origin" });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+    return r.json();
+  }
+  async function load(fig, answers) {
     const src = fig.dataset.src;
     const url = `${src}${src.includes("?") ? "&" : "?"}range=${encodeURIComponent(range)}`;
     fig.setAttribute("aria-busy", "true");
     fig.dataset.state = "loading";
     try {
-      const r = await fetch(url, { credentials: "same-origin" });
-      if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
-      draw(fig, await r.json());
+      if (!answers.has(url)) answers.set(url, answer(url));
+      draw(fig, await answers.get(url));
       fig.dataset.state = "drawn";
     } catch (e) {
       const empty = fig.querySelector(".tchart-empty");
@@ -227,7 +233,8 @@
   }
   let timer = null;
   function loadAll() {
-    figures.forEach(load);
+    const answers = new Map();
+    figures.forEach((fig) => load(fig, answers));
     clearTimeout(timer);
     timer = setTimeout(loadAll, REFRESH_MS[range]);
   }

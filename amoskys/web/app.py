@@ -9,13 +9,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from amoskys.config import Config, parse_listen
 from amoskys.health import Health
 from amoskys.metrics import Metrics
 from amoskys.store.queries.reader import ReadsBusyError
-from amoskys.web import live, pages
+from amoskys.web import assets, live, pages
 from amoskys.web.body_limit import BodyLimit
 from amoskys.web.context import WebContext
 from amoskys.web.exposition import Exposition
@@ -80,7 +79,7 @@ def build_app(
         routes += api_routes(ctx)
         routes.append(Route("/api/v1/stream", stream))
         routes += pages.routes(ctx)
-        routes.append(Mount("/static", app=StaticFiles(packages=[("amoskys", "static")]), name="static"))
+        routes += assets.routes()
     config = ctx.config if ctx is not None else config or Config()
     max_body = config.web.max_body_bytes
     refused = metrics.component(WebMetrics).requests_refused

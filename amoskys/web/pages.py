@@ -18,8 +18,8 @@ from amoskys import __version__
 from amoskys.store.queries import sources
 from amoskys.store.queries.names import address_names
 from amoskys.store.state import public_id
+from amoskys.web import assets, joined_pages, netnames
 from amoskys.web import format as fmt
-from amoskys.web import joined_pages, netnames
 from amoskys.web.auth import Principal
 from amoskys.web.context import WebContext
 from amoskys.web.endpoints import ApiError, Call, Endpoint, same_origin
@@ -53,6 +53,7 @@ TEMPLATES = _read_templates()
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
+    env.globals["asset"] = assets.url  # a static file's versioned URL (cached by browsers for good)
     env.filters["ts"] = fmt.time_html
     env.filters["iso"] = fmt.iso
     env.filters["duration"] = fmt.duration

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from chart_checks import check_chart
 from support import require_root, require_tool, wait_for
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "collectors" / "flow"))
@@ -139,7 +140,7 @@ def _with_sim(appliance_factory, tmp_path: Path, chromium: str, sim: SnmpSim) ->
         peer_mac = _mac_of(veth.netns, veth.peer)
         cfg = tmp_path / "amoskys.toml"
         cfg.write_text(
-            "[collectors.heartbeat]\ninterval_seconds = 1\n"
+            "[collectors.heartbeat]\ninterval_seconds = 1\n[collectors.host]\ninterval_seconds = 1\n"
             f'[collectors.flow]\ninterface = "{veth.capture}"\n'
             "idle_timeout_seconds = 1.0\ntcp_idle_timeout_seconds = 1.0\ntcp_end_linger_seconds = 0.5\n"
             f'[collectors.discovery]\ninterface = "{veth.capture}"\nsubnets = ["{here}/29"]\n'
@@ -264,15 +265,26 @@ def _browse(app, base: str, chromium: str, peer: str, peer_mac: str, port: int) 
             page.goto(older_url)
             assert page.locator("#events tbody tr").evaluate_all("rs => rs.map(r => r.dataset.seq)") == rows
 
-            # every page, at desktop and phone width: no page overflow, no word broken across lines
+            # every page, at desktop and phone width: no page overflow, no word broken across lines; the
+            # joined pages too: this box's own host page (as the Agents page links it), the peer's device
+            # page by MAC and by address
             flow_seq = search(peer)["flows"][0]["store_seq"]
+            page.goto(base + "/agents")
+            own_host = page.locator("main p a.host-link").get_attribute("href") or ""
+            assert own_host.startswith("/hosts/"), own_host
             pages = [
                 *PAGES,
                 "/snmp?target=linux-full-walk",
                 f"/search?q={peer}",
+                f"/search?q={quote(peer_mac)}",
                 f"/events/{flow_seq}",
                 "/processes?q=tablesprobe",
+                own_host,
+                f"/devices/{quote(peer_mac)}",
+                f"/devices/{peer}",
             ]
+            # the charts of the joined pages (the device page has none): axes, and a value on hover
+            charts = {own_host: [("chart-cpu", "%"), ("chart-memory", "iB")]}
             for width, height in WIDTHS:
                 page.set_viewport_size({"width": width, "height": height})
                 for path in pages:
@@ -281,6 +293,9 @@ def _browse(app, base: str, chromium: str, peer: str, peer_mac: str, port: int) 
                     assert overflow <= 1, f"{path} at {width}px overflows the page by {overflow}px"
                     broken = page.evaluate(BROKEN_WORDS)
                     assert not broken, f"{path} at {width}px breaks inside words: {broken}"
+                    if width >= 1280:
+                        for fig, unit in charts.get(path, []):
+                            assert unit in check_chart(page, fig, unit), (path, fig)
                     if shots is not None:
                         name = re.sub(r"[^a-z0-9]+", "_", path.split("?")[0]).strip("_") or "overview"
                         page.screenshot(path=str(shots / f"tables-{name}-{width}.png"))

@@ -196,6 +196,12 @@ async def test_host_page_shows_tree_execs_flows_and_alerts(web: Web) -> None:
     assert "Curl to shell" in html and 'data-src="/api/v1/series/host?source=ws-agent"' in html
     assert 'href="/devices/10.0.0.2"' in html or 'href="/flows?ip=10.0.0.2"' in html
     assert 'id="older-execs"' in html and "https" in html
+    # the exec stream's newest page takes new execs live (app.js), of this source; an older page stays put
+    execs_html = html[html.index('id="host-execs"') :]
+    assert execs_html.index('data-source="ws-agent"') < execs_html.index(">")
+    assert execs_html.index("data-live-execs") < execs_html.index(">")
+    older_html = (await c.get("/hosts/ws-agent", params={"before": h["execs"]["next_before"]})).text
+    assert 'id="host-execs"' in older_html and "data-live-execs" not in older_html
     assert (await c.get("/api/v1/hosts/nobody")).status_code == 404
     assert (await c.get("/hosts/nobody")).status_code == 404
 
