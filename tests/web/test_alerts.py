@@ -17,6 +17,7 @@ from amoskys.config import DetectionsConfig
 from amoskys.events import EnvelopeStamper
 from amoskys.paths import Layout
 from amoskys.proto import events_pb2 as ev
+from amoskys.store.queries import alerts as alert_reads
 from amoskys.store.records import Record
 from amoskys.web.live import LiveStreams
 
@@ -254,11 +255,40 @@ async def test_the_overview_shows_the_open_count(web: Web) -> None:
     await _commit(web, [])
     o = (await c.get("/api/v1/overview")).json()["alerts"]
     assert (o["open"], o["by_level"], o["synthetic_open"]) == (3, {"critical": 1, "high": 1, "low": 1}, 1)
+    assert o["synthetic_capped"] is False
     assert (await c.get("/api/v1/overview", params={"synthetic": 1})).json()["alerts"]["open"] == 4
     assert (await c.get("/api/v1/alerts/open")).json()["open"] == 3
     page = (await c.get("/")).text
     card = re.search(r'id="alerts-open"><a href="/alerts" class="plain-link">([\d,]+)</a>', page)
     assert card is not None and card.group(1) == "3"
+
+
+async def test_synthetic_open_alerts_are_counted_up_to_a_cap(web: Web) -> None:
+    """A loadgen run leaves one open alert per synthetic alert event: the overview counts them up to
+    SYNTHETIC_COUNT_CAP and says so, while observed alerts are all counted."""
+    c, _ = await web.login("viewer", VIEWER_PASSWORD)
+    s = Scene(web)
+    await s.build()
+    lg = EnvelopeStamper("lg-1")
+    records = [
+        Record.from_envelope(
+            _alert(
+                lg, rule_id=f"loadgen.synthetic.{i}", title="loadgen", level="low", host="lg-1",
+                evidence=[s.curl1], ts_ns=s.t0,
+            ),
+            origin="lg-1",
+            synthetic=True,
+        )
+        for i in range(alert_reads.SYNTHETIC_COUNT_CAP + 5)
+    ]  # fmt: skip
+    await web.ctx.store.submit(records)
+    await _commit(web, [])
+    o = (await c.get("/api/v1/overview")).json()["alerts"]
+    above = alert_reads.SYNTHETIC_COUNT_CAP + 1  # counted up to the cap and one more: "more than the cap"
+    assert (o["open"], o["synthetic_open"], o["synthetic_capped"]) == (3, above, True)
+    with_synthetic = (await c.get("/api/v1/overview", params={"synthetic": 1})).json()["alerts"]
+    assert with_synthetic["open"] == 3 + above
+    assert with_synthetic["synthetic_capped"] is True
 
 
 async def test_a_new_alert_reaches_the_alerts_page_stream(web: Web) -> None:
