@@ -862,6 +862,9 @@ def main() -> None:
                 f'[collectors.flow]\ninterface = "{veth.capture}"\nring_size_mib = 64\n'
                 # one publisher may use the whole box: the per-source quota is not what is measured
                 "[bus]\nquota_events_per_second = 10000000\nquota_burst_events = 10000000\n"
+                # nor the space ladder: the whole run stores ~3.3M events (~2 GB), past the default
+                # 2 GB high-water mark, where the stress run's loadgen would be told to retry
+                "[store]\nhigh_water_mb = 16384\nhard_cap_mb = 20480\n"
             )
             app = start_appliance(work / "load", config)
             try:
