@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "collectors" / "flow"))
 import httpx  # noqa: E402
 from common import FCP_JS, launch_chromium, session_cookies, wait_ready  # noqa: E402
 
-from flow_veth import Veth, address_veth, tcp_pair, tcp_talk, veth_pair  # noqa: E402
+from flow_veth import Veth, address_veth, mac_of, tcp_pair, tcp_talk, veth_pair  # noqa: E402
 
 PY = sys.executable
 #: a cold load is measured once every chart on the page is drawn (the Overview and the host page have them)
@@ -59,20 +58,6 @@ TIMINGS_JS = """() => {
 
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
-def mac_of(netns: str, link: str) -> str:
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, "ip", "-o", "link", "show", link],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    found = re.search(r"link/ether ([0-9a-f:]{17})", out)
-    if not found:
-        raise SystemExit(f"no MAC address on {link}: {out}")
-    return found.group(1)
 
 
 def until(what: str, check: Any, timeout: float = 60) -> Any:

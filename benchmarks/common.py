@@ -9,11 +9,16 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from typing import Any
+
+from chromium import CHROMIUM_ARGS
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -71,14 +76,6 @@ def wait_ready(proc: subprocess.Popen[bytes], data: Path, timeout: float = 30) -
 
 #: Debian's chromium under Playwright, no browser download (DESIGN.md, "Verified on this kind of machine")
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 #: In the page: its first contentful paint in ms from the navigation's start (-1: none within 5 s)
 FCP_JS = """() => new Promise((resolve) => {

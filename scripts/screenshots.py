@@ -51,6 +51,7 @@ for _helpers in (TESTS, TESTS / "collectors" / "flow", TESTS / "collectors" / "s
 
 from snmp_agents import SnmpDaemon, SnmpSim, device_snmprec, free_udp_port  # noqa: E402
 
+from chromium import CHROMIUM_ARGS  # noqa: E402
 from flow_traffic import write as write_traffic  # noqa: E402
 from flow_veth import Veth, address_veth, tcp_pair, tcp_talk, udp_pair, udp_talk, veth_pair  # noqa: E402
 from support import RunningAppliance, wait_for  # noqa: E402
@@ -63,15 +64,6 @@ FDB_RECORDING = TESTS / "collectors" / "snmp" / "recordings" / "fdb-switch.snmpr
 FDB_MAC = "3c:2a:f4:a1:b2:c3"
 #: The flow collector's golden pcaps replayed as they are (each a few conversations of one kind).
 PCAPS = ["tcp_fin", "udp", "icmp", "ipv6", "vlan", "misc_protocols", "tcp_rst"]
-CHROMIUM_ARGS = [  # as tests/e2e/test_dashboard_browser.py launches it
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 APPLIANCE_NAME = "lab-gw"
 AGENT_NAME = "edge-1"
 PROCESS_NAMES = ["nightly-backup", "log-shipper"]

@@ -15,19 +15,11 @@ import pytest
 from amoskys.community_id import community_id_of
 
 from chart_checks import check_chart
+from chromium import CHROMIUM_ARGS
 from support import ROOT, amoskys, free_port, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool]  # chromium
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PAGES = [
     "/",
     "/alerts",

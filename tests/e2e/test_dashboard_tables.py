@@ -18,25 +18,17 @@ from urllib.parse import quote
 import pytest
 
 from chart_checks import check_chart
+from chromium import CHROMIUM_ARGS
 from support import require_root, require_tool, wait_for
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "collectors" / "flow"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "collectors" / "snmp"))
 from snmp_agents import RECORDED, SnmpSim, device_snmprec, free_udp_port
 
-from flow_veth import address_veth, tcp_pair, tcp_talk, veth_pair
+from flow_veth import address_veth, mac_of, tcp_pair, tcp_talk, veth_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool, pytest.mark.needs_root]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PAGES = [
     "/",
     "/alerts",
@@ -94,19 +86,6 @@ BROKEN_WORDS = """() => {
 }"""
 
 
-def _mac_of(netns: str, link: str) -> str:
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, "ip", "-o", "link", "show", link],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    found = re.search(r"link/ether ([0-9a-f:]{17})", out)
-    assert found, out
-    return found.group(1)
-
-
 def test_tables_search_and_pages_with_real_data(appliance_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     chromium = require_tool("chromium", "chromium")
     require_tool("ip", "iproute2")
@@ -137,7 +116,7 @@ def _with_sim(appliance_factory, tmp_path: Path, chromium: str, sim: SnmpSim) ->
         )
     with veth_pair() as veth:
         here, peer = address_veth(veth)
-        peer_mac = _mac_of(veth.netns, veth.peer)
+        peer_mac = mac_of(veth.netns, veth.peer)
         cfg = tmp_path / "amoskys.toml"
         cfg.write_text(
             "[collectors.heartbeat]\ninterval_seconds = 1\n[collectors.host]\ninterval_seconds = 1\n"

@@ -354,3 +354,18 @@ def tun_reply(packet: bytes, echo_port: int) -> bytes | None:
         return None
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(reply), 0, 0x4000, 64, proto, 0, dst, src)
     return ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:] + reply
+
+
+def mac_of(netns: str, link: str) -> str:
+    """The MAC address of `link` inside network namespace `netns`."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "ip", "-o", "link", "show", link],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    found = re.search(r"link/ether ([0-9a-f:]{17})", out)
+    if not found:
+        raise RuntimeError(f"no MAC address on {link} in {netns}: {out}")
+    return found.group(1)
