@@ -15,7 +15,7 @@ import pytest
 from amoskys import config as cfg
 from amoskys.errors import ConfigError
 
-from support import amoskys
+from support import amoskys, free_port
 
 
 class Appliance:
@@ -167,7 +167,7 @@ def test_enrolling_without_the_appliances_config_leaves_its_server_certificate_a
     before = cert.read_bytes()
     result = amoskys(
         "agents", "enroll", "edge-x", "--out", str(tmp_path / "bundle-x"), "--data-dir", str(app.data),
-        "--bus-address", "127.0.0.1:50051",
+        "--bus-address", f"127.0.0.1:{free_port()}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert cert.read_bytes() == before
