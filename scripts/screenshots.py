@@ -51,7 +51,7 @@ for _helpers in (TESTS, TESTS / "collectors" / "flow", TESTS / "collectors" / "s
 
 from snmp_agents import SnmpDaemon, SnmpSim, device_snmprec, free_udp_port  # noqa: E402
 
-from chromium import CHROMIUM_ARGS  # noqa: E402
+from chromium import CHROMIUM_ARGS, log_in  # noqa: E402
 from flow_traffic import write as write_traffic  # noqa: E402
 from flow_veth import Veth, address_veth, tcp_pair, tcp_talk, udp_pair, udp_talk, veth_pair  # noqa: E402
 from support import RunningAppliance, wait_for  # noqa: E402
@@ -503,11 +503,7 @@ def shoot(base: str, password: str, chromium: str, out: Path) -> None:
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/login")
-            page.fill("#name", "admin")
-            page.fill("#password", password)
-            page.click("#login")
-            page.wait_for_url(base + "/")
+            log_in(page, base, password)
             for name, path, section in pages:
                 page.goto(base + path)
                 settle(page)

@@ -10,3 +10,13 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+def log_in(page, base: str, password: str, *, name: str = "admin") -> None:  # type: ignore[no-untyped-def]
+    """Sign `page` in on the dashboard's login form at `base` and wait for the Overview."""
+    if not page.url.startswith(base + "/login"):
+        page.goto(base + "/login")
+    page.fill("#name", name)
+    page.fill("#password", password)
+    page.click("#login")
+    page.wait_for_url(base + "/")

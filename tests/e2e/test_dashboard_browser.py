@@ -15,7 +15,7 @@ import pytest
 from amoskys.community_id import community_id_of
 
 from chart_checks import check_chart
-from chromium import CHROMIUM_ARGS
+from chromium import CHROMIUM_ARGS, log_in
 from support import ROOT, amoskys, free_port, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool]  # chromium
@@ -80,10 +80,7 @@ def test_operator_session_in_a_real_browser(appliance_factory, browser, tmp_path
     page.goto(base + "/")
     assert page.url.startswith(base + "/login")
     page.screenshot(path=str(shots / "login.png"))
-    page.fill("#name", "admin")
-    page.fill("#password", password)
-    page.click("#login")
-    page.wait_for_url(base + "/")
+    log_in(page, base, password)
 
     # the overview's counters move while a publisher publishes (loadgen's events are synthetic: counted
     # only when the overview is asked to count them)
@@ -316,11 +313,7 @@ def test_charts_read_with_axes_and_hover_and_numbers_stay_live(  # type: ignore[
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(base + "/login")
-    page.fill("#name", "admin")
-    page.fill("#password", password)
-    page.click("#login")
-    page.wait_for_url(base + "/")
+    log_in(page, base, password)
 
     # the Overview loaded afresh (a new context: nothing cached) draws its charts; its first paint and
     # weight are measured by benchmarks/bench_pages.py, not asserted here

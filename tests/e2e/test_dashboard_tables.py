@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from chart_checks import check_chart
-from chromium import CHROMIUM_ARGS
+from chromium import CHROMIUM_ARGS, log_in
 from support import require_root, require_tool, wait_for
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "collectors" / "flow"))
@@ -163,11 +163,7 @@ def _browse(app, base: str, chromium: str, peer: str, peer_mac: str, port: int) 
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/login")
-            page.fill("#name", "admin")
-            page.fill("#password", password)
-            page.click("#login")
-            page.wait_for_url(base + "/")
+            log_in(page, base, password)
 
             def search(q: str) -> dict:  # type: ignore[type-arg]
                 return page.request.get(f"{base}/api/v1/search?q={quote(q)}").json()  # type: ignore[no-any-return]

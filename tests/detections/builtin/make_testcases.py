@@ -187,42 +187,49 @@ def flow_records(source: str) -> list[ev.Envelope]:
 
 
 # ---------------------------------------------------------------- new_device, mac_change
-def new_device_arp_passive() -> Case:
-    c = Case("positive: the discovery collector's arp_passive recording: every NEW device, no other change")
-    for e in discovery_events("arp_passive"):
-        c.envelope(e)
-    return c
-
-
-def new_device_dhcp_lease() -> Case:
-    c = Case("positive: the discovery collector's dhcp_lease recording (devices first seen by DHCP)")
-    for e in discovery_events("dhcp_lease"):
-        c.envelope(e)
-    return c
-
-
-def new_device_known_devices() -> Case:
-    c = Case("negative: the changes of known devices (SEEN, IP_CHANGED, MAC_CHANGED, GONE) of the recordings")
-    for name in ("arp_passive", "gone_and_back", "dhcp_lease"):
+def recorded(description: str, *names: str, keep: Callable[[ev.Envelope], bool] = lambda e: True) -> Case:
+    """A case of the discovery collector's recordings `names`, in order, with the events `keep` takes."""
+    c = Case(description)
+    for name in names:
         for e in discovery_events(name):
-            if e.device.change != D.NEW:
+            if keep(e):
                 c.envelope(e)
     return c
 
 
+def new_device_arp_passive() -> Case:
+    return recorded(
+        "positive: the discovery collector's arp_passive recording: every NEW device, no other change",
+        "arp_passive",
+    )
+
+
+def new_device_dhcp_lease() -> Case:
+    return recorded(
+        "positive: the discovery collector's dhcp_lease recording (devices first seen by DHCP)", "dhcp_lease"
+    )
+
+
+def new_device_known_devices() -> Case:
+    return recorded(
+        "negative: the changes of known devices (SEEN, IP_CHANGED, MAC_CHANGED, GONE) of the recordings",
+        "arp_passive",
+        "gone_and_back",
+        "dhcp_lease",
+        keep=lambda e: e.device.change != D.NEW,
+    )
+
+
 def mac_change_arp_passive() -> Case:
-    c = Case("positive: arp_passive, where 192.168.1.20 answers from another MAC")
-    for e in discovery_events("arp_passive"):
-        c.envelope(e)
-    return c
+    return recorded("positive: arp_passive, where 192.168.1.20 answers from another MAC", "arp_passive")
 
 
 def mac_change_gone_and_back() -> Case:
-    c = Case("negative: devices that go and come back with their own MAC (gone_and_back, dhcp_lease)")
-    for name in ("gone_and_back", "dhcp_lease"):
-        for e in discovery_events(name):
-            c.envelope(e)
-    return c
+    return recorded(
+        "negative: devices that go and come back with their own MAC (gone_and_back, dhcp_lease)",
+        "gone_and_back",
+        "dhcp_lease",
+    )
 
 
 # ---------------------------------------------------------------- port_scan, ioc
