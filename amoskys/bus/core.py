@@ -20,7 +20,7 @@ import structlog
 
 from amoskys.bus.fanout import Fanout, Subscription
 from amoskys.bus.quota import FairShare, TokenBuckets
-from amoskys.bus.validate import EVENT_TOO_LARGE, MAX_FUTURE_SKEW_NS, Rejection, check, parse_event
+from amoskys.bus.validate import EVENT_TOO_LARGE, MAX_FUTURE_SKEW_NS, Rejection, check_fields, parse_event
 from amoskys.errors import BusError, StoreError
 from amoskys.metrics import Metrics
 from amoskys.proto import bus_pb2, events_pb2
@@ -135,10 +135,15 @@ class Bus:
         future_limit = time.time_ns() + MAX_FUTURE_SKEW_NS
         skewed = 0
         for i, raw in enumerate(raws):
-            env, reason = self._judge_event(raw, sender=sender, relay=relay)
-            if reason is None and denied_sources and env is not None and env.source.lower() in denied_sources:
+            record, reason = self._judge_event(raw, sender=sender, relay=relay, synthetic=synthetic)
+            if (
+                reason is None
+                and denied_sources
+                and record is not None
+                and record.source.lower() in denied_sources
+            ):
                 reason = "denied_source"
-            if reason is not None or env is None:
+            if reason is not None or record is None:
                 rejected.append(Rejection(i, reason or "malformed_envelope"))
                 self.metrics.bus_events.labels(
                     outcome="rejected", reason=reason or "malformed_envelope"
@@ -146,9 +151,9 @@ class Bus:
                 if synthetic:
                     self.metrics.bus_synthetic_events.labels(outcome="rejected").inc()
                 continue
-            if env.ts_ns > future_limit:
+            if record.ts_ns > future_limit:
                 skewed += 1  # accepted and flagged, never rejected: the publisher's clock is off
-            records.append(Record.from_envelope(env, raw, origin=sender, synthetic=synthetic))
+            records.append(record)
         if skewed:
             self.metrics.bus_events_skewed.inc(skewed)
         result = IngestResult(status=bus_pb2.OK, rejected=rejected)
@@ -191,15 +196,43 @@ class Bus:
         return self._tally(records, outcomes, result)
 
     def _judge_event(
-        self, raw: bytes, *, sender: str, relay: bool
-    ) -> tuple[events_pb2.Envelope | None, str | None]:
-        """The parsed envelope (None when it is not parsed), and why it is rejected (None: it is not)."""
+        self, raw: bytes, *, sender: str, relay: bool, synthetic: bool
+    ) -> tuple[Record | None, str | None]:
+        """The event's Record (stored as received, its identity fields read once), or None and why it is
+        rejected."""
         if len(raw) > self.max_event_bytes:
             return None, EVENT_TOO_LARGE  # never parsed
         env = parse_event(raw)
         if env is None:
             return None, "malformed_envelope"
-        return env, check(env, sender=sender, relay=relay, reserved_source=self.appliance_name)
+        event_id, source, boot_id, source_seq = env.event_id, env.source, env.boot_id, env.source_seq
+        kind, ts_ns = env.WhichOneof("body"), env.ts_ns
+        reason = check_fields(
+            event_id,
+            source,
+            boot_id,
+            source_seq,
+            kind,
+            ts_ns,
+            sender=sender,
+            relay=relay,
+            reserved_source=self.appliance_name,
+        )
+        if reason is not None or kind is None:
+            return None, reason
+        record = Record(
+            source=source,
+            event_id=event_id,
+            boot_id=boot_id,
+            source_seq=source_seq,
+            kind=kind,
+            ts_ns=ts_ns,
+            envelope=raw,
+            parsed=env,
+            origin=sender,
+            synthetic=synthetic,
+        )
+        return record, None
 
     def _over_quota(self, sender: str, events: int, nbytes: int) -> IngestResult | None:
         """RETRY when `sender` is over its events or its bytes quota; else take both (all or nothing)."""

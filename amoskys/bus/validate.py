@@ -91,25 +91,49 @@ def check(
     every kind. `reserved_source` is the appliance's own name: no remote event may carry it (ignoring
     case), so nothing remote is ever shown as the appliance's own.
     """
-    if not envelope.event_id:
+    return check_fields(
+        envelope.event_id,
+        envelope.source,
+        envelope.boot_id,
+        envelope.source_seq,
+        envelope.WhichOneof("body"),
+        envelope.ts_ns,
+        sender=sender,
+        relay=relay,
+        reserved_source=reserved_source,
+    )
+
+
+def check_fields(
+    event_id: str,
+    source: str,
+    boot_id: str,
+    source_seq: int,
+    kind: str | None,
+    ts_ns: int,
+    *,
+    sender: str | None,
+    relay: bool = False,
+    reserved_source: str = "",
+) -> str | None:
+    """`check` on an envelope's identity fields read once (the bus reads them for the Record too)."""
+    if not event_id:
         return "missing_event_id"
-    if not _UUID.fullmatch(envelope.event_id):
+    if not _UUID.fullmatch(event_id):
         return "bad_event_id"
-    source = envelope.source
     if not source:
         return "missing_source"
     if sender is not None:
         problem = _source_problem(source, sender, relay, reserved_source)
         if problem is not None:
             return problem
-    if not envelope.boot_id:
+    if not boot_id:
         return "missing_boot_id"
-    if not 1 <= envelope.source_seq <= INT64_MAX:  # the store keeps it in a signed 64-bit column
+    if not 1 <= source_seq <= INT64_MAX:  # the store keeps it in a signed 64-bit column
         return "bad_source_seq"
-    kind = envelope.WhichOneof("body")
     if kind is None:
         return "missing_body"
-    if envelope.ts_ns <= 0:
+    if ts_ns <= 0:
         return "bad_ts"
     if sender is not None and not relay and kind in RELAY_ONLY_KINDS:
         return "kind_not_allowed"

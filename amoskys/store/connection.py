@@ -77,6 +77,7 @@ def writer_pragmas(config: StoreConfig) -> list[str]:
         f"PRAGMA synchronous = {'FULL' if config.synchronous == 'full' else 'NORMAL'}",
         "PRAGMA foreign_keys = ON",
         "PRAGMA wal_autocheckpoint = 0",
+        "PRAGMA temp_store = MEMORY",  # statement journals of multi-row upserts: no temp file I/O
         f"PRAGMA journal_size_limit = {wal_pages * 4096:d}",
     ]
 
@@ -132,13 +133,19 @@ class WriterConnection:
         caller does not interrupt the call: it runs to its end (COMMIT or ROLLBACK) and the caller
         waits for that before the CancelledError goes on, so whoever takes the transaction lock next
         never finds the connection inside someone else's transaction."""
-        raw = self._raw
-        future = asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(raw, *args, **kwargs))
+        future = self.start(fn, *args, **kwargs)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             await outlive(future)
             raise
+
+    def start(
+        self, fn: Callable[Concatenate[sqlite3.Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> asyncio.Future[_T]:
+        """Start `fn(connection, *args)` on the writer thread; the caller awaits (or outlives) it."""
+        raw = self._raw
+        return asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(raw, *args, **kwargs))
 
     async def close(self) -> None:
         """Close the connection (aiosqlite closes it on its thread) and let the writer thread go."""

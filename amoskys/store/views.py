@@ -169,9 +169,12 @@ class ViewBatch:
     def __init__(self, received_ns: int | None = None, *, derived_only: bool = False) -> None:
         self._received_ns = received_ns
         self._derived_only = derived_only
-        self._devices: list[tuple[Any, ...]] = []
-        self._targets: list[tuple[Any, ...]] = []
-        self._interfaces: list[tuple[Any, ...]] = []
+        # Upserts of one key in one batch fold into as few rows as give the same table (see
+        # `_fold_device`, `_add_snmp`): a busy publisher repeats its devices and SNMP targets, and each
+        # upsert of the same row is a B-tree write the commit pays for.
+        self._devices: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._targets: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        self._interfaces: dict[tuple[str, str, int], list[tuple[Any, ...]]] = {}
         self._fdb = FdbBatch()  # each target's newest bridge forwarding table (snmp_fdb)
         # (source, pid) -> ("upsert", row) | ("delete", row): the last change of the batch wins,
         # which keeps exec → exit → exec of one pid in one batch right with two executemany calls.
@@ -290,11 +293,11 @@ class ViewBatch:
     def statements(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         """(sql, rows) pairs for executemany, in an order that keeps the batch's meaning."""
         if self._devices:
-            yield _UPSERT_DEVICE, self._devices
+            yield _UPSERT_DEVICE, list(self._devices.values())
         if self._targets:
-            yield _UPSERT_SNMP_TARGET, self._targets
+            yield _UPSERT_SNMP_TARGET, [row for rows in self._targets.values() for row in rows]
         if self._interfaces:
-            yield _UPSERT_SNMP_INTERFACE, self._interfaces
+            yield _UPSERT_SNMP_INTERFACE, [row for rows in self._interfaces.values() for row in rows]
         yield from self._fdb.statements()
         deletes = [row for op, row in self._processes.values() if op == "delete"]
         upserts = [row for op, row in self._processes.values() if op == "upsert"]
@@ -450,7 +453,7 @@ class ViewBatch:
         else:
             return  # nothing to identify the device by
         seen = envelope.ts_ns
-        self._devices.append(
+        self._fold_device(
             (
                 envelope.source,
                 key,
@@ -474,7 +477,10 @@ class ViewBatch:
         ts = envelope.ts_ns
         if s.fdb_polled:
             self._fdb.add(store_seq, envelope.source, ts, s)
-        self._targets.append(
+        _fold_newer(
+            self._targets,
+            (envelope.source, s.target),
+            s.reachable,  # an unreachable poll keeps the last system fields: it folds into nothing
             (
                 envelope.source,
                 s.target,
@@ -488,10 +494,13 @@ class ViewBatch:
                 s.poll_seconds,
                 ts,
                 store_seq,
-            )
+            ),
         )
         for i in s.interfaces:
-            self._interfaces.append(
+            _fold_newer(
+                self._interfaces,
+                (envelope.source, s.target, i.if_index),
+                True,
                 (
                     envelope.source,
                     s.target,
@@ -512,8 +521,23 @@ class ViewBatch:
                     i.out_bps if i.HasField("out_bps") else None,
                     ts,
                     store_seq,
-                )
+                ),
             )
+
+    def _fold_device(self, row: tuple[Any, ...]) -> None:
+        """One device upsert, folded into the batch's row of its key as _UPSERT_DEVICE would apply both:
+        non-empty fields win, first seen is the earliest, last seen the latest, the rest the newer's."""
+        key = (row[0], row[1])
+        old = self._devices.get(key)
+        if old is not None:
+            row = (
+                *row[:2],
+                *(new or prev for new, prev in zip(row[2:7], old[2:7], strict=True)),
+                min(old[7], row[7]),
+                max(old[8], row[8]),
+                *row[9:],
+            )
+        self._devices[key] = row
 
     def _add_process(self, store_seq: int, envelope: events_pb2.Envelope, argv: str) -> None:
         p = envelope.process
@@ -537,6 +561,20 @@ class ViewBatch:
                 store_seq,
             )
             self._processes[key] = ("upsert", row)
+
+
+def _fold_newer(rows: dict[Any, list[tuple[Any, ...]]], key: Any, whole: bool, row: tuple[Any, ...]) -> None:
+    """Queue an upsert that applies only when its ts_ns (the row's second last column) is not older than
+    the stored one's. When it overwrites every column it sets (`whole`) and is not older than the key's
+    queued rows, it replaces them: after them it would leave the row as it alone does. Else it queues
+    behind them."""
+    queued = rows.get(key)
+    if queued is None:
+        rows[key] = [row]
+    elif whole and all(row[-2] >= q[-2] for q in queued):
+        queued[:] = [row]
+    else:
+        queued.append(row)
 
 
 def json_text(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2 as ev
-from amoskys.store import ChainAnchor, Outcome, Record, Store, SubmitRefusedError
+from amoskys.store import ChainAnchor, Outcome, Record, Store, SubmitRefusedError, writer
 from amoskys.store.chain import next_digest
 from amoskys.store.records import check_record
 from amoskys.store.schema import GENESIS_DIGEST
@@ -133,6 +134,54 @@ async def test_a_long_queue_is_written_in_chained_transactions_and_every_future_
     assert [r.store_seq for r in rows] == list(range(1, 501))
     assert [r.event_id for r in rows] == [r.event_id for r in recs]
     assert check.ok
+
+
+async def test_the_writer_thread_commits_what_was_queued_without_waiting_for_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a COMMIT the writer thread takes the next queued batch itself: with the loop blocked
+    (as a busy bus keeps it), the queue is still written, one transaction after another."""
+    monkeypatch.setattr(writer, "CHAIN_BUDGET_S", 30.0)  # the chain may not hand back on a slow box
+    path = tmp_path / "events.db"
+    store = await open_store(path, config=small_config(max_batch_events=50))
+    stamper = EnvelopeStamper("agent-1")
+    async with running(store):
+        futures = [store.submit(flow_records(stamper, 50, start=i * 50)) for i in range(40)]
+        first = await eventually(lambda: _count(path), what="the first transaction")
+        assert first < 2000  # the loop is blocked below while most of the queue is still to write
+        deadline = time.monotonic() + 30
+        while _count(path) < 2000 and time.monotonic() < deadline:  # the loop does not run meanwhile
+            pass
+        assert _count(path) == 2000
+        results = await asyncio.gather(*futures)
+    assert all(r == [Outcome.COMMITTED] * 50 for r in results)
+
+
+async def test_a_writer_cancelled_mid_chain_acks_exactly_what_it_committed(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = await open_store(path, config=small_config(max_batch_events=20))
+    stamper = EnvelopeStamper("agent-1")
+    batches = [flow_records(stamper, 20, start=i * 20) for i in range(50)]
+    futures = [store.submit(b) for b in batches]
+    task = asyncio.create_task(store.run())
+    await eventually(lambda: _count(path) > 0, what="the first transaction")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    acked: set[str] = set()
+    for batch, future in zip(batches, futures, strict=True):
+        assert future.done()
+        if future.exception() is None:
+            assert future.result() == [Outcome.COMMITTED] * 20
+            acked.update(r.event_id for r in batch)
+    conn = sqlite3.connect(path)
+    try:
+        stored = {row[0] for row in conn.execute("SELECT event_id FROM events")}
+    finally:
+        conn.close()
+    assert acked == stored  # nothing acked is missing, nothing stored went unacked
+    assert 0 < len(acked) < 1000  # the chain stopped after the transaction it was in
+    await store.close()
 
 
 async def test_chain_digest_verifies_over_store_seq_order(tmp_path: Path) -> None:
