@@ -312,6 +312,7 @@ class Store:
         if life.running:
             await life.stopped.wait()
         await self._writer.drain()  # the writer never ran, or was cancelled after close() began
+        self._writer.close()
         life.closed = True
         try:
             await self._side_file.write(force=True)

@@ -18,7 +18,8 @@ closure, so a group commit costs the loop one thread hop instead of one per stat
 never waits for the GIL-hungry row loop. After a COMMIT the thread does not wait for the loop: it posts
 the committed plan (the loop adopts it and acks its publishers) and goes on with what publishers queued
 meanwhile — a chain of transactions, each planned on the previous one's tip, for at most
-`CHAIN_BUDGET_S`, then the writer loop gets its turn (housekeeping, the space ladder). On a busy loop the
+`CHAIN_BUDGET_S`, then the writer loop gets its turn (housekeeping, the space ladder). The next batch is
+planned on a planner thread while the COMMIT before it writes and syncs the WAL (see `_chain`). On a busy loop the
 hop back took 1–1.5 ms per transaction, during which the writer thread sat idle: the bus's throughput at
 batch 100 was bound by it. The loop holds the transaction lock for the whole chain and adopts each plan
 while holding it; nothing else changes the log state's head meanwhile.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import hashlib
 import os
 import sqlite3
@@ -110,6 +112,7 @@ class Plan:
     synthetic: int = 0  # rows of loadgen identities among `rows`
     ops: Sequence[StoreOp] = ()
     wal_bytes: int = 0  # the WAL's size after the COMMIT
+    prev: Tip | None = None  # the tip it was planned on
 
 
 @dataclass(slots=True)
@@ -179,6 +182,7 @@ class Writer:
         self.on_commit: Callable[[int], None] | None = None
         self._wal_path = path.with_name(path.name + "-wal")
         self._chain_stop = False  # set on the loop when the writer is cancelled: the chain ends early
+        self._planner: concurrent.futures.ThreadPoolExecutor | None = None  # started on first use
 
     # ------------------------------------------------------------------ submit
 
@@ -409,30 +413,70 @@ class Writer:
     ) -> _Failed | None:
         """On the writer thread: commit `batch`, then batches of what was queued meanwhile until the
         queue is empty or `until` (monotonic) passed; post each committed plan, then None. The failed
-        transaction, if any, ends the chain and is returned."""
+        transaction, if any, ends the chain and is returned.
+
+        While a transaction's COMMIT writes and syncs the WAL, what was queued by then is planned on its
+        tip on the planner thread (`_plan_ahead`): planning is Python that needs the GIL, the COMMIT is
+        SQLite and fsync that do not, so the two overlap and the next transaction starts with its plan
+        ready."""
         base: Tip | None = None
         taken = 0
+        ahead: concurrent.futures.Future[Plan] | None = None
+        following: list[_Pending] = []
+        following_taken = 0
+
+        def hand_off(plan: Plan) -> None:  # the plan's statements are in; its COMMIT is next
+            nonlocal ahead, following_taken
+            if following or self._chain_stop or time.monotonic() >= until:
+                return
+            following_taken = self._take(following, 0)
+            if following:
+                ahead = self._plan_ahead(following, plan.tip)
+
         try:
             while True:
                 t0 = time.perf_counter()
                 try:
-                    plan = self._transact(
-                        conn,
-                        [p.records for p in batch],
-                        [p.anchor for p in batch],
-                        self._clock_ns(),
-                        [op for p in batch for op in p.ops],
-                        base,
-                    )
+                    plan = ahead.result() if ahead is not None else self._plan_batch(batch, base)
                 except BaseException as err:
                     return _Failed(err, batch, taken)
-                post(_Committed(plan, batch, time.perf_counter() - t0, taken))
-                if self._chain_stop or time.monotonic() >= until or not self._queue:
-                    return None
-                base, batch = plan.tip, []
-                taken = self._take(batch, 0)
+                ahead, following, following_taken = None, [], 0
+                try:
+                    committed = self._commit_plan(
+                        conn, plan, [p.records for p in batch], [p.anchor for p in batch], hand_off
+                    )
+                except BaseException as err:
+                    if following:  # not taken after all: it fails with what is queued
+                        if ahead is not None:
+                            concurrent.futures.wait([ahead])
+                        self._queue.extendleft(reversed(following))
+                    return _Failed(err, batch, taken)
+                post(_Committed(committed, batch, time.perf_counter() - t0, taken))
+                base = committed.tip
+                if not following:
+                    if self._chain_stop or time.monotonic() >= until or not self._queue:
+                        return None
+                    following_taken = self._take(following, 0)
+                batch, taken = following, following_taken
         finally:
             post(None)
+
+    def _plan_batch(self, batch: Sequence[_Pending], base: Tip | None) -> Plan:
+        plan = self.plan([p.records for p in batch], [p.anchor for p in batch], self._clock_ns(), base=base)
+        plan.ops = [op for p in batch for op in p.ops]
+        return plan
+
+    def _plan_ahead(self, batch: Sequence[_Pending], base: Tip) -> concurrent.futures.Future[Plan]:
+        if self._planner is None:
+            self._planner = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="amoskys-store-planner"
+            )
+        return self._planner.submit(self._plan_batch, batch, base)
+
+    def close(self) -> None:
+        """Let the planner thread go (the store is closing; nothing is queued any more)."""
+        if self._planner is not None:
+            self._planner.shutdown(wait=False)
 
     async def write_own(self, records: list[Record]) -> None:
         """Commit records the store made about itself (LossReports found at open) in one transaction."""
@@ -452,19 +496,32 @@ class Writer:
         base: Tip | None = None,
     ) -> Plan:
         """One group commit, on the writer thread: plan it (on `base`, else the head's tip) and commit
-        it; when UNIQUE (source, event_id) objects, look up the stored keys and plan and commit it
-        again without them."""
+        it (`_commit_plan`)."""
         plan = self.plan(batches, anchors, received_ns, base=base)
         plan.ops = ops
+        return self._commit_plan(conn, plan, batches, anchors)
+
+    def _commit_plan(
+        self,
+        conn: sqlite3.Connection,
+        plan: Plan,
+        batches: Sequence[Sequence[Record]],
+        anchors: Sequence[ChainAnchor | None],
+        before_commit: Callable[[Plan], None] | None = None,
+    ) -> Plan:
+        """Commit a plan of `batches`; when UNIQUE (source, event_id) objects, look up the stored keys
+        and plan and commit it again without them. Returns the plan committed (`before_commit` gets it
+        before its COMMIT)."""
         try:
-            commit(conn, plan)
+            commit(conn, plan, before_commit)
         except sqlite3.IntegrityError:
             existing = _existing_keys(conn, [r for records in batches for r in records])
             if not existing:
                 raise
-            plan = self.plan(batches, anchors, received_ns, existing, base)
+            ops = plan.ops
+            plan = self.plan(batches, anchors, plan.received_ns, existing, plan.prev)
             plan.ops = ops
-            commit(conn, plan)
+            commit(conn, plan, before_commit)
         try:
             plan.wal_bytes = os.stat(self._wal_path).st_size
         except FileNotFoundError:
@@ -556,6 +613,7 @@ class Writer:
             est_bytes=est,
             received_ns=received_ns,
             synthetic=synthetic,
+            prev=tip,
         )
 
     async def apply(self, plan: Plan) -> None:
@@ -611,11 +669,14 @@ class Writer:
         self._metrics.store_queue_events.set(0)
 
 
-def commit(conn: sqlite3.Connection, plan: Plan) -> None:
-    """Run a plan in its own transaction (on the writer thread)."""
+def commit(conn: sqlite3.Connection, plan: Plan, before_commit: Callable[[Plan], None] | None = None) -> None:
+    """Run a plan in its own transaction (on the writer thread); `before_commit(plan)` runs once its
+    statements are in, before the COMMIT."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         apply(conn, plan)
+        if before_commit is not None:
+            before_commit(plan)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)

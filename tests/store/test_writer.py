@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from amoskys.errors import StoreError
 from amoskys.events import EnvelopeStamper
 from amoskys.metrics import Metrics
 from amoskys.proto import events_pb2 as ev
@@ -182,6 +183,62 @@ async def test_a_writer_cancelled_mid_chain_acks_exactly_what_it_committed(tmp_p
     assert acked == stored  # nothing acked is missing, nothing stored went unacked
     assert 0 < len(acked) < 1000  # the chain stopped after the transaction it was in
     await store.close()
+
+
+async def test_a_duplicate_found_while_the_next_transaction_was_planned_ahead_leaves_no_gap(
+    tmp_path: Path,
+) -> None:
+    """Transaction k re-sends a stored event: its dedup retry commits one row fewer than planned; k+1,
+    planned ahead while k commits, re-sends one of k's events, which its plan could not know. The log
+    stays gapless and its chain verifies."""
+    store = await open_store(tmp_path / "events.db", config=small_config(max_batch_events=5))
+    recs = flow_records(EnvelopeStamper("agent-1"), 30)
+    async with running(store):
+        assert await store.submit(recs[:1]) == [Outcome.COMMITTED]
+        futures = [
+            store.submit([recs[0], *recs[1:5]]),  # k: recs[0] is stored already
+            store.submit([recs[4], *recs[5:9]]),  # k+1: recs[4] is in k
+            store.submit(recs[9:14]),
+            store.submit(recs[14:19]),
+        ]
+        results = await asyncio.gather(*futures)
+        rows = await store.events(limit=100)
+        check = await store.verify_chain()
+    assert results[0] == [Outcome.DUPLICATE] + [Outcome.COMMITTED] * 4
+    assert results[1] == [Outcome.DUPLICATE] + [Outcome.COMMITTED] * 4
+    assert results[2] == results[3] == [Outcome.COMMITTED] * 5
+    assert [r.store_seq for r in rows] == list(range(1, 20))
+    assert [r.event_id for r in rows] == [r.event_id for r in recs[:19]]
+    assert check.ok
+
+
+class _DeferredViolation:
+    """A write riding a group commit whose foreign key fails only at its COMMIT (deferred)."""
+
+    def run(self, conn: sqlite3.Connection, now_ns: int) -> None:
+        conn.execute("INSERT INTO t_child (parent) VALUES (42)")
+
+
+async def test_a_commit_that_fails_after_the_next_batch_was_handed_to_the_planner_acks_nothing_of_either(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    store = await open_store(path, config=small_config(max_batch_events=10))
+    await store._db.execute("CREATE TABLE t_parent (id INTEGER PRIMARY KEY)")
+    await store._db.execute(
+        "CREATE TABLE t_child (parent INTEGER REFERENCES t_parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    stamper = EnvelopeStamper("agent-1")
+    async with running(store):
+        assert await store.submit(flow_records(stamper, 10)) == [Outcome.COMMITTED] * 10
+        failing = store.submit_ops([_DeferredViolation()])  # its statements go in; its COMMIT fails
+        behind = [store.submit(flow_records(stamper, 10, start=10 + i * 10)) for i in range(5)]
+        with pytest.raises(StoreError):
+            await failing
+        for future in behind:  # queued, or taken for the next plan: failed with the queue, not acked
+            with pytest.raises(StoreError):
+                await asyncio.wait_for(future, 10)
+    assert _count(path) == 10
 
 
 async def test_chain_digest_verifies_over_store_seq_order(tmp_path: Path) -> None:
