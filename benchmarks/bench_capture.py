@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "collectors" / "flow"))
 
 from common import free_port  # noqa: E402
 
-from amoskys import __version__  # noqa: E402
+from amoskys import __version__, logs  # noqa: E402
 from amoskys.collectors.context import ApplianceInfo, CollectorContext  # noqa: E402
 from amoskys.collectors.flow.capture import MIB, LiveCapture  # noqa: E402
 from amoskys.collectors.flow.collector import FlowCollector, table_for  # noqa: E402
@@ -338,6 +338,7 @@ def main() -> None:
     parser.add_argument("--ring-mib", type=int, default=64)
     parser.add_argument("--no-bus", action="store_true", help="skip the run with the appliance and its bus")
     args = parser.parse_args()
+    logs.setup("warning", "human")  # the collector's start-up lines go to stderr, not into the section
     if os.geteuid() != 0 or not shutil.which("tcpreplay") or not shutil.which("ip"):
         raise SystemExit("needs root, tcpreplay and ip (scripts/sysdeps.sh test installs them)")
     rates = [int(r) for r in args.rates.split(",")]

@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import asyncio.runners
+import collections
+import gc
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -48,8 +51,43 @@ def _describe_handle(handle: asyncio.Handle) -> str:
     return repr(handle)
 
 
+#: (thread CPU time at its end, CPU seconds, generation) of each garbage collection on a loop's thread
+#: (the one `activate_in_child` watches): a stall line says how much of it was the collector's.
+_collections: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=64)
+_collecting: list[float] = []
+_loop_thread: list[int] = []
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if not _loop_thread or threading.get_ident() != _loop_thread[0]:
+        return
+    now = time.thread_time()
+    if phase == "start":
+        _collecting[:] = [now]
+    elif _collecting:
+        _collections.append((now, now - _collecting.pop(), info["generation"]))
+
+
+def watch_collections() -> None:
+    """Attribute garbage collections on the calling thread (the loop's) to the stall lines from now."""
+    _loop_thread[:] = [threading.get_ident()]
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
+def _gc_within(seconds: float) -> str:
+    """ " (garbage collection: N ms, generation G)" for collections in the last `seconds` of the loop
+    thread's CPU time ("" for none)."""
+    since = time.thread_time() - seconds
+    spent = [(took, gen) for end, took, gen in _collections if end >= since]
+    if not spent:
+        return ""
+    total = sum(took for took, _ in spent)
+    return f" (garbage collection: {total * 1000:.0f} ms, generation {max(gen for _, gen in spent)})"
+
+
 def _line(what: str, seconds: float) -> str:
-    return f"{LINE_PREFIX}{what} {seconds * 1000:.0f} ms"
+    return f"{LINE_PREFIX}{what} {seconds * 1000:.0f} ms{_gc_within(seconds)}"
 
 
 _original_run: Callable[[asyncio.Handle], None] | None = None
@@ -108,6 +146,8 @@ def activate_in_child(report: Report = print_to_stderr) -> None:
         fresh = self._loop is None  # type: ignore[attr-defined]
         lazy_init(self)  # type: ignore[attr-defined]
         loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[attr-defined]
+        if fresh:
+            watch_collections()
         if fresh and not type(loop).__module__.startswith("asyncio"):  # asyncio's: time_handles does it
             time_loop(loop, report)
         if fresh and burn_ms:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Iterator
@@ -79,6 +80,30 @@ async def test_task_steps_timed_through_the_task_factory() -> None:
 
     await asyncio.to_thread(uvloop.run, main())
     assert len(lines) == 1 and lines[0].startswith("CPU stall: <task deliberate_cpu_burn>"), lines
+
+
+async def test_a_stall_says_how_much_of_it_was_garbage_collection() -> None:
+    """A full collection inside a slow step is named in its line: a stall the step's own code did
+    not cause reads differently from one it did."""
+    lines: list[str] = []
+
+    async def collect_among_many_objects() -> None:
+        garbage = [[i] for i in range(1_000_000)]
+        gc.collect()
+        del garbage
+        await stall_guard.deliberate_cpu_burn(110)
+
+    async def main() -> None:
+        stall_guard.watch_collections()
+        stall_guard.time_loop(asyncio.get_running_loop(), lines.append)
+        await asyncio.create_task(collect_among_many_objects())
+        await asyncio.create_task(stall_guard.deliberate_cpu_burn(150))
+
+    await asyncio.to_thread(uvloop.run, main())
+    assert len(lines) == 2, lines
+    assert "collect_among_many_objects> " in lines[0] and "(garbage collection: " in lines[0], lines
+    assert "generation 2)" in lines[0]
+    assert "garbage collection" not in lines[1], lines
 
 
 @pytest.mark.e2e

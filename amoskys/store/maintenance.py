@@ -322,7 +322,8 @@ class Maintenance:
                     lost = outbox.Span(pruned.count, pruned.first_seq, pruned.first_ts_ns)
                 head = state.head.tip
                 base = Tip(head.last_seq, head.last_digest, head.rows - pruned.count)
-                lost_count = lost.rows - unsent.reports + unsent.count
+                newly_lost = lost.rows - unsent.reports  # the dropped LossReports are not events lost
+                lost_count = newly_lost + unsent.count  # what the report says: theirs are carried in it
                 plan = None
                 if lost_count > 0:
                     record = loss_record(
@@ -347,12 +348,13 @@ class Maintenance:
             state.adopt_pruned(base.rows, pruned.marks, pruned.synthetic)
             if plan is not None:
                 self._writer.adopt(plan)
-        self._metrics.store_lost.labels("hard_cap").inc(max(0, lost_count))
+        self._metrics.store_lost.labels("hard_cap").inc(max(0, newly_lost))  # each event once
         log.warning(
             "store_hard_cap_dropped",
             path=str(self.path),
             rows=pruned.count,
-            lost=max(0, lost_count),
+            lost=max(0, newly_lost),
+            reported=max(0, lost_count),
             first_seq=pruned.first_seq,
             last_seq=pruned.last_seq,
             hard_cap_mb=self.config.hard_cap_mb,

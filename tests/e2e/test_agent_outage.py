@@ -180,24 +180,32 @@ def test_a_minute_down_past_the_outbox_budget_drops_the_oldest_reports_it_and_dr
         app.wait_exit(10)
         down = time.monotonic()
         delivered = max(r.source_seq for r in read_events(app.data_dir / "events.db", source="edge-small"))
-        # execs with 32 KB of argv each, until the outbox passes its 2 MiB cap and drops the oldest of
+        # execs with 8 KB of argv each, until the outbox passes its 2 MiB cap and drops the oldest of
         # what it did not send yet (the rows it sent go first, and are not lost) — marked execs among
         # them: what else the host ran meanwhile (exits, other programs) may be all the cap took at
         # first. A marked exec seen in the outbox and gone from it later was dropped (the appliance is
-        # down: nothing is sent); the collector reports side-by-side execs in any order.
+        # down: nothing is sent); the collector reports side-by-side execs in any order. A round of 20
+        # (each exec stored as its event, its history row and its process-table row while it runs, plus the WAL's
+        # copy) stays well under the cap, so the outbox holds several rounds and a marked exec is seen
+        # before it goes: with 32 KB each, one round could fill the cap and go before it was looked at.
         n = 0
         seen: set[str] = set()
+        held: set[str] = set()
 
         def marker_dropped() -> bool:
-            held = {m for _, m in _execs(agent.db, run)}
+            held.clear()
+            held.update(m for _, m in _execs(agent.db, run))
             seen.update(held)
             return bool(seen - held)
 
-        while (
-            agent.metric("amoskys_store_events_lost_total", reason="hard_cap") or 0
-        ) < 40 or not marker_dropped():
-            assert n < 2000, "the outbox never reached its hard cap"
-            _spawn([f"{run}{i:04d}" for i in range(n, n + 20)], padding=32_000)
+        while (lost := agent.metric("amoskys_store_events_lost_total", reason="hard_cap") or 0) < 40 or (
+            not marker_dropped()
+        ):
+            assert n < 2000, (
+                f"the outbox never reached its hard cap: {lost} lost, {len(seen)} marked execs seen in "
+                f"the outbox, {len(held)} held now"
+            )
+            _spawn([f"{run}{i:04d}" for i in range(n, n + 20)], padding=8_000)
             n += 20
         lag = agent.metric("amoskys_forwarder_lag_events", sink="bus")
         assert lag and lag > 20, lag  # the outbox grew

@@ -160,3 +160,34 @@ async def test_loss_report_envelopes_parse_as_envelopes(tmp_path: Path) -> None:
         (row,) = await store.events(kind="loss")
     envelope = ev.Envelope.FromString(row.envelope)
     assert envelope.event_id == row.event_id and envelope.source_seq == row.source_seq == 1
+
+
+async def test_hard_cap_counts_each_lost_event_once_when_a_sink_has_not_sent_the_earlier_reports(
+    tmp_path: Path,
+) -> None:
+    """With a sink that sent nothing, a drop that takes an earlier LossReport carries its count into
+    the new report; the metric counts the events themselves, once each."""
+    metrics = Metrics()
+    store = await open_store(
+        tmp_path / "events.db", config=small_config(high_water_mb=1, hard_cap_mb=2), metrics=metrics
+    )
+    local = EnvelopeStamper("appliance")
+    async with running(store):
+        await store.state.register_sink("upstream")  # enabled, acked nothing: every drop is a loss
+        n = 0
+        first_report = 0  # the store_seq of the first LossReport, until a later drop takes it
+        while True:
+            await store.submit(flow_records(local, 500, start=n), local=True)
+            n += 500
+            assert n < 80_000, "never dropped an earlier LossReport at the hard cap"
+            held = [row.store_seq for row in await store.events(kind="loss")]
+            first_report = first_report or min(held, default=0)
+            if first_report and held and first_report not in held:
+                break
+        await store.maintain()  # settle
+        reports = [row.parse().loss for row in await store.events(kind="loss")]
+        flows_held = (await store.stats()).rows - len(reports)
+    lost = n - flows_held
+    assert lost > 0
+    assert sum(r.count for r in reports) == lost  # the reports held account for every flow gone, once
+    assert metrics.store_lost.labels("hard_cap")._value.get() == lost
