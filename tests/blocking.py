@@ -81,71 +81,11 @@ ALLOWED: tuple[Allowed, ...] = (
         "a collector's self_check reads /proc/self/status (kernel memory, no disk) once per start",
     ),
     allow(
-        "os.stat",
-        "amoskys/web/pages.py",
-        "_render",
-        "pending amoskys/web/pages.py: Jinja2's auto_reload stats the template file at every render; "
-        "the fix is auto_reload=False (the templates ship with the package)",
-    ),
-    allow(
         "os.listdir",
         "amoskys/fd_budget.py",
         "at_start",
         "the appliance plans its descriptor budget once per start, before ready, counting /proc/self/fd "
         "(kernel memory, no disk)",
-    ),
-    # -- found in `amoskys run` children (tests/child_site): pending in files of other owners
-    allow(
-        "os.stat io.BufferedReader.read",
-        "amoskys/bus/server.py",
-        "_mtimes _config",
-        "pending amoskys/bus/server.py: _ReloadingCredentials stats and reads the three PEM files of the "
-        "bus's TLS identity on the loop, at BusServer() and when grpc asks for a fresh certificate "
-        "config; the fix is to build the first config in asyncio.to_thread and cache the stamps",
-    ),
-    allow(
-        "io.TextIOWrapper.read",
-        "amoskys/app.py",
-        "_metrics_token",
-        "pending amoskys/app.py: web.metrics_token_file is read on the loop once per start; the fix is "
-        "to read it in the asyncio.to_thread step that loads the PKI",
-    ),
-    allow(
-        "*",
-        "amoskys/app.py",
-        "_write_run_json",
-        "pending amoskys/app.py: run.json is written (temp file, two fsyncs, rename) on the loop once "
-        "per start; the fix is asyncio.to_thread(write_atomic, ...)",
-    ),
-    allow(
-        "os.unlink",
-        "amoskys/app.py",
-        "_run",
-        "pending amoskys/app.py: run.json is unlinked on the loop once at shutdown; the fix is "
-        "asyncio.to_thread",
-    ),
-    allow(
-        "os.stat",
-        "amoskys/control.py",
-        "start",
-        "pending amoskys/control.py: ControlServer.start calls check_socket_path (an lstat of the "
-        "data dir) on the loop before its to_thread checks; the fix is to move it into them",
-    ),
-    allow(
-        "os.stat",
-        "amoskys/web/app.py",
-        "build_app",
-        "pending web (amoskys/web/app.py): StaticFiles(packages=[('amoskys', 'static')]) stats the "
-        "package's static folder when the app is built, once per start; the fix is to build the web "
-        "app in asyncio.to_thread or before the loop serves",
-    ),
-    allow(
-        "*",
-        "amoskys/web/firstrun.py",
-        "ensure_first_admin",
-        "pending web (amoskys/web/firstrun.py, called by wiring.build_web_context): the first admin's "
-        "password file is written (temp file, fsyncs, rename) on the loop at the first start; the fix "
-        "is asyncio.to_thread",
     ),
     # -- product functions that product code runs off the loop, and tests call directly
     allow(

@@ -1,7 +1,8 @@
 """The grpc.aio server of the EventBus: mTLS always, health service, created inside the running loop.
 
-The server certificate and the client CA bundle are re-read when their files change (checked at
-each new TLS handshake), so `amoskys certs renew` takes effect without a restart.
+The server certificate and the client CA bundle are re-read when their files change (looked at every
+CERT_CHECK_SECONDS on a worker thread; new TLS handshakes get them from then on), so `amoskys certs
+renew` takes effect without a restart.
 
 Every method of every service served here (the gRPC health service included) runs behind the
 CallGate (amoskys.bus.gate): servicers are added with `add_servicer`, which wraps each handler, so an
@@ -43,14 +44,23 @@ log = structlog.get_logger(__name__)
 HANDSHAKE_TIMEOUT_MS = 10_000
 
 
+#: How often the bus looks (off the loop) for a renewed server certificate or CA bundle.
+CERT_CHECK_SECONDS = 2.0
+
+
 class _ReloadingCredentials:
-    """Feeds grpc's dynamic SSL credentials: a new configuration whenever a cert file changes."""
+    """Feeds grpc's dynamic SSL credentials: a new configuration once a cert file changed.
+
+    grpc asks for it at each new TLS handshake, on the event loop, so answering reads memory only: the
+    files are looked at by `refresh`, which BusServer runs on a worker thread every CERT_CHECK_SECONDS.
+    Built on a worker thread too (it reads the files)."""
 
     def __init__(self, creds: ApplianceCredentials, *, chain_ca: bool = False) -> None:
         self._creds = creds
         self._chain_ca = chain_ca  # the enrolment port: send the CA after the server certificate
         self._stamp = self._mtimes()
         self.initial = self._config()
+        self._staged: grpc.ServerCertificateConfiguration | None = None
 
     def _mtimes(self) -> tuple[int, ...]:
         c = self._creds
@@ -65,17 +75,23 @@ class _ReloadingCredentials:
             [(c.server_key.read_bytes(), chain)], root_certificates=c.ca_cert.read_bytes()
         )
 
-    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+    def refresh(self) -> None:
+        """On a worker thread: when a file changed, read them all and stage the new configuration."""
         try:
             stamp = self._mtimes()
             if stamp == self._stamp:
-                return None
+                return
             config = self._config()
         except OSError as err:  # mid-rename: keep serving the old certificate
             log.warning("bus_cert_reload_failed", error=str(err))
-            return None
+            return
         self._stamp = stamp
+        self._staged = config
         log.info("bus_certs_reloaded")
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        """grpc's fetcher, on the loop: the staged configuration once, else None ("no change")."""
+        config, self._staged = self._staged, None
         return config
 
 
@@ -111,6 +127,8 @@ class BusServer:
         self._server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
         self.gate = gate
         self._gate_task: asyncio.Task[None] | None = None
+        self._cert_task: asyncio.Task[None] | None = None
+        self._fetchers: list[_ReloadingCredentials] = []
         # grpc_health's stubs do not declare its `aio` module (grpcio-health-checking ships it).
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.add_servicer(health_pb2_grpc.add_HealthServicer_to_server, self.health)
@@ -126,7 +144,8 @@ class BusServer:
         """Listen on host:port (mTLS) and, when `enrol` (host, port) is given, there with
         server-authenticated TLS for Enrol; return the bus port (`enrol_port`: the enrolment port)."""
         address = _address(host, port)
-        fetcher = _ReloadingCredentials(self._creds)
+        fetcher = await asyncio.to_thread(_ReloadingCredentials, self._creds)
+        self._fetchers = [fetcher]
         credentials = grpc.dynamic_ssl_server_credentials(
             fetcher.initial,
             # grpc-stubs 1.53 omits that the fetcher may return None ("no change"), as grpc documents.
@@ -140,15 +159,25 @@ class BusServer:
         if not self.port:
             raise BusError(f"bus cannot listen on {address}: address in use or not available")
         if enrol is not None:
-            self.enrol_host, self.enrol_port = enrol[0], self._add_enrol_port(_address(*enrol))
+            enrol_fetcher = await asyncio.to_thread(_ReloadingCredentials, self._creds, chain_ca=True)
+            self._fetchers.append(enrol_fetcher)
+            self.enrol_host, self.enrol_port = enrol[0], self._add_enrol_port(_address(*enrol), enrol_fetcher)
         await self._server.start()
-        self._gate_task = asyncio.get_running_loop().create_task(self.gate.run(), name="bus-call-gate")
+        loop = asyncio.get_running_loop()
+        self._gate_task = loop.create_task(self.gate.run(), name="bus-call-gate")
+        self._cert_task = loop.create_task(self._watch_certs(), name="bus-cert-watch")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("amoskys.v1.EventBus", health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
-    def _add_enrol_port(self, address: str) -> int:
-        fetcher = _ReloadingCredentials(self._creds, chain_ca=True)
+    async def _watch_certs(self) -> None:
+        """Forever: look for renewed certificate files, off the loop (see _ReloadingCredentials)."""
+        while True:
+            await asyncio.sleep(CERT_CHECK_SECONDS)
+            for fetcher in self._fetchers:
+                await asyncio.to_thread(fetcher.refresh)
+
+    def _add_enrol_port(self, address: str, fetcher: _ReloadingCredentials) -> int:
         credentials = grpc.dynamic_ssl_server_credentials(
             fetcher.initial,
             fetcher,  # type: ignore[arg-type]  # may return None, as above
@@ -165,10 +194,11 @@ class BusServer:
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace_seconds)
-        task, self._gate_task = self._gate_task, None
-        if task is not None:
+        tasks = [t for t in (self._gate_task, self._cert_task) if t is not None]
+        self._gate_task = self._cert_task = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _address(host: str, port: int) -> str:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amoskys.bus.client import AccessDeniedError, PublisherIdentity, PublishRefusedError
+from amoskys.bus.server import CERT_CHECK_SECONDS
 from amoskys.config import StoreConfig
 from amoskys.pki.enrolment import enroll_agent
 from amoskys.pki.issuance import create_ca, issue_client_cert, load_cert, renew_server_cert
@@ -338,9 +339,14 @@ async def test_renewed_server_certificate_is_served_without_restart(bus_env: Bus
     agent = await bus_env.enroll("agent-1")
     before = await asyncio.to_thread(_served_certificate, bus_env.port, agent, tmp_path)
     renew_server_cert(bus_env.creds, dns_names=["localhost", "bus.example"], ip_addresses=["127.0.0.1"])
-    after = await asyncio.to_thread(_served_certificate, bus_env.port, agent, tmp_path)
-    assert after.serial_number != before.serial_number
-    assert after.serial_number == load_cert(bus_env.creds.server_cert).serial_number
+    renewed = load_cert(bus_env.creds.server_cert).serial_number
+    assert renewed != before.serial_number
+
+    async def served_renewed() -> bool:  # looked for every CERT_CHECK_SECONDS, off the loop
+        after = await asyncio.to_thread(_served_certificate, bus_env.port, agent, tmp_path)
+        return after.serial_number == renewed
+
+    await eventually(served_renewed, within=3 * CERT_CHECK_SECONDS, what="the renewed certificate served")
     ack = await bus_env.client(agent).publish_raw(events_for(agent, 1)[1])
     assert ack.status == bus_pb2.OK
 
