@@ -107,6 +107,18 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
+def _bind_unix(path: Path) -> socket.socket:
+    """A Unix stream socket bound at `path`, made 0600 before it listens (the data dir is 0700 too)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class ControlServer:
     """Serves the control socket inside the appliance's loop: ``await start()`` … ``await close()``."""
 
@@ -132,11 +144,12 @@ class ControlServer:
             await asyncio.to_thread(path.unlink)
             log.info("control_socket_stale_removed", path=str(path))
         self._closing = False
-        self._server = await asyncio.start_unix_server(
-            self._accepted, path=str(path), limit=MAX_REQUEST_BYTES
-        )
-        # the data dir is 0700, so nobody else could reach it meanwhile
-        await asyncio.to_thread(os.chmod, path, 0o600)
+        sock = await asyncio.to_thread(_bind_unix, path)  # asyncio's path= stats it on the loop
+        try:
+            self._server = await asyncio.start_unix_server(self._accepted, sock=sock, limit=MAX_REQUEST_BYTES)
+        except BaseException:
+            sock.close()
+            raise
         log.info("control_socket_listening", path=str(self.path))
 
     async def close(self) -> None:

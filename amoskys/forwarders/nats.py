@@ -175,6 +175,7 @@ class NatsSink:
         self._usable = asyncio.Event()  # connected, and the stream is known
         self._stream_known = asyncio.Event()  # publishing may start (into the reconnect buffer too)
         self._fatal = ""  # the stream cannot take our events: forwarding stops
+        self._conn_error = ""  # the connection's last error while it is down (a refused login, say)
         self._epoch = 0  # disconnects seen
         # reconciliations: started (`_gen`), and the generation of the last one completed
         self._gen = 0
@@ -204,6 +205,7 @@ class NatsSink:
                 credentials=cfg.credentials or None,
                 name=f"amoskys-{self.box}",
                 on_state_change=self._on_state,
+                on_error=self._on_error,
                 reconnect_time_wait_seconds=cfg.reconnect_wait_seconds,
                 pending_bytes=self._pending_bytes,
             )
@@ -251,6 +253,13 @@ class NatsSink:
             self._usable.set()
             self._metrics.connected.set(1)
 
+    def _on_error(self, err: Exception) -> None:
+        self._conn_error = str(err) or type(err).__name__
+
+    def _not_connected(self) -> str:
+        """The reason while there is no connection, with the server's last word when it gave one."""
+        return f"NATS: not connected: {self._conn_error}" if self._conn_error else "NATS: not connected"
+
     def _on_state(self, state: ConnectionState) -> None:
         if state is ConnectionState.DISCONNECTED:
             self._epoch += 1
@@ -260,6 +269,7 @@ class NatsSink:
             if self._nc is not None:
                 self.stats.buffered_bytes_at_disconnect += self._nc.pending_data_size
         elif state in (ConnectionState.CONNECTED, ConnectionState.RECONNECTED):
+            self._conn_error = ""
             if state is ConnectionState.RECONNECTED:
                 self._min_need = self._gen + 1  # batches sealed from now on publish after a reconciliation
             if self.stream is not None:
@@ -334,7 +344,7 @@ class NatsSink:
         except TimeoutError:
             if self._fatal:
                 return SendResult(SendStatus.STOP, message=self._fatal)
-            return SendResult(SendStatus.RETRY, message="NATS: not connected", unreachable=True)
+            return SendResult(SendStatus.RETRY, message=self._not_connected(), unreachable=True)
         if window.need > self._done_gen:
             try:
                 await self._reconcile(window.need)
@@ -346,7 +356,7 @@ class NatsSink:
     async def _publish(self, window: _Window) -> SendResult:
         nc, js = self._nc, self._js
         if nc is None or js is None:  # not connected yet (send waits for the stream first)
-            return SendResult(SendStatus.RETRY, message="NATS: not connected", unreachable=True)
+            return SendResult(SendStatus.RETRY, message=self._not_connected(), unreachable=True)
         duplicates = 0
         futures: dict[asyncio.Future[api.PubAck], _Message] = {}
         error = ""

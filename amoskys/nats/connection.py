@@ -116,13 +116,16 @@ async def connect(
     credentials: str | None = None,
     name: str,
     on_state_change: StateCallback | None = None,
+    on_error: Callable[[Exception], None] | None = None,
     reconnect_time_wait_seconds: float = 2.0,
     connect_timeout_seconds: float = 2.0,
     ping_interval_seconds: float = 20.0,
     pending_bytes: int = DEFAULT_PENDING_BYTES,
 ) -> NATS:
     """Connect to `servers` (waiting as long as it takes: a fleet box keeps trying forever) and keep
-    reconnecting forever after. `name` labels the connection in the server's monitoring."""
+    reconnecting forever after. `name` labels the connection in the server's monitoring;
+    `on_error` hears every error of the connection (a refused login, say), not only the first of a
+    streak that the log shows."""
     urls = [servers] if isinstance(servers, str) else list(servers)
     tls: ssl.SSLContext | None = None
     if _wants_tls(urls, tls_ca, tls_cert):
@@ -132,7 +135,7 @@ async def connect(
         if importlib.util.find_spec("nkeys") is None:
             raise NatsConnectError(_NKEYS_MISSING, path=credentials)
         creds = await asyncio.to_thread(_read_credentials, credentials)
-    tracker = _StateLog(urls, on_state_change)
+    tracker = _StateLog(urls, on_state_change, on_error)
     client = await nats.connect(
         urls,
         name=name,
@@ -157,9 +160,15 @@ async def connect(
 class _StateLog:
     """Logs each state change once (and the first error of a streak), and passes it on."""
 
-    def __init__(self, servers: list[str], callback: StateCallback | None) -> None:
+    def __init__(
+        self,
+        servers: list[str],
+        callback: StateCallback | None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         self._servers = servers
         self._callback = callback
+        self._on_error = on_error
         self._down = False
         self._error_logged = False
         self._client: NATS | None = None
@@ -175,6 +184,8 @@ class _StateLog:
         self._notify(ConnectionState.CONNECTED)
 
     async def error(self, err: Exception) -> None:
+        if self._on_error is not None:
+            self._on_error(err)
         if not self._error_logged:  # once per streak: reconnect attempts fail every few seconds
             self._error_logged = True
             log.warning("nats_error", servers=self._servers, error=repr(err))

@@ -196,6 +196,9 @@ async def test_host_page_shows_tree_execs_flows_and_alerts(web: Web) -> None:
     assert "Curl to shell" in html and 'data-src="/api/v1/series/host?source=ws-agent"' in html
     assert 'href="/devices/10.0.0.2"' in html or 'href="/flows?ip=10.0.0.2"' in html
     assert 'id="older-execs"' in html and "https" in html
+    # another box's page is not "Host" (this box) in the navigation; the Host page itself is
+    assert 'href="/host" class="active"' not in html
+    assert 'href="/host" class="active"' in (await c.get("/host")).text
     # the exec stream's newest page takes new execs live (app.js), of this source; an older page stays put
     execs_html = html[html.index('id="host-execs"') :]
     assert execs_html.index('data-source="ws-agent"') < execs_html.index(">")
@@ -293,3 +296,21 @@ async def test_device_page_shows_the_switch_port_from_a_stored_fdb_sample(web: W
     assert [(p["port"], p["macs_on_port"]) for p in seen["switch_ports"]] == [(1, 3)]
     await web.ctx.store.submit([sample(NOW + S, printer)])
     assert (await c.get(f"/api/v1/devices/{uplink_mac}")).status_code == 404
+
+
+async def test_a_locally_administered_mac_is_said_once_beside_the_mac(web: Web) -> None:
+    phone = bytes.fromhex("02a1b2c3d4e5")  # the locally administered bit: a randomised MAC
+    device = ev.DeviceEvent(
+        change=ev.DeviceEvent.NEW,
+        ip="10.0.0.77",
+        mac=phone,
+        seen_by=["arp_sweep"],
+        mac_locally_administered=True,
+    )
+    await web.ctx.store.submit([_rec(EnvelopeStamper("sensor"), ev.Envelope(device=device), NOW)])
+    c, _ = await web.login("viewer", VIEWER_PASSWORD)
+    html = (await c.get("/devices/02:a1:b2:c3:d4:e5")).text
+    assert html.count("<dt>MAC</dt>") == 1
+    mac = html[html.index('id="device-mac"') :]
+    mac = mac[: mac.index("</dd>")]
+    assert "02:a1:b2:c3:d4:e5" in mac and "locally administered" in mac
