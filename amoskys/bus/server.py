@@ -82,7 +82,7 @@ class _ReloadingCredentials:
             if stamp == self._stamp:
                 return
             config = self._config()
-        except OSError as err:  # mid-rename: keep serving the old certificate
+        except (OSError, ValueError) as err:  # mid-rename, say: keep serving the old certificate
             log.warning("bus_cert_reload_failed", error=str(err))
             return
         self._stamp = stamp
