@@ -118,6 +118,8 @@ class NatsHub:
         self._bound = False
         self._info_at = 0.0
         self._closing = False
+        self._still_connecting = False  # the first connect outlived CONNECT_GRACE_SECONDS
+        self._conn_error = ""  # the connection's last error while it is down (a refused login, say)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -153,20 +155,35 @@ class NatsHub:
                 credentials=cfg.credentials or None,
                 name=f"amoskys-hub-{self.appliance}",
                 on_state_change=self._on_state,
+                on_error=self._on_error,
             ),
             name="hub-connect",
         )
         try:
             done, _ = await asyncio.wait({task}, timeout=CONNECT_GRACE_SECONDS)
             if not done:
-                self._degrade(f"NATS unreachable: still connecting to {', '.join(cfg.servers)}")
+                self._still_connecting = True
+                self._degrade(self._connecting_reason())
             return await task
         finally:
+            self._still_connecting = False
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
+    def _connecting_reason(self) -> str:
+        """Degraded while the first connect goes on, with the server's last word when it gave one."""
+        reason = f"NATS unreachable: still connecting to {', '.join(self.config.servers)}"
+        return f"{reason}: {self._conn_error}" if self._conn_error else reason
+
+    def _on_error(self, err: Exception) -> None:
+        self._conn_error = _describe(err)
+        if self._still_connecting and not self._closing:
+            self._degrade(self._connecting_reason())
+
     def _on_state(self, state: ConnectionState) -> None:
+        if state in (ConnectionState.CONNECTED, ConnectionState.RECONNECTED):
+            self._conn_error = ""
         if self._closing:
             return
         if state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):

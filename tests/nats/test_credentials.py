@@ -33,6 +33,7 @@ from nats_harness import (
 
 from amoskys.metrics import Metrics
 from amoskys.nats.connection import NatsConnectError, connect
+from amoskys.sources.nats import CONNECT_GRACE_SECONDS
 
 from support import eventually
 
@@ -190,6 +191,17 @@ async def test_refused_credentials_leave_the_forwarder_retrying_and_disconnected
                         assert not run.task.done(), case  # still trying, not crashed
             errors = [e for e in logs if e["event"] == "nats_error"]
             assert len(errors) == 1 and "Authorization Violation" in errors[0]["error"], (case, logs)
+        # the hub with refused credentials degrades, and says the server refused it
+        async with running_hub(tmp_path, server.url, credentials=str(refused["expired"])) as hub:
+            await eventually(
+                lambda: "Authorization Violation" in hub.hub.reason,
+                within=CONNECT_GRACE_SECONDS + 5,
+                what="the hub degraded with the server's refusal",
+            )
+            assert hub.hub.state == "degraded" and hub.hub.reason.startswith(
+                "NATS unreachable: still connecting"
+            )
+            assert not hub.task.done()
         log_text = server.log_path.read_text()
         assert "authentication error" in log_text
 
