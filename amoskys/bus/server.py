@@ -82,7 +82,7 @@ class _ReloadingCredentials:
             if stamp == self._stamp:
                 return
             config = self._config()
-        except (OSError, ValueError) as err:  # mid-rename, say: keep serving the old certificate
+        except OSError as err:  # mid-rename: keep serving the old certificate
             log.warning("bus_cert_reload_failed", error=str(err))
             return
         self._stamp = stamp
@@ -174,8 +174,11 @@ class BusServer:
         """Forever: look for renewed certificate files, off the loop (see _ReloadingCredentials)."""
         while True:
             await asyncio.sleep(CERT_CHECK_SECONDS)
-            for fetcher in self._fetchers:
-                await asyncio.to_thread(fetcher.refresh)
+            await asyncio.to_thread(self._refresh_certs)
+
+    def _refresh_certs(self) -> None:
+        for fetcher in self._fetchers:  # the bus port's, and the enrolment port's: one hop for both
+            fetcher.refresh()
 
     def _add_enrol_port(self, address: str, fetcher: _ReloadingCredentials) -> int:
         credentials = grpc.dynamic_ssl_server_credentials(
