@@ -45,7 +45,7 @@ from amoskys.errors import AmoskysError, ConfigError
 from amoskys.forwarders.base import Batch, Forwarder, SendResult, SendStatus
 from amoskys.metrics import Metrics
 from amoskys.nats import subjects
-from amoskys.nats.connection import DEFAULT_PENDING_BYTES, ConnectionState, connect
+from amoskys.nats.connection import DEFAULT_PENDING_BYTES, ConnectionState, connect, describe_error
 from amoskys.nats.stream import StreamConfigError, StreamState, ensure_stream
 from amoskys.retry import Backoff
 from amoskys.sources.origin import is_from_nats
@@ -254,7 +254,7 @@ class NatsSink:
             self._metrics.connected.set(1)
 
     def _on_error(self, err: Exception) -> None:
-        self._conn_error = str(err) or type(err).__name__
+        self._conn_error = describe_error(err)
 
     def _not_connected(self) -> str:
         """The reason while there is no connection, with the server's last word when it gave one."""

@@ -103,6 +103,12 @@ def _read_credentials(path: str) -> RawCredentials:
     return RawCredentials(text)
 
 
+def describe_error(err: BaseException) -> str:
+    """A connection error as a short status reason (bounded: no payloads)."""
+    text = str(err) or type(err).__name__
+    return f"{type(err).__name__}: {text[:200]}"
+
+
 def _wants_tls(servers: Sequence[str], ca: str | None, cert: str | None) -> bool:
     return bool(ca or cert) or any(s.startswith("tls://") for s in servers)
 

@@ -44,7 +44,7 @@ from amoskys.config import NatsSourceConfig
 from amoskys.errors import AmoskysError
 from amoskys.events import KINDS, EnvelopeStamper
 from amoskys.metrics import Metrics
-from amoskys.nats.connection import ConnectionState, connect
+from amoskys.nats.connection import ConnectionState, connect, describe_error
 from amoskys.nats.stream import subject_covers
 from amoskys.nats.subjects import ROOT, escape, parse_subject
 from amoskys.proto import bus_pb2, events_pb2
@@ -134,7 +134,7 @@ class NatsHub:
                         self._nc = await self._connected()
                     await self._consume(self._nc.jetstream(), backoff)
                 except (nats.errors.Error, OSError, AmoskysError) as err:
-                    self._degrade(_describe(err))
+                    self._degrade(describe_error(err))
                     await asyncio.sleep(backoff.next_delay())
         finally:
             self._closing = True
@@ -177,7 +177,7 @@ class NatsHub:
         return f"{reason}: {self._conn_error}" if self._conn_error else reason
 
     def _on_error(self, err: Exception) -> None:
-        self._conn_error = _describe(err)
+        self._conn_error = describe_error(err)
         if self._still_connecting and not self._closing:
             self._degrade(self._connecting_reason())
 
@@ -440,9 +440,3 @@ async def _close_quietly(nc: NATS) -> None:
         await nc.close()
     except nats.errors.Error:
         pass
-
-
-def _describe(err: BaseException) -> str:
-    """A short reason for the degraded state (bounded: no payloads)."""
-    text = str(err) or type(err).__name__
-    return f"{type(err).__name__}: {text[:200]}"
